@@ -1,0 +1,110 @@
+"""Base types of the corruption engine.
+
+A *family* is one small class: parameters validated at construction, all randomness in
+``sample(keys, data)`` (fed by per-sample keys, see :mod:`corruptions.keys`), ``apply(data, rho,
+state)`` pure and vectorised over the batch, the maths in plain functions.
+
+Reliability ``rho`` is per sample (a float tensor [B]) so that training samplers can give every
+sample its own level; ``rho = 1`` is the identity bit for bit, ``rho = 0`` is the modality absent
+as the family defines it. The random state never depends on ``rho``: the same state serves every
+level of a grid, which makes masks nested and damage monotone in ``rho``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from .keys import MODALITIES
+
+__all__ = ["ModalityBatch", "FeatureCorruption", "as_rho"]
+
+
+@dataclass(frozen=True)
+class ModalityBatch:
+    """One modality of a batch, at feature level.
+
+    features: float [B, T, D] (on any device)
+    mask:     bool  [B, T]   True where the element is a valid (present) token or frame
+    missing:  bool  [B]      True where the whole modality is absent
+    ids:      long  [B, T] or None; token ids (text only), for families that act on tokens
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+    missing: torch.Tensor
+    ids: torch.Tensor | None = None
+
+    def replace(self, **changes: Any) -> "ModalityBatch":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def batch_size(self) -> int:
+        return self.features.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "ModalityBatch":
+        return ModalityBatch(
+            self.features[idx], self.mask[idx], self.missing[idx],
+            None if self.ids is None else self.ids[idx],
+        )
+
+
+def as_rho(rho: float | torch.Tensor, batch_size: int, device: torch.device | str) -> torch.Tensor:
+    """Broadcast a scalar or [B] reliability to a float32 tensor [B] on ``device``; validate range."""
+    r = torch.as_tensor(rho, dtype=torch.float32, device=device)
+    if r.ndim == 0:
+        r = r.expand(batch_size)
+    if r.shape != (batch_size,):
+        raise ValueError(f"rho must be a scalar or shape [{batch_size}], got {tuple(r.shape)}")
+    if not torch.isfinite(r).all() or (r < 0).any() or (r > 1).any():
+        raise ValueError("rho must lie in [0, 1]")
+    return r
+
+
+class FeatureCorruption(ABC):
+    """A feature-level corruption family (torch, batched, device-agnostic)."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    level: ClassVar[str] = "feature"
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES
+    #: physical parameter controlled by rho, its unit and the mapping as text (for the catalogue)
+    parameter_name: ClassVar[str]
+    parameter_unit: ClassVar[str] = ""
+    mapping: ClassVar[str]
+    #: what rho = 0 means for this family
+    absent: ClassVar[str]
+
+    def fit(self, data: ModalityBatch) -> "FeatureCorruption":
+        """Fit statistics on the training split of one modality (e.g. feature std); returns self.
+
+        A family instance serves one modality; families that need no statistics ignore this.
+        """
+        return self
+
+    @abstractmethod
+    def parameter(self, rho: float) -> float:
+        """The physical parameter at reliability ``rho``."""
+
+    @abstractmethod
+    def sample(self, keys: torch.Tensor, data: ModalityBatch) -> Any:
+        """All randomness for ``data``: a state that depends on ``keys`` [B] and shapes only."""
+
+    @abstractmethod
+    def apply(self, data: ModalityBatch, rho: torch.Tensor, state: Any) -> ModalityBatch:
+        """Pure, vectorised application at per-sample reliability ``rho`` [B]."""
+
+    def __call__(self, data: ModalityBatch, rho: float | torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
+        r = as_rho(rho, data.batch_size, data.features.device)
+        return self.apply(data, r, self.sample(keys, data))
+
+    def config(self) -> dict[str, Any]:
+        """Constructor parameters (for records and identities)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

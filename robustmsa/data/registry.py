@@ -1,0 +1,53 @@
+"""Datasets by name: the embedded synthetic presets and MMSA-format pickles."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from corruptions.registry import Registry
+
+from ..errors import DataError
+from .dataset import MSADataset
+
+__all__ = ["DATASETS", "load_dataset", "DATASET_HELP"]
+
+DATASETS: Registry[Callable[..., MSADataset]] = Registry("dataset")
+
+DATASET_HELP: dict[str, str] = {
+    "synthetic": "embedded benchmark, MOSI aligned_50 shapes (1284/229/686), params: seed, any SyntheticConfig field",
+    "synthetic_mosei": "embedded benchmark, MOSEI aligned_50 shapes (16326/1871/4659)",
+    "synthetic_sims": "embedded benchmark, CH-SIMS unaligned_39 shapes, labels in [-1, 1]",
+    "mmsa": "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite",
+}
+
+
+def _synthetic(preset: str) -> Callable[..., MSADataset]:
+    def load(seed: int = 0, **params: Any) -> MSADataset:
+        from .synthetic import load_synthetic
+
+        return load_synthetic(preset, seed=seed, **params)
+
+    return load
+
+
+def _mmsa(path: str | None = None, **params: Any) -> MSADataset:
+    if not path:
+        raise DataError("dataset 'mmsa' needs params.path (the MMSA pickle file)",
+                        hint="datasets: [{name: mmsa, params: {path: data/MOSI/aligned_50.pkl}}]")
+    from .mmsa import load_mmsa_pickle
+
+    return load_mmsa_pickle(path, **params)
+
+
+DATASETS.register("synthetic", _synthetic("mosi"))
+DATASETS.register("synthetic_mosei", _synthetic("mosei"))
+DATASETS.register("synthetic_sims", _synthetic("sims"))
+DATASETS.register("mmsa", _mmsa)
+
+
+def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
+    """Load dataset ``name`` (registry) with ``params``; unknown names list the close matches."""
+    loader = DATASETS.get(name)
+    try:
+        return loader(**(params or {}))
+    except TypeError as e:
+        raise DataError(f"dataset {name!r}: bad params {sorted(params or {})}: {e}") from None

@@ -1,0 +1,127 @@
+"""Evaluate one checkpoint over a whole reliability grid without retraining.
+
+Per corruption family the random state is sampled once for the evaluation split
+(:meth:`corruptions.Corrupter.prepare`); every grid point then costs one vectorised application
+and one batched forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from corruptions import Corrupter, GridPoint, ModalityBatch, ReliabilityPoint, make_corrupter
+from corruptions.keys import MODALITIES
+
+from .data.batch import Batch
+from .errors import NonFiniteError
+from .metrics import compute_metrics
+
+__all__ = ["PointResult", "predict", "evaluate_grid", "modalities_of", "build_grid", "with_modalities"]
+
+
+@dataclass
+class PointResult:
+    """Metrics (and per-sample predictions) of one grid point."""
+
+    grid: GridPoint
+    metrics: dict[str, float]
+    pred: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def modalities_of(batch: Batch) -> dict[str, ModalityBatch]:
+    return {m: batch.modality(m) for m in MODALITIES}
+
+
+def with_modalities(batch: Batch, data: Mapping[str, ModalityBatch]) -> Batch:
+    for m, mb in data.items():
+        batch = batch.with_modality(m, mb)
+    return batch
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, batch: Batch, batch_size: int, device: torch.device) -> tuple[np.ndarray, dict]:
+    """Predictions [N] (and concatenated extras) in eval mode, in chunks of ``batch_size``."""
+    model.eval()
+    preds: list[torch.Tensor] = []
+    extras: dict[str, list[torch.Tensor]] = {}
+    n = len(batch)
+    for start in range(0, n, batch_size):
+        chunk = batch.index(torch.arange(start, min(n, start + batch_size))).to(device)
+        out = model(chunk)
+        preds.append(out["pred"].float().cpu())
+        for k, v in (out.get("extras") or {}).items():
+            extras.setdefault(k, []).append(v.float().cpu())
+    pred = torch.cat(preds).numpy()
+    bad = int((~np.isfinite(pred)).sum())
+    if bad:
+        raise NonFiniteError(f"the model produced {bad} non-finite predictions out of {n}")
+    return pred, {k: torch.cat(v).numpy() for k, v in extras.items()}
+
+
+def _family_name(f: str | dict[str, Any]) -> str:
+    return f if isinstance(f, str) else str(f["name"])
+
+
+def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iterable[str]) -> list[GridPoint]:
+    """The evaluation grid: for each family, each sweep (a modality or 'joint') at each level."""
+    pts: list[GridPoint] = []
+    for f in families:
+        name = _family_name(f)
+        for sweep in sweeps:
+            for i, lv in enumerate(sorted(set(levels), reverse=True)):
+                point = ReliabilityPoint.joint(lv) if sweep == "joint" else ReliabilityPoint.only(sweep, lv)
+                pts.append(GridPoint(family=name, sweep=sweep, index=i, level=float(lv), point=point))
+    return pts
+
+
+def _corrupter(f: str | dict, seed: int, train: Mapping[str, ModalityBatch]) -> Corrupter:
+    params = {} if isinstance(f, str) else {k: v for k, v in f.items() if k != "name"}
+    return make_corrupter(_family_name(f), seed=seed, train=train, **params)
+
+
+def evaluate_grid(
+    model: torch.nn.Module,
+    data: Batch,
+    train: Mapping[str, ModalityBatch],
+    families: Iterable[str | dict],
+    levels: list[float],
+    sweeps: Iterable[str],
+    *,
+    seed: int,
+    metric_family: str,
+    batch_size: int,
+    device: torch.device,
+    with_clean: bool = True,
+) -> list[PointResult]:
+    """Evaluate ``model`` on ``data`` at every grid point; the clean point is computed once and shared.
+
+    ``train`` holds the training-split modalities (families fit their statistics on it).
+    """
+    labels = data.labels.numpy()
+    results: list[PointResult] = []
+    clean_cache: tuple[np.ndarray, dict] | None = None
+    families = list(families)
+    grid = build_grid(families, levels, sweeps)
+    by_family: dict[str, list[GridPoint]] = {}
+    for g in grid:
+        by_family.setdefault(g.family, []).append(g)
+    for f in families:
+        name = _family_name(f)
+        prepared = _corrupter(f, seed, train).prepare(modalities_of(data), data.keys)
+        for g in by_family[name]:
+            if g.point.is_clean:
+                if clean_cache is None:
+                    clean_cache = predict(model, data, batch_size, device)
+                pred, extras = clean_cache
+            else:
+                pred, extras = predict(model, with_modalities(data, prepared.at(g.point)), batch_size, device)
+            results.append(PointResult(g, compute_metrics(pred, labels, metric_family), pred, extras))
+    if with_clean and clean_cache is None:
+        pred, extras = predict(model, data, batch_size, device)
+        clean_g = GridPoint(family="clean", sweep="clean", index=0, level=1.0, point=ReliabilityPoint())
+        results.append(PointResult(clean_g, compute_metrics(pred, labels, metric_family), pred, extras))
+    return results

@@ -1,0 +1,262 @@
+"""The model interface, the model registry and the factory.
+
+Every model is an :class:`MSAModel` registered with :func:`register_model` under a name, together
+with a frozen dataclass holding its configuration and documented defaults. :func:`create_model`
+resolves the configuration in three layers, each validated key by key:
+
+1. the dataclass defaults,
+2. ``configs/models/<name>.yaml`` at the repository root (optional; keys must be dataclass fields),
+3. keyword overrides (e.g. from a suite's ``models[i].overrides``).
+
+An unknown key raises :class:`~robustmsa.errors.RobustMSAError` naming its source, the key, the
+close matches and the allowed keys; a value of the wrong type names the source, the key and the
+expected type. Parameters are initialised under ``torch.random.fork_rng(devices=[])`` with
+``torch.manual_seed(seed)``: creation is deterministic and leaves the caller's global RNG untouched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+import yaml
+from torch import nn
+
+from corruptions.keys import MODALITIES
+from corruptions.registry import Registry
+
+from ..data.batch import Batch
+from ..errors import RobustMSAError
+
+__all__ = [
+    "MSAModel",
+    "BaseConfig",
+    "MODELS",
+    "CONFIG_DIR",
+    "register_model",
+    "create_model",
+    "model_config",
+    "resolve_config",
+    "count_parameters",
+    "check_config",
+]
+
+CONFIG_DIR: Path = Path(__file__).resolve().parents[2] / "configs" / "models"
+"""Where the ``<name>.yaml`` default files live (repository root / configs / models)."""
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Settings shared by the models built on the shared encoders (:mod:`robustmsa.models.layers`).
+
+    d_model:     width of every modality representation (64: CPU-friendly).
+    encoder:     "conv" (masked residual 1-D convolution, the cheapest) or "attention" (one pre-norm
+                 transformer block with sinusoidal positions).
+    kernel_size: kernel of the "conv" encoder (odd; 3).
+    num_heads:   heads of the "attention" encoder (must divide d_model; 4).
+    dropout:     dropout rate (0.0). Dropout draws from torch's global RNG in training mode, so it
+                 is off by default; the trainer seeds that RNG inside ``fork_rng`` when it is on.
+    """
+
+    d_model: int = 64
+    encoder: Literal["conv", "attention"] = "conv"
+    kernel_size: int = 3
+    num_heads: int = 4
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_config(self.d_model >= 1, "d_model", "must be >= 1")
+        check_config(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size",
+                     "must be a positive odd number")
+        check_config(self.num_heads >= 1 and self.d_model % self.num_heads == 0, "num_heads",
+              f"must be >= 1 and divide d_model={self.d_model}")
+        check_config(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+
+
+def check_config(ok: bool, key: str, message: str) -> None:
+    """Raise a RobustMSAError about config key ``key`` unless ``ok`` (for ``__post_init__`` checks)."""
+    if not ok:
+        raise RobustMSAError(f"model config key {key!r} {message}", hint=f"fix {key!r} in the overrides or YAML")
+
+
+class MSAModel(nn.Module, ABC):
+    """A multimodal sentiment model: a :class:`Batch` in, a dict out.
+
+    ``forward(batch, clean=None)`` returns
+
+    - ``"pred"``: float [B] sentiment scores;
+    - ``"losses"``: dict name -> scalar tensor of auxiliary losses, already weighted (the trainer
+      adds their sum to its task loss; ``{}`` if none);
+    - optionally ``"extras"``: dict name -> detached tensor with leading dim B, for analysis.
+
+    ``clean`` is the uncorrupted version of the same samples in the same order; the trainer passes
+    it during corrupted training. It may only feed self-supervised targets, never the prediction.
+    """
+
+    name: str = ""
+    config_cls: type = BaseConfig
+
+    def __init__(self, config: Any, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
+        super().__init__()
+        self.config = config
+        self.dims = dict(dims)
+        self.lengths = None if lengths is None else dict(lengths)
+
+    @abstractmethod
+    def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
+        """Predict ``batch``; see the class docstring for the returned dict."""
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; one group by default (pretrained encoders override this)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr, "weight_decay": weight_decay}]
+
+
+MODELS: Registry[type[MSAModel]] = Registry("model")
+
+M = TypeVar("M", bound=type)
+
+
+def register_model(name: str, config_cls: type) -> Callable[[M], M]:
+    """Class decorator: register an :class:`MSAModel` subclass under ``name`` with its config class."""
+    if not (dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen):
+        raise TypeError(f"model {name!r}: config class {config_cls!r} must be a frozen dataclass")
+    for key, hint in typing.get_type_hints(config_cls).items():
+        _check_supported_hint(name, key, hint)
+
+    def add(cls: M) -> M:
+        if not (isinstance(cls, type) and issubclass(cls, MSAModel)):
+            raise TypeError(f"model {name!r}: {cls!r} is not an MSAModel subclass")
+        cls.name = name
+        cls.config_cls = config_cls
+        MODELS.register(name, cls)
+        return cls
+
+    return add
+
+
+def _check_supported_hint(name: str, key: str, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if hint in (bool, int, float, str) or origin is Literal:
+        return
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in (bool, int, float, str):
+            return
+    raise TypeError(f"model {name!r}: config field {key!r} has unsupported type {hint!r}")
+
+
+def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
+    """Validate ``value`` against a config field type (ints are accepted for floats)."""
+    def fail(expected: str) -> RobustMSAError:
+        return RobustMSAError(f"{source}: model config key {key!r} must be {expected}, got {value!r}",
+                              hint=f"give {key!r} a value of type {expected}")
+
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+            raise fail("one of " + ", ".join(repr(a) for a in allowed))
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise fail(f"a list of {typing.get_args(hint)[0].__name__}")
+        return tuple(_coerce(typing.get_args(hint)[0], v, source, key) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise fail("a boolean")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail("a number")
+        return float(value)
+    if not isinstance(value, str):
+        raise fail("a string")
+    return value
+
+
+def _merge(values: dict[str, Any], hints: dict[str, Any], new: Mapping[str, Any], source: str) -> None:
+    allowed = list(hints)
+    for key, value in new.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), allowed, n=3, cutoff=0.5)
+            did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise RobustMSAError(f"{source}: unknown model config key {key!r}.{did} Allowed keys: "
+                                 f"{', '.join(allowed)}", hint="remove or rename the key")
+        values[key] = _coerce(hints[key], value, source, key)
+
+
+def _yaml_defaults(name: str) -> tuple[str, dict[str, Any]]:
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        return str(path), {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RobustMSAError(f"{path}: invalid YAML: {e}", hint="fix the model config file") from None
+    if data is None:
+        return str(path), {}
+    if not isinstance(data, dict):
+        raise RobustMSAError(f"{path}: a model config file must be a mapping of keys to values",
+                             hint="write one 'key: value' per line")
+    return str(path), data
+
+
+def resolve_config(name: str, **overrides: Any) -> Any:
+    """The config dataclass instance of model ``name``: defaults, then its YAML file, then overrides."""
+    cls = MODELS.get(name)
+    hints = typing.get_type_hints(cls.config_cls)
+    values = {f.name: getattr(cls.config_cls(), f.name) for f in dataclasses.fields(cls.config_cls)}
+    path, from_yaml = _yaml_defaults(name)
+    _merge(values, hints, from_yaml, path)
+    _merge(values, hints, overrides, "override")
+    return cls.config_cls(**values)
+
+
+def model_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The resolved configuration of model ``name`` as a plain dict (for tracking)."""
+    return dataclasses.asdict(resolve_config(name, **overrides))
+
+
+def _check_dims(dims: Mapping[str, int], lengths: Mapping[str, int] | None) -> None:
+    for what, d in (("dims", dims), ("lengths", lengths)):
+        if d is None:
+            continue
+        bad = [m for m in MODALITIES if not isinstance(d.get(m), int) or isinstance(d.get(m), bool) or d[m] < 1]
+        if bad:
+            raise RobustMSAError(f"model {what} must give a positive integer for {', '.join(MODALITIES)}; "
+                                 f"got {dict(d)}", hint="pass dataset.dims / dataset.lengths")
+
+
+def create_model(
+    name: str,
+    dims: Mapping[str, int],
+    lengths: Mapping[str, int] | None = None,
+    seed: int = 0,
+    **overrides: Any,
+) -> MSAModel:
+    """Build model ``name`` for feature sizes ``dims`` (and sequence ``lengths``), deterministically.
+
+    Unknown model names raise the registry's ``UnknownNameError`` (close matches, allowed names).
+    """
+    cls = MODELS.get(name)
+    _check_dims(dims, lengths)
+    config = resolve_config(name, **overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return cls(config, dims, lengths)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements of ``model`` (only those requiring grad if ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,63 @@
+"""Late fusion: one encoder and one regression head per modality, predictions averaged.
+
+The reference curve for effective robustness (MultiBench): honest and simple. The prediction is
+the mean of the unimodal predictions over the modalities that are present (not flagged missing
+and with at least one valid element); a learned bias is predicted when none is present.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from corruptions.keys import MODALITIES
+
+from ..data.batch import Batch
+from .base import BaseConfig, MSAModel, check_config, register_model
+from .layers import MLPHead, ModalityEncoders, modality_absent
+
+__all__ = ["LateFusionConfig", "LateFusion"]
+
+
+@dataclass(frozen=True)
+class LateFusionConfig(BaseConfig):
+    """Late fusion settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
+
+    head_hidden: hidden width of each unimodal regression head (64).
+    """
+
+    head_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_config(self.head_hidden >= 1, "head_hidden", "must be >= 1")
+
+
+@register_model("late_fusion", LateFusionConfig)
+class LateFusion(MSAModel):
+    """Per-modality encoders and heads; ``pred`` = mean over present modalities.
+
+    extras: ``unimodal`` [B, 3] the per-modality predictions (text, audio, vision),
+    ``present`` [B, 3] which of them entered the mean.
+    """
+
+    def __init__(self, config: LateFusionConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
+        super().__init__(config, dims, lengths)
+        c = config
+        self.encoders = ModalityEncoders(dims, c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout)
+        self.heads = nn.ModuleDict({m: MLPHead(c.d_model, c.head_hidden, 1, c.dropout) for m in MODALITIES})
+        self.empty_bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
+        enc = self.encoders(batch)
+        preds = torch.cat([self.heads[m](enc[m].pooled) for m in MODALITIES], dim=1)
+        present = ~modality_absent(batch)
+        w = present.to(preds.dtype)
+        count = w.sum(1)
+        mean = (preds * w).sum(1) / count.clamp(min=1.0)
+        pred = torch.where(count > 0, mean, self.empty_bias.expand_as(mean))
+        return {"pred": pred, "losses": {},
+                "extras": {"unimodal": preds.detach(), "present": present}}

@@ -1,0 +1,221 @@
+"""Run a suite: expand the grid, skip completed trials, run the rest (Ray or in-process), track.
+
+Resume: a trial's identity comes from its resolved config, the data's content hash and the
+corruption versions; trials with a FINISHED run under that identity are skipped, so re-running an
+interrupted suite completes it without duplicates. Runs left RUNNING by a killed driver are marked
+FAILED (tag ``robustmsa.orphaned``) before new work starts.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .data.registry import load_dataset
+from .suite import Suite
+from .tracking import TAG, Tracker
+from .trial import TrialOutcome, TrialSpec, code_version, expand_trials, run_trial, trial_identity
+
+__all__ = ["RunSummary", "run_suite", "plan_suite"]
+
+
+@dataclass
+class RunSummary:
+    suite: str
+    experiment: str
+    tracking_uri: str
+    parent_run_id: str | None
+    total: int
+    skipped: int
+    completed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    report_paths: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PlannedTrial:
+    spec: TrialSpec
+    trial_id: str
+    data_hash: str
+
+
+def plan_suite(suite: Suite) -> list[PlannedTrial]:
+    """Expand the suite and compute every trial's identity (loads each dataset once)."""
+    hashes: dict[str, str] = {}
+    out = []
+    for spec in expand_trials(suite):
+        key = spec.dataset.model_dump_json()
+        if key not in hashes:
+            hashes[key] = load_dataset(spec.dataset.name, spec.dataset.params).content_hash()
+        out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key]))
+    return out
+
+
+def _execute(planned: PlannedTrial, threads: int) -> TrialOutcome:
+    return run_trial(planned.spec, planned.trial_id, planned.data_hash, threads=threads)
+
+
+class _LocalExecutor:
+    """Runs trials one at a time in this process (debugging, determinism checks)."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.queue: list[PlannedTrial] = []
+
+    def submit(self, p: PlannedTrial) -> None:
+        self.queue.append(p)
+
+    def running(self) -> int:
+        return 1 if self.queue else 0
+
+    def next_result(self) -> tuple[PlannedTrial, TrialOutcome | None, str | None]:
+        p = self.queue.pop(0)
+        try:
+            return p, _execute(p, self.threads), None
+        except Exception:  # noqa: BLE001 - a failing trial is recorded, not fatal
+            return p, None, traceback.format_exc()
+
+    def close(self) -> None:
+        pass
+
+
+class _RayExecutor:
+    """Ray tasks, one per trial, with the suite's resources; joins a cluster if ``address`` is set."""
+
+    def __init__(self, suite: Suite, address: str | None, threads: int, console: Console):
+        import ray
+
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                                          runtime_env={"env_vars": {"NO_ALBUMENTATIONS_UPDATE": "1"}})
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+        res = suite.resources
+        gpus = res.gpus_per_trial
+        if gpus and ray.cluster_resources().get("GPU", 0) == 0:
+            console.print("[yellow]no GPU in the Ray cluster: running GPU trials on CPU[/yellow]")
+            gpus = 0
+        self.remote = ray.remote(num_cpus=res.cpus_per_trial, num_gpus=gpus, max_retries=0)(_execute)
+        self.threads = threads
+        self.pending: dict[Any, PlannedTrial] = {}
+
+    def submit(self, p: PlannedTrial) -> None:
+        self.pending[self.remote.remote(p, self.threads)] = p
+
+    def running(self) -> int:
+        return len(self.pending)
+
+    def next_result(self) -> tuple[PlannedTrial, TrialOutcome | None, str | None]:
+        done, _ = self.ray.wait(list(self.pending), num_returns=1)
+        p = self.pending.pop(done[0])
+        try:
+            return p, self.ray.get(done[0]), None
+        except Exception as e:  # noqa: BLE001
+            cause = getattr(e, "cause", None)
+            return p, None, "".join(traceback.format_exception(cause)) if cause else str(e)
+
+    def close(self) -> None:
+        for ref in list(self.pending):
+            self.ray.cancel(ref, force=True)
+        if self.started:
+            self.ray.shutdown()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(),
+        TextColumn("{task.completed}/{task.total} trials"),
+        TextColumn("running {task.fields[running]} · failed {task.fields[failed]}"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    ray_address: str | None = None,
+    backend: str | None = None,
+    console: Console | None = None,
+    make_report: bool = True,
+    on_trial: Callable[[str, str], None] | None = None,
+) -> RunSummary:
+    """Run every trial of ``suite`` that is not already completed; track it; write the report."""
+    console = console or Console(stderr=True)
+    t0 = time.perf_counter()
+    tracker = Tracker(suite.tracking.uri, suite.experiment)
+    orphans = tracker.mark_orphans_failed()
+    if orphans:
+        console.print(f"marked {orphans} run(s) left RUNNING by an interrupted invocation as FAILED")
+    planned = plan_suite(suite)
+    done = tracker.completed_trials()
+    todo = [p for p in planned if p.trial_id not in done]
+    summary = RunSummary(suite.name, suite.experiment, suite.tracking.uri, None, len(planned),
+                         len(planned) - len(todo))
+    console.print(f"suite [bold]{suite.name}[/bold]: {len(planned)} trials, {summary.skipped} already "
+                  f"completed, {len(todo)} to run")
+    common_tags = {f"{TAG}.suite": suite.name, f"{TAG}.suite_version": str(suite.version),
+                   f"{TAG}.code_version": code_version()}
+    if todo:
+        summary.parent_run_id = tracker.start_parent(
+            suite.name, {**common_tags, f"{TAG}.source": str(suite.source)}, suite.to_dict())
+        _run_todo(suite, todo, tracker, summary, common_tags, ray_address, backend, console, on_trial)
+    summary.seconds = time.perf_counter() - t0
+    if make_report:
+        from .report import write_report
+
+        summary.report_paths = write_report(suite, console=console)
+    return summary
+
+
+def _run_todo(suite: Suite, todo: list[PlannedTrial], tracker: Tracker, summary: RunSummary,
+              common_tags: dict[str, str], ray_address: str | None, backend: str | None, console: Console,
+              on_trial: Callable[[str, str], None] | None) -> None:
+    threads = max(1, int(suite.resources.cpus_per_trial))
+    kind = backend or ("ray" if ray_address else suite.runner.backend)
+    executor = (_RayExecutor(suite, ray_address or suite.runner.ray_address, threads, console) if kind == "ray"
+                else _LocalExecutor(threads))
+    limit = suite.runner.max_concurrent or len(todo)
+    queue = list(todo)
+    attempts: dict[str, int] = {}
+    status = "FAILED"
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task(suite.name, total=len(todo), running=0, failed=0)
+            while queue or executor.running():
+                while queue and executor.running() < limit:
+                    executor.submit(queue.pop(0))
+                progress.update(task, running=executor.running())
+                p, outcome, error = executor.next_result()
+                tags = {**common_tags, f"{TAG}.data_hash": p.data_hash}
+                if outcome is not None:
+                    tags.update({f"{TAG}.corruption_versions": str(outcome.info.get("corruption_versions"))})
+                    tracker.log_trial(summary.parent_run_id, outcome, tags, suite.tracking.log_predictions,
+                                      suite.tracking.log_checkpoint)
+                    summary.completed.append(p.spec.name)
+                    progress.advance(task)
+                else:
+                    attempts[p.trial_id] = attempts.get(p.trial_id, 0) + 1
+                    if attempts[p.trial_id] <= suite.runner.retries:
+                        queue.append(p)
+                    else:
+                        tracker.log_failure(summary.parent_run_id, p.spec.name, p.trial_id, error or "", tags)
+                        summary.failed[p.spec.name] = (error or "").strip().splitlines()[-1] if error else "?"
+                        progress.advance(task)
+                if on_trial:
+                    on_trial(p.spec.name, "ok" if outcome is not None else "failed")
+                progress.update(task, running=executor.running(), failed=len(summary.failed))
+        status = "FINISHED" if not summary.failed else "FAILED"
+    finally:
+        executor.close()
+        tracker.finish(summary.parent_run_id, status)

@@ -1,0 +1,371 @@
+"""Suites are data: YAML loaded safely, validated into typed objects, grid axes expanded in code.
+
+A suite file declares datasets x models x training regimes x seeds, the evaluation spectrum,
+resources, tracking and report settings. Errors name the file, the key and the allowed values.
+``include:`` merges other suite files first (paths relative to the including file); CLI overrides
+``a.b=value`` (value parsed as YAML) are applied last.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from corruptions.keys import MODALITIES
+
+from .errors import SuiteError
+
+__all__ = [
+    "Suite",
+    "DatasetSpec",
+    "ModelSpec",
+    "SamplerSpec",
+    "GridSpec",
+    "RegimeSpec",
+    "TrainingSpec",
+    "EvaluationSpec",
+    "load_suite",
+    "parse_overrides",
+    "SUITE_SCHEMA_VERSION",
+]
+
+SUITE_SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_levels(levels: list[float]) -> list[float]:
+    if not levels:
+        raise ValueError("at least one level is required")
+    for v in levels:
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"reliability level {v} is outside [0, 1]")
+    return sorted({float(v) for v in levels}, reverse=True)
+
+
+class DatasetSpec(_Strict):
+    """A dataset by registry name; ``params`` go to its loader (e.g. ``path`` for ``mmsa``)."""
+
+    name: str = "synthetic"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(_Strict):
+    """A model by registry name with config overrides; ``label`` names it in tables."""
+
+    name: str
+    label: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+FamilyRef = Union[str, dict[str, Any]]
+
+
+class SamplerSpec(_Strict):
+    """Training sampler of the spectrum regime (see corruptions.samplers.TrainingSampler)."""
+
+    families: list[FamilyRef] = Field(default_factory=lambda: ["noise", "drop", "missing"])
+    weights: list[float] | None = None
+    p_clean_sample: float = Field(0.2, ge=0, le=1)
+    p_clean_modality: float = Field(0.1, ge=0, le=1)
+    rho_low: float = Field(0.0, ge=0, le=1)
+    rho_high: float = Field(1.0, ge=0, le=1)
+
+
+class GridSpec(_Strict):
+    """A grid over the spectrum: families x sweeps x levels (level 1.0 is the clean end)."""
+
+    families: list[FamilyRef] = Field(default_factory=lambda: ["missing", "drop", "noise"])
+    levels: list[float] = Field(default_factory=lambda: [1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
+    sweeps: list[str] = Field(default_factory=lambda: ["text", "audio", "vision", "joint"])
+
+    _v_levels = field_validator("levels")(classmethod(lambda cls, v: _check_levels(v)))
+
+    @field_validator("sweeps")
+    @classmethod
+    def _v_sweeps(cls, v: list[str]) -> list[str]:
+        allowed = [*MODALITIES, "joint"]
+        for s in v:
+            if s not in allowed:
+                raise ValueError(f"unknown sweep {s!r}; allowed: {', '.join(allowed)}")
+        return v
+
+
+class RegimeSpec(_Strict):
+    """A training regime: ``clean``, ``spectrum`` (one checkpoint for all) or ``specialist``.
+
+    ``validation`` is the spectrum on which the validation split selects the epoch (never test).
+    ``conditions`` (specialist): one trial per condition, each trained at that fixed point.
+    """
+
+    name: str
+    kind: Literal["clean", "spectrum", "specialist"]
+    sampler: SamplerSpec | None = None
+    validation: GridSpec | None = None
+    conditions: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "RegimeSpec":
+        if self.kind == "spectrum" and self.sampler is None:
+            object.__setattr__(self, "sampler", SamplerSpec())
+        if self.kind == "specialist" and not self.conditions:
+            raise ValueError("a specialist regime needs 'conditions' (family, sweep, level)")
+        return self
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(5, ge=1)
+    loss: Literal["l1", "mse"] = "l1"
+    grad_clip: float | None = 1.0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EvaluationSpec(GridSpec):
+    """The evaluation grid on the test split; ``seed`` keys the corruption draws."""
+
+    seed: int = 1234
+    batch_size: int = Field(512, ge=1)
+    split: Literal["test", "valid"] = "test"
+
+
+class ResourcesSpec(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+
+
+class TrackingSpec(_Strict):
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None
+    log_predictions: bool = True
+    log_checkpoint: bool = True
+
+
+class RunnerSpec(_Strict):
+    backend: Literal["ray", "local"] = "ray"
+    max_concurrent: int | None = Field(None, ge=1)
+    retries: int = Field(1, ge=0)
+    ray_address: str | None = None
+
+
+class ReportSpec(_Strict):
+    dir: str = "reports"
+    reference_model: str | None = None
+    main_metric: str = "mae"
+
+
+def _regimes(v: Any) -> Any:
+    out = []
+    for r in v or []:
+        if isinstance(r, str):
+            if r not in ("clean", "spectrum"):
+                raise ValueError(f"regime {r!r} must be a mapping (allowed short names: clean, spectrum)")
+            out.append({"name": r, "kind": r})
+        else:
+            out.append(r)
+    return out
+
+
+class Suite(_Strict):
+    """A validated suite. ``source`` is the file it came from (for messages and provenance)."""
+
+    name: str
+    version: int = 1
+    description: str = ""
+    datasets: list[DatasetSpec] = Field(default_factory=lambda: [DatasetSpec()])
+    models: list[ModelSpec]
+    regimes: list[RegimeSpec] = Field(default_factory=lambda: [RegimeSpec(name="spectrum", kind="spectrum")])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    metrics: list[str] | None = None
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    source: str | None = None
+
+    _v_regimes = field_validator("regimes", mode="before")(classmethod(lambda cls, v: _regimes(v)))
+
+    @field_validator("models", "seeds", "datasets")
+    @classmethod
+    def _non_empty(cls, v: list) -> list:
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json(exclude={"source"}))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if not path.is_file():
+        raise SuiteError(f"suite file {path} does not exist", hint="robustmsa ls suites lists the suites")
+    if path.resolve() in seen:
+        raise SuiteError(f"{path}: include cycle: {' -> '.join(map(str, seen))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise SuiteError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite must be a mapping of keys, got {type(data).__name__}")
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        merged = _deep_merge(merged, _read_yaml((path.parent / inc), (*seen, path.resolve())))
+    return _deep_merge(merged, data)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["training.epochs=3", "seeds=[1,2]"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SuiteError(f"override {item!r} is not of the form key=value", hint="e.g. training.epochs=3")
+        key, _, raw = item.partition("=")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class at ``loc`` inside ``cls`` (skipping list indices)."""
+    import typing
+
+    cur: Any = cls
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
+            return None
+        ann = cur.model_fields[part].annotation
+        for _ in range(3):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if args and not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), args[0])
+        cur = ann
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def _format_errors(e: ValidationError, source: str) -> str:
+    msgs = []
+    for err in e.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(Suite, loc[:-1])
+            allowed = sorted(k for k in (parent.model_fields if parent else {}) if k != "source")
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=2, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            msgs.append(f"unknown key '{key}'{hint}; allowed: {', '.join(allowed)}")
+        elif err["type"] == "missing":
+            msgs.append(f"missing required key '{key}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            msgs.append(f"key '{key}': {msg}")
+    return f"{source}: " + "; ".join(msgs)
+
+
+def _check_names(suite: Suite, source: str) -> None:
+    """Registry names (datasets, models, corruption families, metrics) exist, with close matches."""
+    from corruptions import FAMILIES
+
+    from .data.registry import DATASETS
+    from .models import MODELS
+
+    def check(registry: Any, name: str, key: str) -> None:
+        if name not in registry:
+            allowed = registry.names()
+            close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise SuiteError(f"{source}: key '{key}': unknown name {name!r}{hint}; allowed: {', '.join(allowed)}")
+
+    for i, d in enumerate(suite.datasets):
+        check(DATASETS, d.name, f"datasets.{i}.name")
+    for i, m in enumerate(suite.models):
+        check(MODELS, m.name, f"models.{i}.name")
+    grids = [("evaluation", suite.evaluation)]
+    grids += [(f"regimes.{i}.validation", r.validation) for i, r in enumerate(suite.regimes) if r.validation]
+    for key, g in grids:
+        for j, f in enumerate(g.families):
+            check(FAMILIES, f if isinstance(f, str) else f.get("name", ""), f"{key}.families.{j}")
+    for i, r in enumerate(suite.regimes):
+        for j, f in enumerate(r.sampler.families if r.sampler else []):
+            check(FAMILIES, f if isinstance(f, str) else f.get("name", ""), f"regimes.{i}.sampler.families.{j}")
+    labels = [m.display for m in suite.models]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise SuiteError(f"{source}: key 'models': labels must be unique, repeated: {', '.join(sorted(dup))}",
+                         hint="give each variant a 'label'")
+    if suite.metrics:
+        from .metrics import METRIC_INFO
+
+        for j, m in enumerate(suite.metrics):
+            check(_NameList(list(METRIC_INFO)), m, f"metrics.{j}")
+
+
+class _NameList:
+    def __init__(self, names: list[str]):
+        self._n = names
+
+    def __contains__(self, x: object) -> bool:
+        return x in self._n
+
+    def names(self) -> list[str]:
+        return sorted(self._n)
+
+
+def load_suite(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Suite:
+    """Load, merge includes and overrides, validate. Raises SuiteError naming file, key, allowed values."""
+    p = Path(path)
+    data = _read_yaml(p)
+    if overrides:
+        ov = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        data = _deep_merge(data, ov)
+    data.setdefault("name", p.stem)
+    try:
+        suite = Suite.model_validate({**data, "source": str(p)})
+    except ValidationError as e:
+        raise SuiteError(_format_errors(e, str(p)), hint="see suites/README.md for the schema") from None
+    _check_names(suite, str(p))
+    return suite

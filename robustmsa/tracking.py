@@ -1,0 +1,227 @@
+"""MLflow tracking: an experiment per suite, a parent run per invocation, a child run per trial.
+
+The driver is the single writer (trials return their outcome instead of logging), which keeps
+the default SQLite store safe under concurrent trials; any tracking URI (an ``mlflow server``)
+works the same. Child runs are linked to the parent explicitly with the ``mlflow.parentRunId``
+tag. Degradation curves are logged as one metric per (family, sweep, metric) with
+``step`` = level index, so the MLflow UI overlays the curves of several runs; the level values
+and every per-point metric are in the tidy ``rows.csv`` artifact.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+__all__ = ["Tracker", "flatten", "TAG"]
+
+TAG = "robustmsa"  # tag prefix
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dict -> {"a.b.c": "value"} (lists JSON-encoded) for MLflow params."""
+    out: dict[str, str] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = json.dumps(d, sort_keys=True) if isinstance(d, (list, tuple)) else str(d)
+    return out
+
+
+def _chunks(xs: list, n: int) -> Iterable[list]:
+    for i in range(0, len(xs), n):
+        yield xs[i : i + n]
+
+
+class Tracker:
+    """Thin layer over ``MlflowClient`` for one experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.experiment = experiment
+
+    # ------------------------------------------------------------------ queries
+    def _search(self, filter_string: str) -> list:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                           max_results=1000, page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def completed_trials(self) -> dict[str, str]:
+        """trial identity -> run id of its latest FINISHED child run."""
+        runs = self._search(f"tags.`{TAG}.kind` = 'trial' and attributes.status = 'FINISHED'")
+        out: dict[str, tuple[int, str]] = {}
+        for r in runs:
+            tid = r.data.tags.get(f"{TAG}.trial_id")
+            if tid and (tid not in out or r.info.start_time > out[tid][0]):
+                out[tid] = (r.info.start_time, r.info.run_id)
+        return {k: v[1] for k, v in out.items()}
+
+    def mark_orphans_failed(self) -> int:
+        """Runs left RUNNING by an interrupted invocation are marked FAILED (and tagged)."""
+        runs = self._search(f"tags.`{TAG}.kind` != '' and attributes.status = 'RUNNING'")
+        for r in runs:
+            self.client.set_tag(r.info.run_id, f"{TAG}.orphaned", "true")
+            self.client.set_terminated(r.info.run_id, status="FAILED")
+        return len(runs)
+
+    # ------------------------------------------------------------------ writing
+    def start_parent(self, suite_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                     tags={f"{TAG}.kind": "invocation", **tags})
+        self._log_params(run.info.run_id, flatten(params))
+        return run.info.run_id
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k[:250], v[:6000]) for k, v in sorted(params.items())]
+        for chunk in _chunks(items, 100):
+            self.client.log_batch(run_id, params=chunk)
+
+    def _log_metrics(self, run_id: str, metrics: list[tuple[str, float, int]]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(s)) for k, v, s in metrics]
+        for chunk in _chunks(items, 1000):
+            self.client.log_batch(run_id, metrics=chunk)
+
+    def log_trial(self, parent_id: str, outcome: Any, tags: dict[str, str], log_predictions: bool = True,
+                  log_checkpoint: bool = True) -> str:
+        """Create the FINISHED child run of one trial with params, curves and artifacts."""
+        run = self.client.create_run(
+            self.experiment_id, run_name=outcome.name,
+            tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial",
+                  f"{TAG}.trial_id": outcome.trial_id, **tags})
+        rid = run.info.run_id
+        try:
+            self._log_params(rid, flatten(outcome.resolved))
+            self._log_metrics(rid, _trial_metrics(outcome))
+            with tempfile.TemporaryDirectory() as tmp:
+                d = Path(tmp)
+                pd.DataFrame(outcome.rows).to_csv(d / "rows.csv", index=False)
+                pd.DataFrame(outcome.history).to_csv(d / "history.csv", index=False)
+                (d / "trial.json").write_text(json.dumps(
+                    {"trial_id": outcome.trial_id, "name": outcome.name, "resolved": outcome.resolved,
+                     "info": outcome.info}, indent=2, sort_keys=True, default=str))
+                if log_predictions:
+                    pd.DataFrame(outcome.predictions).to_csv(d / "predictions.csv.gz", index=False)
+                _curve_figure(outcome.rows, d / "curves.png", outcome.name)
+                self.client.log_artifacts(rid, str(d))
+                if log_checkpoint:
+                    ck = d / "checkpoint"
+                    ck.mkdir()
+                    (ck / "model.pt").write_bytes(outcome.checkpoint)
+                    self.client.log_artifacts(rid, str(ck), artifact_path="checkpoint")
+        except BaseException:
+            self.client.set_terminated(rid, status="FAILED")
+            raise
+        self.client.set_terminated(rid, status="FINISHED")
+        return rid
+
+    def log_failure(self, parent_id: str, name: str, trial_id: str, error: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=name,
+            tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial", f"{TAG}.trial_id": trial_id,
+                  f"{TAG}.error": error[:4000], **tags})
+        self.client.set_terminated(run.info.run_id, status="FAILED")
+        return run.info.run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+
+    def download(self, run_id: str, path: str, dst: str) -> Path:
+        import mlflow
+
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=dst,
+                                                        tracking_uri=self.uri))
+
+    def read_rows(self, run_id: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as tmp:
+            df = pd.read_csv(self.download(run_id, "rows.csv", tmp),
+                             dtype={"condition": str, "corruption_version": str, "value": float})
+            df[["condition", "corruption_version"]] = df[["condition", "corruption_version"]].fillna("")
+            return df
+
+
+def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
+    out: list[tuple[str, float, int]] = []
+    for h in outcome.history:
+        ep = int(h["epoch"])
+        out += [(f"train/{k}", v, ep) for k, v in h.items() if k != "epoch" and _finite(v)]
+    for r in outcome.rows:
+        if not _finite(r["value"]):
+            continue
+        if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0 and r["sweep"] == "joint"):
+            out.append((f"clean/{r['metric']}", r["value"], 0))
+        if r["family"] != "clean":
+            out.append((f"curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
+    seen: set[tuple[str, int]] = set()
+    uniq = []
+    for k, v, s in out:
+        if (k, s) not in seen:
+            seen.add((k, s))
+            uniq.append((k, v, s))
+    for k in ("train_seconds", "eval_seconds", "total_seconds", "n_params", "best_epoch"):
+        if _finite(outcome.info.get(k)):
+            uniq.append((f"info/{k}", float(outcome.info[k]), 0))
+    return uniq
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _curve_figure(rows: list[dict], path: Path, title: str, metric: str = "mae") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame(rows)
+    df = df[(df["metric"] == metric) & (df["family"] != "clean")]
+    fams = sorted(df["family"].unique())
+    fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(3.2 * max(1, len(fams)), 2.8), squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        sub = df[df["family"] == fam]
+        for sweep, g in sub.groupby("sweep"):
+            g = g.sort_values("level")
+            ax.plot(g["level"], g["value"], marker="o", ms=3, label=sweep)
+        ax.set_title(fam, fontsize=9)
+        ax.set_xlabel("reliability ρ", fontsize=8)
+        ax.invert_xaxis()
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel(f"{metric.upper()} (↓)", fontsize=8)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path.write_bytes(buf.getvalue())

@@ -1,0 +1,225 @@
+"""A grid cell: one trial = (dataset, model, regime, seed[, specialist condition]).
+
+A trial trains once and evaluates its checkpoint over the whole evaluation grid. It is a plain
+function of a :class:`TrialSpec` that returns a :class:`TrialOutcome` holding flat long-form rows
+(model, regime, seed, family, sweep, level, metric, value, versions), per-sample predictions, the
+training curve and the best checkpoint. It never talks to the tracking store (the driver is the
+single writer), so it runs the same in-process, in a Ray worker or on a remote node.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from corruptions import FAMILIES
+
+from . import __version__
+from .data.batch import split_to_batch
+from .data.registry import load_dataset
+from .errors import DataError
+from .evaluation import evaluate_grid, modalities_of
+from .models import count_parameters, create_model, model_config
+from .suite import DatasetSpec, EvaluationSpec, ModelSpec, RegimeSpec, Suite, TrainingSpec
+from .training import resolve_device, train_model, validation_grid
+
+__all__ = ["TrialSpec", "TrialOutcome", "expand_trials", "run_trial", "trial_identity", "code_version",
+           "corruption_versions"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    suite: str
+    suite_version: int
+    dataset: DatasetSpec
+    model: ModelSpec
+    regime: RegimeSpec
+    seed: int
+    training: TrainingSpec
+    evaluation: EvaluationSpec
+    condition: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        cond = ""
+        if self.condition:
+            c = self.condition
+            cond = f"@{c['family']}:{c.get('sweep', 'joint')}={float(c['level']):g}"
+        return f"{self.model.display}/{self.regime.name}{cond}/{self.dataset.name}/seed{self.seed}"
+
+    def families(self) -> list[str]:
+        """Every corruption family the trial uses (training, validation, evaluation)."""
+        names: set[str] = set()
+
+        def add(fs: Any) -> None:
+            for f in fs or []:
+                if isinstance(f, str):
+                    names.add(f)
+                else:
+                    names.add(f["name"])
+                    if f["name"] == "compose":
+                        add(f.get("families"))
+
+        add(self.evaluation.families)
+        if self.regime.sampler:
+            add(self.regime.sampler.families)
+        vg = validation_grid(self.regime)
+        if vg:
+            add(vg.families)
+        if self.condition:
+            add([self.condition["family"]])
+        return sorted(names)
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved configuration (model defaults from configs/ included)."""
+        return {
+            "suite": self.suite,
+            "suite_version": self.suite_version,
+            "dataset": self.dataset.model_dump(mode="json"),
+            "model": {"name": self.model.name, "label": self.model.display,
+                      "config": model_config(self.model.name, **self.model.overrides)},
+            "regime": self.regime.model_dump(mode="json"),
+            "condition": self.condition,
+            "seed": self.seed,
+            "training": self.training.model_dump(mode="json"),
+            "evaluation": self.evaluation.model_dump(mode="json"),
+        }
+
+
+def corruption_versions(names: list[str]) -> dict[str, str]:
+    return {n: FAMILIES.get(n).version for n in names}
+
+
+def trial_identity(spec: TrialSpec, data_hash: str) -> str:
+    """Identity from the resolved config, the data's content hash and the corruption versions."""
+    payload = {"config": spec.resolved(), "data": data_hash,
+               "corruptions": corruption_versions(spec.families())}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def code_version() -> str:
+    """Package version plus the git commit (and '+dirty') when run from a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return f"{__version__}+{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def expand_trials(suite: Suite) -> list[TrialSpec]:
+    """datasets x models x regimes x seeds (x conditions for specialist regimes), in a stable order."""
+    out: list[TrialSpec] = []
+    for d in suite.datasets:
+        for m in suite.models:
+            for r in suite.regimes:
+                conditions: list[dict | None] = list(r.conditions) if r.kind == "specialist" else [None]
+                for c in conditions:
+                    for s in suite.seeds:
+                        out.append(TrialSpec(suite.name, suite.version, d, m, r, s, suite.training,
+                                             suite.evaluation, c))
+    return out
+
+
+@dataclass
+class TrialOutcome:
+    trial_id: str
+    name: str
+    resolved: dict[str, Any]
+    rows: list[dict[str, Any]]
+    history: list[dict[str, float]]
+    predictions: dict[str, np.ndarray]
+    checkpoint: bytes
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _quality_rows(base: dict, extras: dict[str, np.ndarray]) -> list[dict]:
+    q = extras.get("quality")
+    if q is None:
+        return []
+    return [{**base, "metric": f"quality_{m}", "value": float(q[:, i].mean())}
+            for i, m in enumerate(("text", "audio", "vision"))]
+
+
+def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, threads: int | None = None) -> TrialOutcome:
+    """Train once, evaluate the whole grid, return rows + predictions + checkpoint (no tracking I/O)."""
+    if threads:
+        torch.set_num_threads(max(1, int(threads)))
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    t0 = time.perf_counter()
+    dataset = load_dataset(spec.dataset.name, spec.dataset.params)
+    h = dataset.content_hash()
+    if data_hash is not None and h != data_hash:
+        raise DataError(f"dataset {spec.dataset.name!r} on this worker has hash {h}, the driver saw {data_hash}",
+                        hint="every node must see the same data file")
+    device = resolve_device(spec.training.device)
+    model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
+                         **spec.model.overrides)
+    trained = train_model(model, dataset, spec.regime, spec.training, seed=spec.seed, device=device,
+                          condition=spec.condition)
+    te = time.perf_counter()
+    ev = spec.evaluation
+    train_mods = modalities_of(split_to_batch(dataset["train"]))
+    data = split_to_batch(dataset[ev.split])
+    results = evaluate_grid(model, data, train_mods, ev.families, ev.levels, ev.sweeps, seed=ev.seed,
+                            metric_family=dataset.metric_family, batch_size=ev.batch_size, device=device)
+    eval_seconds = time.perf_counter() - te
+    versions = corruption_versions(spec.families())
+    base = {
+        "trial_id": trial_id, "suite": spec.suite, "suite_version": spec.suite_version,
+        "dataset": spec.dataset.name, "data_hash": h, "model": spec.model.display,
+        "model_name": spec.model.name, "regime": spec.regime.name, "regime_kind": spec.regime.kind,
+        "condition": json.dumps(spec.condition, sort_keys=True) if spec.condition else "",
+        "seed": spec.seed, "split": ev.split,
+    }
+    rows: list[dict[str, Any]] = []
+    preds: dict[str, list] = {"grid": [], "family": [], "sweep": [], "level_index": [], "level": [],
+                              "sample_id": [], "label": [], "pred": []}
+    ids = np.asarray(dataset[ev.split].ids).astype(str)
+    labels = data.labels.numpy()
+    for r in results:
+        g = r.grid
+        point_base = {**base, "family": g.family, "sweep": g.sweep, "level_index": g.index, "level": g.level,
+                      "rho_text": g.point.text, "rho_audio": g.point.audio, "rho_vision": g.point.vision,
+                      "corruption_version": versions.get(g.family, "")}
+        rows += [{**point_base, "metric": k, "value": float(v)} for k, v in r.metrics.items()]
+        rows += _quality_rows(point_base, r.extras)
+        n = len(r.pred)
+        key = f"{g.family}/{g.sweep}/{g.index}"
+        preds["grid"] += [key] * n
+        preds["family"] += [g.family] * n
+        preds["sweep"] += [g.sweep] * n
+        preds["level_index"] += [g.index] * n
+        preds["level"] += [g.level] * n
+        preds["sample_id"] += ids.tolist()
+        preds["label"] += labels.tolist()
+        preds["pred"] += r.pred.tolist()
+    buf = io.BytesIO()
+    torch.save({"state_dict": trained.best_state, "model": spec.model.name,
+                "config": model_config(spec.model.name, **spec.model.overrides),
+                "dims": dataset.dims, "lengths": dataset.lengths, "trial_id": trial_id}, buf)
+    info = {
+        "best_epoch": trained.best_epoch, "best_valid_score": trained.best_score,
+        "epochs_run": trained.epochs_run, "train_seconds": trained.train_seconds,
+        "eval_seconds": eval_seconds, "total_seconds": time.perf_counter() - t0,
+        "grid_points": len(results), "n_params": count_parameters(model), "device": str(device),
+        "torch_threads": torch.get_num_threads(), "host": platform.node(), "data_hash": h,
+        "corruption_versions": versions, "ceiling": dataset.info.get("ceiling"),
+        "metric_family": dataset.metric_family,
+    }
+    return TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history,
+                        {k: np.asarray(v) for k, v in preds.items()}, buf.getvalue(), info)

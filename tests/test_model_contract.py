@@ -1,0 +1,313 @@
+"""Contract tests for every registered model (picked up from the registry) and the shared layers.
+
+Every model must: give a finite [B] prediction and finite gradients on aligned and unaligned
+inputs with ragged masks, under every missing-modality combination and at rho = 0 everywhere;
+ignore masked-out elements; be built deterministically from its seed without touching the global
+RNG; reject unknown config keys loudly; and ship a YAML file equal to its dataclass defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import typing
+
+import pytest
+import torch
+import yaml
+
+from corruptions.registry import UnknownNameError
+from robustmsa.data.batch import Batch
+from robustmsa.errors import RobustMSAError
+from robustmsa.models import CONFIG_DIR, MODELS, MSAModel, count_parameters, create_model, model_config
+from robustmsa.models import base as model_base
+from robustmsa.models.layers import (
+    ExpertMixture,
+    GatedRouter,
+    SequenceEncoder,
+    dense_routing,
+    load_balance_loss,
+    masked_mean,
+    random_routing,
+    topk_routing,
+)
+
+DIMS = {"text": 16, "audio": 5, "vision": 7}
+ALIGNED = {"text": 12, "audio": 12, "vision": 12}
+UNALIGNED = {"text": 10, "audio": 30, "vision": 20}
+B = 6
+NAMES = MODELS.names()
+MODS = ("text", "audio", "vision")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> typing.Iterator[None]:
+    """Tiny models run fastest on one thread, and multi-threaded tiny ops stall on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_batch(lengths: dict[str, int], seed: int = 0, missing: tuple[bool, bool, bool] | None = None,
+               batch_size: int = B) -> Batch:
+    """A random batch with ragged masks (valid prefix of random length >= 1, padding zeroed)."""
+    g = torch.Generator().manual_seed(seed)
+    parts: dict[str, torch.Tensor] = {}
+    for m in MODS:
+        t = lengths[m]
+        valid = torch.randint(1, t + 1, (batch_size,), generator=g)
+        mask = torch.arange(t).unsqueeze(0) < valid.unsqueeze(1)
+        parts[m] = torch.randn(batch_size, t, DIMS[m], generator=g) * mask.unsqueeze(-1)
+        parts[f"{m}_mask"] = mask
+    miss = torch.zeros(batch_size, 3, dtype=torch.bool)
+    if missing is not None:
+        miss[:] = torch.tensor(missing)
+    batch = Batch(missing=miss, labels=torch.rand(batch_size, generator=g) * 6 - 3,
+                  keys=torch.randint(0, 2**62, (batch_size,), generator=g), **parts)
+    return with_missing(batch, miss)
+
+
+def with_missing(batch: Batch, missing: torch.Tensor) -> Batch:
+    """Apply the missing-modality contract: zero features and all-False mask where missing."""
+    changes: dict[str, torch.Tensor] = {"missing": missing}
+    for i, m in enumerate(MODS):
+        keep = ~missing[:, i]
+        changes[m] = getattr(batch, m) * keep[:, None, None]
+        changes[f"{m}_mask"] = getattr(batch, f"{m}_mask") & keep[:, None]
+    return dataclasses.replace(batch, **changes)
+
+
+def build(name: str, seed: int = 0, lengths: dict[str, int] | None = None, **overrides: typing.Any) -> MSAModel:
+    return create_model(name, DIMS, lengths or ALIGNED, seed=seed, **overrides)
+
+
+def forward_backward(model: MSAModel, batch: Batch) -> dict[str, typing.Any]:
+    """Train-mode forward + backward; checks output shapes and finiteness of everything."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(batch)
+    pred = out["pred"]
+    assert pred.shape == (len(batch),) and pred.dtype == torch.float32
+    assert torch.isfinite(pred).all()
+    assert isinstance(out["losses"], dict)
+    for key, value in out["losses"].items():
+        assert value.ndim == 0 and torch.isfinite(value), key
+    for key, value in (out.get("extras") or {}).items():
+        assert value.shape[0] == len(batch) and not value.requires_grad, key
+    loss = (pred - batch.labels).pow(2).mean() + sum(out["losses"].values(), torch.zeros(()))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads, "no parameter received a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("lengths", [ALIGNED, UNALIGNED], ids=["aligned", "unaligned"])
+def test_forward_backward(name: str, lengths: dict[str, int]) -> None:
+    model = build(name, lengths=lengths)
+    forward_backward(model, make_batch(lengths, seed=1))
+    nonzero = sum(bool((p.grad is not None) and p.grad.abs().sum() > 0) for p in model.parameters())
+    assert nonzero > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("missing", list(itertools.product([False, True], repeat=3)),
+                         ids=lambda m: "".join("TAV"[i] if not x else "-" for i, x in enumerate(m)))
+def test_missing_combinations(name: str, missing: tuple[bool, bool, bool]) -> None:
+    """Every sample of the batch has the same missing modalities (batch-level statistics included)."""
+    forward_backward(build(name, lengths=UNALIGNED), make_batch(UNALIGNED, seed=2, missing=missing))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_missing_in_one_batch(name: str) -> None:
+    """All eight combinations in one batch of eight samples."""
+    batch = make_batch(UNALIGNED, seed=3, batch_size=8)
+    combos = torch.tensor(list(itertools.product([False, True], repeat=3)))
+    forward_backward(build(name, lengths=UNALIGNED), with_missing(batch, combos))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rho_zero_everywhere(name: str) -> None:
+    """Zeros, all-False masks and missing flags on every modality: finite, no NaN anywhere."""
+    batch = make_batch(ALIGNED, seed=4, missing=(True, True, True))
+    assert not any(getattr(batch, f"{m}_mask").any() for m in MODS)
+    assert all(getattr(batch, m).abs().sum() == 0 for m in MODS)
+    forward_backward(build(name), batch)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_elements_are_ignored(name: str) -> None:
+    model = build(name, lengths=UNALIGNED).eval()
+    batch = make_batch(UNALIGNED, seed=5)
+    g = torch.Generator().manual_seed(6)
+    changes = {m: torch.where(getattr(batch, f"{m}_mask").unsqueeze(-1), getattr(batch, m),
+                              100 * torch.randn(getattr(batch, m).shape, generator=g)) for m in MODS}
+    garbage = dataclasses.replace(batch, **changes)
+    assert not torch.equal(garbage.audio, batch.audio)
+    with torch.no_grad():
+        torch.testing.assert_close(model(garbage)["pred"], model(batch)["pred"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_clean_is_not_a_model_input(name: str) -> None:
+    model = build(name).eval()
+    batch, other = make_batch(ALIGNED, seed=7), make_batch(ALIGNED, seed=8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch, clean=other)["pred"], model(batch)["pred"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_creation_is_deterministic(name: str) -> None:
+    a, b, c = build(name, seed=3), build(name, seed=3), build(name, seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    batch = make_batch(ALIGNED, seed=9)
+    with torch.no_grad():
+        assert torch.equal(a.eval()(batch)["pred"], b.eval()(batch)["pred"])
+        assert not torch.equal(a(batch)["pred"], c.eval()(batch)["pred"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_creation_leaves_global_rng_untouched(name: str) -> None:
+    before = torch.random.get_rng_state()
+    build(name, seed=11)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count(name: str) -> None:
+    model = build(name)
+    n = count_parameters(model)
+    print(f"{name}: {n} parameters")
+    assert n > 0 and n == count_parameters(model, trainable_only=True)
+    groups = model.param_groups(1e-3, 1e-4)
+    assert sum(p.numel() for g in groups for p in g["params"]) == n
+    assert all(g["lr"] == 1e-3 and g["weight_decay"] == 1e-4 for g in groups)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_override_names_key_and_allowed(name: str) -> None:
+    with pytest.raises(RobustMSAError) as err:
+        build(name, d_modle=32)
+    msg = str(err.value)
+    assert "override" in msg and "'d_modle'" in msg and "Did you mean 'd_model'" in msg
+    for key in model_config(name):
+        assert key in msg
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_override_type(name: str) -> None:
+    with pytest.raises(RobustMSAError, match="d_model.*integer"):
+        build(name, d_model="wide")
+    with pytest.raises(RobustMSAError, match="encoder.*'conv'"):
+        build(name, encoder="lstm")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_yaml_defaults_equal_dataclass(name: str) -> None:
+    path = CONFIG_DIR / f"{name}.yaml"
+    assert path.is_file(), f"{path} is missing"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    defaults = dataclasses.asdict(MODELS.get(name).config_cls())
+    assert data == defaults
+    assert model_config(name) == defaults
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_overrides_apply_and_change_model(name: str) -> None:
+    assert model_config(name, d_model=32)["d_model"] == 32
+    assert count_parameters(build(name, d_model=32)) < count_parameters(build(name))
+    forward_backward(build(name, encoder="attention", num_heads=2, lengths=UNALIGNED), make_batch(UNALIGNED))
+
+
+def test_yaml_unknown_key_names_the_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "late_fusion.yaml").write_text("d_model: 32\nhead_hiden: 8\n")
+    monkeypatch.setattr(model_base, "CONFIG_DIR", tmp_path)
+    with pytest.raises(RobustMSAError, match=r"late_fusion\.yaml: unknown model config key 'head_hiden'.*'head_hidden'"):
+        model_config("late_fusion")
+    (tmp_path / "late_fusion.yaml").write_text("d_model: 32\n")
+    assert model_config("late_fusion")["d_model"] == 32
+    assert model_config("late_fusion", d_model=16)["d_model"] == 16
+
+
+def test_unknown_model_and_bad_dims() -> None:
+    with pytest.raises(UnknownNameError, match="qa_moe"):
+        create_model("qa_mo", DIMS)
+    with pytest.raises(RobustMSAError, match="dims"):
+        create_model("late_fusion", {"text": 16, "audio": 5})
+
+
+# --- shared layers -----------------------------------------------------------------------------
+
+def test_masked_mean_ignores_masked_and_gives_zeros_when_empty() -> None:
+    x = torch.tensor([[[1.0], [3.0], [100.0]], [[5.0], [7.0], [9.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    torch.testing.assert_close(masked_mean(x, mask), torch.tensor([[2.0], [0.0]]))
+
+
+@pytest.mark.parametrize("kind", ["conv", "attention"])
+def test_sequence_encoder_empty_rows(kind: str) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        enc = SequenceEncoder(5, 8, kind=kind, num_heads=2)
+    x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    mask = torch.tensor([[True, True, False, False], [False] * 4, [True] * 4])
+    seq, pooled, _ = enc(x, mask)
+    assert seq.shape == (3, 4, 8) and pooled.shape == (3, 8)
+    assert torch.isfinite(seq).all() and (seq[1] == 0).all() and (pooled[1] == 0).all()
+    assert (seq[0, 2:] == 0).all()
+    pooled.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[1] == 0).all() and (x.grad[0, 2:] == 0).all()
+
+
+def test_topk_dense_random_routing() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(10, 8, generator=g)
+    r = topk_routing(logits, 3)
+    assert (r.selected.sum(1) == 3).all() and ((r.weights > 0) == r.selected).all()
+    torch.testing.assert_close(r.weights.sum(1), torch.ones(10))
+    top = logits.topk(3).indices
+    assert r.selected.gather(1, top).all()
+    d = dense_routing(logits)
+    assert (d.weights > 0).all() and d.selected.all()
+    keys = torch.arange(10, dtype=torch.int64) * 7919
+    a, b = random_routing(keys, 8, 3), random_routing(keys.flip(0), 8, 3)
+    assert (a.selected.sum(1) == 3).all() and torch.equal(a.selected, b.selected.flip(0))
+    assert not torch.equal(a.selected, random_routing(keys, 8, 3, seed=1).selected)
+    torch.testing.assert_close(a.weights.sum(1), torch.ones(10))
+
+
+def test_load_balance_loss() -> None:
+    uniform = torch.full((8, 4), 0.25)
+    sel = torch.eye(4, dtype=torch.bool).repeat(2, 1)
+    torch.testing.assert_close(load_balance_loss(uniform, sel), torch.tensor(1.0))
+    skewed = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(8, 1)
+    all_first = torch.zeros(8, 4, dtype=torch.bool)
+    all_first[:, 0] = True
+    torch.testing.assert_close(load_balance_loss(skewed, all_first), torch.tensor(4.0))
+
+
+def test_expert_mixture_runs_only_selected_experts() -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        mix = ExpertMixture(4, 6, 12)
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    w = torch.zeros(5, 4)
+    w[:, 1] = 1.0
+    out = mix(x, w)
+    torch.testing.assert_close(out, mix.experts[1](x))
+    out.sum().backward()
+    assert mix.experts[0].w_in.weight.grad is None and mix.experts[1].w_in.weight.grad is not None
+
+
+def test_gated_router_side_input() -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        plain, sided = GatedRouter(6, 4), GatedRouter(6, 4, side_dim=3)
+    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(1))
+    assert plain(x).shape == (2, 4)
+    assert not torch.equal(sided(x, torch.zeros(2, 3)), sided(x, torch.ones(2, 3)))
+    with pytest.raises(ValueError, match="side input"):
+        sided(x)

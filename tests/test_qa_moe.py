@@ -1,0 +1,205 @@
+"""What QA-MoE means: quality in (0, 1] and 0 for absent modalities, each ablation switch changes
+behaviour, and the core claim: self-supervised sigma^2 grows on corrupted inputs."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import typing
+
+import pytest
+import torch
+
+from robustmsa.data.batch import Batch
+from robustmsa.models import create_model
+from robustmsa.models.qa_moe import QAMoE, heteroscedastic_loss
+
+DIMS = {"text": 6, "audio": 4, "vision": 5}
+T = 8
+MODS = ("text", "audio", "vision")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> typing.Iterator[None]:
+    """Tiny models run fastest on one thread, and multi-threaded tiny ops stall on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_batch(n: int, seed: int, missing: torch.Tensor | None = None) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    parts: dict[str, torch.Tensor] = {}
+    miss = torch.zeros(n, 3, dtype=torch.bool) if missing is None else missing
+    for i, m in enumerate(MODS):
+        mask = (torch.arange(T).unsqueeze(0) < torch.randint(1, T + 1, (n, 1), generator=g)) & ~miss[:, i : i + 1]
+        parts[m] = torch.randn(n, T, DIMS[m], generator=g) * mask.unsqueeze(-1)
+        parts[f"{m}_mask"] = mask
+    return Batch(missing=miss, labels=torch.randn(n, generator=g),
+                 keys=torch.randint(0, 2**62, (n,), generator=g), **parts)
+
+
+def build(seed: int = 0, **overrides: typing.Any) -> QAMoE:
+    model = create_model("qa_moe", DIMS, seed=seed, **overrides)
+    assert isinstance(model, QAMoE)
+    return model
+
+
+def run(model: QAMoE, batch: Batch, clean: Batch | None = None) -> dict[str, typing.Any]:
+    with torch.no_grad():
+        return model.eval()(batch, clean=clean)
+
+
+def test_quality_in_unit_interval_and_zero_when_missing() -> None:
+    combos = torch.tensor(list(itertools.product([False, True], repeat=3))).repeat(2, 1)
+    batch = make_batch(len(combos), seed=1, missing=combos)
+    ex = run(build(), batch)["extras"]
+    r, s2 = ex["quality"], ex["sigma2"]
+    assert r.shape == s2.shape == (16, 3)
+    assert (r[combos] == 0).all()
+    present = r[~combos]
+    assert ((present > 0) & (present <= 1)).all()
+    torch.testing.assert_close(present, 1 / (1 + s2[~combos]))
+    kept = run(build(zero_quality_if_missing=False), batch)["extras"]["quality"]
+    assert (kept > 0).all()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_topk_picks_exactly_k(k: int) -> None:
+    w = run(build(top_k=k), make_batch(12, seed=2))["extras"]["expert_weights"]
+    assert w.shape == (12, 8)
+    assert ((w > 0).sum(1) == k).all()
+    torch.testing.assert_close(w.sum(1), torch.ones(12))
+
+
+def test_dense_routing_uses_all_experts() -> None:
+    out = run(build(routing="dense"), make_batch(12, seed=3))
+    assert (out["extras"]["expert_weights"] > 0).all()
+    assert "load_balance" not in out["losses"]
+
+
+def test_random_routing_ignores_the_input() -> None:
+    model = build(routing="random")
+    a, b = make_batch(12, seed=4), make_batch(12, seed=5)
+    b = dataclasses.replace(b, keys=a.keys)
+    wa, wb = run(model, a)["extras"]["expert_weights"], run(model, b)["extras"]["expert_weights"]
+    assert torch.equal(wa, wb)
+    assert ((wa > 0).sum(1) == 3).all() and torch.allclose(wa[wa > 0], torch.tensor(1 / 3))
+    other = run(model, dataclasses.replace(a, keys=a.keys + 1))["extras"]["expert_weights"]
+    assert not torch.equal(wa, other)
+    topk = run(build(), a)["extras"]["expert_weights"]
+    assert not torch.equal(topk, run(build(), b)["extras"]["expert_weights"])
+
+
+@pytest.mark.parametrize("quality_gate", [True, False])
+def test_quality_gate_is_the_only_path_from_r_to_routing(quality_gate: bool) -> None:
+    """With fused features fixed (no prior fallback), changing r changes routing iff the gate is on."""
+    model = build(quality_gate=quality_gate, prior_fallback=False)
+    batch = make_batch(12, seed=6)
+    before = run(model, batch)["extras"]
+    with torch.no_grad():
+        for head in model.uncertainty.values():
+            head.log_var.net[-1].bias.add_(4.0)
+    after = run(model, batch)["extras"]
+    assert not torch.allclose(before["quality"], after["quality"])
+    flat = torch.randn(12, 3 * 64, generator=torch.Generator().manual_seed(0))
+    r1, r2 = torch.zeros(12, 3), torch.ones(12, 3)
+    logits_differ = not torch.allclose(model.router(flat, r1 if quality_gate else None),
+                                       model.router(flat, r2 if quality_gate else None))
+    assert logits_differ == quality_gate
+    assert torch.equal(before["expert_weights"], after["expert_weights"]) != quality_gate
+
+
+@pytest.mark.parametrize("prior_fallback", [True, False])
+def test_prior_fallback_switch(prior_fallback: bool) -> None:
+    model = build(prior_fallback=prior_fallback)
+    batch = make_batch(8, seed=7, missing=torch.tensor([[False, True, False]]).repeat(8, 1))
+    before = run(model, batch)["pred"]
+    with torch.no_grad():
+        model.prior[1].add_(5.0)
+    changed = not torch.allclose(before, run(model, batch)["pred"])
+    assert changed == prior_fallback
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_uncertainty_loss_switch(flag: bool) -> None:
+    model = build(uncertainty_loss=flag)
+    batch, clean = make_batch(8, seed=8), make_batch(8, seed=9)
+    self_target, clean_target = run(model, batch), run(model, batch, clean=clean)
+    assert ("uncertainty" in self_target["losses"]) == flag
+    assert "quality" in self_target["extras"]
+    torch.testing.assert_close(self_target["pred"], clean_target["pred"])
+    if flag:
+        assert self_target["losses"]["uncertainty"] < clean_target["losses"]["uncertainty"]
+
+
+def test_load_balance_loss_present_and_weighted() -> None:
+    batch = make_batch(16, seed=10)
+    lb = run(build(), batch)["losses"]["load_balance"]
+    lb2 = run(build(balance_weight=0.02), batch)["losses"]["load_balance"]
+    assert lb > 0 and torch.isfinite(lb)
+    torch.testing.assert_close(lb2, 2 * lb)
+    assert "load_balance" not in run(build(balance_weight=0.0), batch)["losses"]
+    assert "load_balance" not in run(build(routing="random"), batch)["losses"]
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_quality_keeps_task_gradient_out_of_sigma(detach: bool) -> None:
+    model = build(detach_quality=detach).train()
+    out = model(make_batch(8, seed=11))
+    out["pred"].sum().backward()
+    grads = [p.grad for p in model.uncertainty.parameters() if p.grad is not None]
+    assert any(g.abs().sum() > 0 for g in grads) != detach
+
+
+def test_heteroscedastic_loss_values() -> None:
+    mu, t = torch.zeros(2, 3), torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]])
+    s = torch.tensor([0.0, 1.0])
+    # row 0: 0.5 * 4 * e^0 + 0 = 2; row 1: 0 + 0.5 = 0.5
+    torch.testing.assert_close(heteroscedastic_loss(mu, s, t, torch.ones(2)), torch.tensor(1.25))
+    torch.testing.assert_close(heteroscedastic_loss(mu, s, t, torch.tensor([0.0, 1.0])), torch.tensor(0.5))
+    assert heteroscedastic_loss(mu, s, t, torch.zeros(2)) == 0
+
+
+def _spectrum_data(n: int, g: torch.Generator, proj: dict[str, torch.Tensor]) -> tuple[Batch, torch.Tensor, Batch]:
+    """(corrupted batch, noisy flags [n], clean batch): features driven by a 2-d latent z (constant
+    over time + small noise), label from z; audio replaced by white noise in about half the samples."""
+    z = torch.randn(n, 2, generator=g)
+    parts: dict[str, torch.Tensor] = {}
+    for m in MODS:
+        base = (z @ proj[m]).unsqueeze(1).expand(n, T, DIMS[m])
+        parts[m] = base + 0.1 * torch.randn(n, T, DIMS[m], generator=g)
+        parts[f"{m}_mask"] = torch.ones(n, T, dtype=torch.bool)
+    labels = (1.5 * z[:, 0] + z[:, 1]).clamp(-3, 3)
+    clean = Batch(missing=torch.zeros(n, 3, dtype=torch.bool), labels=labels,
+                  keys=torch.arange(n, dtype=torch.int64), **parts)
+    noisy = torch.rand(n, generator=g) < 0.5
+    audio = torch.where(noisy[:, None, None], 1.5 * torch.randn(n, T, DIMS["audio"], generator=g), clean.audio)
+    return dataclasses.replace(clean, audio=audio), noisy, clean
+
+
+def test_sigma_grows_on_corrupted_inputs() -> None:
+    """The core claim: trained with clean targets, sigma^2 of the corrupted modality is larger (r
+    smaller) on corrupted samples than on clean ones, at test time without any clean input."""
+    g = torch.Generator().manual_seed(0)
+    proj = {m: torch.randn(2, DIMS[m], generator=g) for m in MODS}
+    model = build(seed=0, d_model=32, expert_hidden=64, head_hidden=32, uncertainty_hidden=32).train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        batch, _, clean = _spectrum_data(64, g, proj)
+        out = model(batch, clean=clean)
+        loss = (out["pred"] - batch.labels).pow(2).mean() + sum(out["losses"].values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test, noisy, _ = _spectrum_data(400, g, proj)
+    ex = run(model, test)["extras"]
+    s2, r = ex["sigma2"][:, 1], ex["quality"][:, 1]
+    print(f"audio sigma2 noisy {s2[noisy].mean():.3f} clean {s2[~noisy].mean():.4f}; "
+          f"r noisy {r[noisy].mean():.3f} clean {r[~noisy].mean():.3f}")
+    assert s2[noisy].mean() > 10 * s2[~noisy].mean()
+    assert r[~noisy].mean() - r[noisy].mean() > 0.2
+    ranked = (r[noisy].unsqueeze(1) < r[~noisy].unsqueeze(0)).float().mean()
+    assert ranked > 0.95  # AUC of "r separates clean from corrupted samples"
+    text_r = ex["quality"][:, 0]
+    assert (text_r[noisy].mean() - text_r[~noisy].mean()).abs() < 0.05  # only audio was corrupted

@@ -1,0 +1,88 @@
+"""Suite schema: includes, overrides, and errors that name the file, the key and the allowed values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robustmsa.errors import SuiteError
+from robustmsa.suite import load_suite, parse_overrides
+from robustmsa.trial import expand_trials
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_main_suite_is_valid(repo: Path) -> None:
+    s = load_suite(repo / "suites" / "continuous_spectrum.yaml")
+    assert s.name == "continuous_spectrum"
+    assert {m.name for m in s.models} >= {"late_fusion", "qa_moe"}
+    assert s.evaluation.levels[0] == 1.0  # clean end first
+    kinds = {r.kind for r in s.regimes}
+    assert kinds == {"clean", "spectrum"}
+    trials = expand_trials(s)
+    assert len(trials) == len(s.models) * len(s.regimes) * len(s.seeds)
+
+
+def test_include_and_overrides(repo: Path) -> None:
+    s = load_suite(repo / "suites" / "smoke.yaml", ["training.epochs=1", "seeds=[3,4]"])
+    assert s.name == "smoke"
+    assert s.training.epochs == 1 and s.seeds == [3, 4]
+    assert s.training.batch_size == 64  # inherited from the included file
+    assert s.evaluation.sweeps == ["audio", "joint"]
+
+
+def test_unknown_key_names_file_key_and_allowed(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\nmodels: [{name: late_fusion}]\ntraining: {epocs: 3}\n")
+    with pytest.raises(SuiteError) as e:
+        load_suite(p)
+    msg = str(e.value)
+    assert str(p) in msg and "training.epocs" in msg and "did you mean epochs" in msg
+    assert "batch_size" in msg  # allowed keys listed
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\nmodels: [{name: late_fusion}]\nseedz: [1]\n")
+    with pytest.raises(SuiteError, match=r"unknown key 'seedz' \(did you mean seeds\?\)"):
+        load_suite(p)
+
+
+def test_unknown_model_and_family_names_have_close_matches(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moee}]\n")
+    with pytest.raises(SuiteError, match=r"models\.0\.name.*'qa_moee'.*did you mean qa_moe"):
+        load_suite(p)
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nevaluation: {families: [nois]}\n")
+    with pytest.raises(SuiteError, match=r"evaluation\.families\.0.*did you mean noise"):
+        load_suite(p)
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\ndatasets: [{name: mosy}]\n")
+    with pytest.raises(SuiteError, match=r"datasets\.0\.name.*allowed: mmsa, synthetic"):
+        load_suite(p)
+
+
+def test_bad_values(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nevaluation: {levels: [1.0, 1.5]}\n")
+    with pytest.raises(SuiteError, match=r"evaluation\.levels.*outside \[0, 1\]"):
+        load_suite(p)
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nregimes: [warm]\n")
+    with pytest.raises(SuiteError, match="regime 'warm'"):
+        load_suite(p)
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\ntraining: {loss: huber}\n")
+    with pytest.raises(SuiteError, match=r"training\.loss.*'l1' or 'mse'"):
+        load_suite(p)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="does not exist"):
+        load_suite(tmp_path / "nope.yaml")
+    p = write(tmp_path, "name: [unclosed\n")
+    with pytest.raises(SuiteError, match="not valid YAML"):
+        load_suite(p)
+
+
+def test_parse_overrides() -> None:
+    assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": "text"}
+    with pytest.raises(SuiteError, match="key=value"):
+        parse_overrides(["oops"])
