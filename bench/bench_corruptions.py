@@ -161,6 +161,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {model}, torch {torch.__version__}"
 
 
+def load_average() -> str:
+    """The 1-minute load average (other processes competing for the cores), or '?'."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
 def ratios(row: dict[str, float]) -> dict[str, float]:
     out = {"copy/at": row["copy"] / row["at"], "copy/(prepare+at)": row["copy"] / row["total"]}
     if "numpy" in row:
@@ -183,10 +191,10 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
         )
 
 
-def markdown_rows(results: dict[str, dict[str, float]]) -> list[str]:
+def markdown_rows(results: dict[str, dict[str, float]], load: str) -> list[str]:
     """One row per (family, ratio) for BENCHMARKS.md: script | machine | date | measured | ratio | target | met."""
     date = datetime.date.today().isoformat()
-    where = machine()
+    where = f"{machine()}, load average {load} at start"
     lines = []
     for name, row in results.items():
         times = ", ".join(f"{k} {row[k] * 1e3:.1f} ms" for k in ("copy", "prepare", "at", "total", "numpy") if k in row)
@@ -212,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.families or [n for n in FAMILIES.names() if FAMILIES.get(n).level == "feature"]
     data = make_data()
     keys = torch.from_numpy(sample_keys([f"mosi_test_{i}" for i in range(N)]))
-    print(machine())
+    load = load_average()
+    print(f"{machine()}; load average at start {load}")
     results = {name: measure(name, data, keys, args.repeats) for name in names}
     print_table(results)
-    rows = markdown_rows(results)
+    rows = markdown_rows(results, load)
     print("\n".join(rows))
     if args.write is not None:
         with args.write.open("a", encoding="utf-8") as f:

@@ -61,9 +61,20 @@ def make_inputs(modality: str, quick: bool = False) -> list[Any]:
     return [" ".join(rng.choice(_WORDS, size=int(rng.integers(6, 20)))) for _ in range(100 if quick else 1000)]
 
 
-def direct_runner(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[int]) -> tuple[str, Direct]:
-    """``(description, fn(x, rho, per_clip_params))`` calling the library directly."""
+def direct_runner(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[int],
+                  native: bool = False) -> tuple[str, Direct]:
+    """``(description, fn(x, rho, per_clip_params))`` calling the library directly.
+
+    ``native`` (occlusion only): the library's public call with the same hole count and size,
+    drawing the hole positions itself, instead of ``apply`` with the family's holes.
+    """
     name, p = fam.name, fam.parameter(rho)
+    if native and name == "frame_occlusion":
+        g, (h, w) = fam.grid, items[0].shape[1:3]
+        m = max(1, n_occluded(rho, g * g))
+        t = A.CoarseDropout(num_holes_range=(m, m), hole_height_range=(h // g, h // g),
+                            hole_width_range=(w // g, w // g), fill=fam.fill, p=1.0)
+        return "CoarseDropout(m holes of cell size)(images), own draws", lambda x, r, q: t(images=x)["images"]
     if name == "audio_noise":
         t = AddGaussianSNR(min_snr_db=p, max_snr_db=p, p=1.0)
         return "AddGaussianSNR(snr, snr)(x) [global np RNG]", lambda x, r, q: t(x.samples, x.sample_rate)
@@ -138,12 +149,12 @@ def _median_times(fns: Sequence[Callable[[], Any]], repeats: int) -> list[float]
     return [statistics.median(ts) for ts in times]
 
 
-def bench_family(name: str, rho: float, repeats: int, quick: bool = False) -> dict[str, Any]:
+def bench_family(name: str, rho: float, repeats: int, quick: bool = False, native: bool = False) -> dict[str, Any]:
     """One row: clips/s through the wrapper and directly, and the wrapper overhead in percent."""
     fam = FAMILIES.get(name)()
     items = make_inputs(fam.modality, quick)
     keys = derive_keys(0, sample_keys([f"clip{i}" for i in range(len(items))]), fam.modality, name).tolist()
-    path, direct = direct_runner(fam, items, rho, keys)
+    path, direct = direct_runner(fam, items, rho, keys, native)
     prepared = _direct_params(fam, items, rho, keys)
     t_wrap, t_direct = _median_times([lambda: [fam(x, rho, k) for x, k in zip(items, keys)],
                                       lambda: [direct(x, rho, q) for x, q in zip(items, prepared)]], repeats)
@@ -167,8 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"rho = {args.rho}, median CPU time of {args.repeats} repeats, one core\n")
     print("| family | clips | wrapper clips/s | direct clips/s | overhead | direct path |")
     print("|---|---:|---:|---:|---:|---|")
-    for name in names:
-        r = bench_family(name, args.rho, args.repeats, args.quick)
+    rows = [(n, False) for n in names] + [("frame_occlusion", True)] * ("frame_occlusion" in names)
+    for name, native in rows:
+        r = bench_family(name, args.rho, args.repeats, args.quick, native)
         print(f"| {r['family']} | {r['clips']} | {r['wrapper_clips_s']:.1f} | {r['direct_clips_s']:.1f} "
               f"| {r['overhead_pct']:+.1f} % | {r['path']} |", flush=True)
     return 0

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import qmc
 
 from ._families import FAMILIES
 from .base import FeatureCorruption, ModalityBatch, as_rho
@@ -216,6 +215,8 @@ def qmc_grid(
     if not mods:
         raise ValueError("modalities must name at least one modality")
     _check_family(family, mods)
+    from scipy.stats import qmc  # imported here: scipy.stats takes seconds to import
+
     rng = np.random.default_rng(seed)
     if method == "sobol":
         sample = qmc.Sobol(d=len(mods), scramble=True, rng=rng).random_base2(max(0, math.ceil(math.log2(n))))[:n]

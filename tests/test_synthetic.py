@@ -105,8 +105,10 @@ def probes(mosi: MSADataset) -> dict[str, Any]:
 def test_presets_have_the_real_shapes() -> None:
     assert set(PRESETS) == {"mosi", "mosei", "sims"}
     mosei, sims = PRESETS["mosei"], PRESETS["sims"]
-    assert (mosei.n_train, mosei.n_valid, mosei.n_test, mosei.audio_dim, mosei.vision_dim) == (16326, 1871, 4659, 74, 35)
-    assert (sims.text_len, sims.audio_len, sims.audio_dim, sims.vision_len, sims.vision_dim) == (39, 400, 33, 55, 709)
+    assert (mosei.n_train, mosei.n_valid, mosei.n_test) == (16326, 1871, 4659)
+    assert (mosei.audio_dim, mosei.vision_dim) == (74, 35)
+    assert (sims.text_len, sims.audio_len, sims.audio_dim) == (39, 400, 33)
+    assert (sims.vision_len, sims.vision_dim) == (55, 709)
     assert sims.label_range == (-1.0, 1.0) and sims.metric_family == "sims" and not sims.aligned
     assert SyntheticConfig.preset("mosi") == SyntheticConfig()
     assert SyntheticConfig.preset("sims", seed=3).preset == "sims"
@@ -163,15 +165,17 @@ def test_dataset_yaml_matches_the_code(file: str) -> None:
 
 def _rng_states() -> tuple[Any, ...]:
     np_state = np.random.get_state()
-    return (np_state[0], np_state[1].copy(), *np_state[2:], random.getstate(), torch.random.get_rng_state().clone())
+    torch_state = torch.random.get_rng_state().clone()
+    return (np_state[0], np_state[1].copy(), *np_state[2:], random.getstate(), torch_state)
 
 
 def _same_states(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return all(
-        torch.equal(x, y) if isinstance(x, torch.Tensor) else bool(np.array_equal(x, y)) if isinstance(x, np.ndarray)
-        else x == y
-        for x, y in zip(a, b)
-    )
+    def same(x: Any, y: Any) -> bool:
+        if isinstance(x, torch.Tensor):
+            return torch.equal(x, y)
+        return bool(np.array_equal(x, y)) if isinstance(x, np.ndarray) else x == y
+
+    return all(same(x, y) for x, y in zip(a, b))
 
 
 def test_generation_is_deterministic_and_leaves_global_rngs_alone() -> None:
@@ -291,10 +295,9 @@ def test_text_beats_audio_beats_the_mean(mosi: MSADataset, probes: dict[str, Any
     mean_mae = float(np.abs(test.labels - mosi["train"].labels.mean()).mean())
     t, a, v = (probes[k].mae(test) for k in ("T", "A", "V"))
     assert t < a - 0.1 and a < mean_mae - 0.1
-    assert v < mean_mae - 0.08
-    for k in ("A", "V"):
-        pred = probes[k].predict(test)
-        assert np.corrcoef(pred, test.labels)[0, 1] > 0.3
+    assert a < v < mean_mae - 0.05
+    for k, least in (("A", 0.4), ("V", 0.25)):
+        assert np.corrcoef(probes[k].predict(test), test.labels)[0, 1] > least
 
 
 def test_fusion_helps_on_conflict_samples(mosi: MSADataset, probes: dict[str, Any]) -> None:
@@ -350,8 +353,8 @@ def test_planted_ceiling_is_realistic_and_beats_the_probes(mosi: MSADataset, pro
 
 def test_clues_describe_the_cues(mosi: MSADataset) -> None:
     split = mosi["train"]
-    pitch = {CLUE_VOCAB.index(w): v for w, v in
-             [("very low pitch", -2), ("low pitch", -1), ("steady pitch", 0), ("high pitch", 1), ("very high pitch", 2)]}
+    words = ("very low pitch", "low pitch", "steady pitch", "high pitch", "very high pitch")
+    pitch = {CLUE_VOCAB.index(w): v for w, v in zip(words, (-2, -1, 0, 1, 2))}
     clue = split.clues["audio"]
     score = np.vectorize(lambda t: pitch.get(int(t), 0))(clue).sum(axis=1)
     assert np.corrcoef(score, split.labels)[0, 1] > 0.4

@@ -25,7 +25,7 @@ import torch
 from .._families import register_family
 from ..base import FeatureCorruption, ModalityBatch
 from ..keys import uniform
-from .missing import check_keys
+from .missing import check_keys, zero_where
 
 __all__ = ["Drop", "TEXT_TOKENS", "droppable_elements", "dropped_elements"]
 
@@ -94,7 +94,7 @@ class Drop(FeatureCorruption):
         if ids is not None:
             ids = ids.masked_fill(dropped, TEXT_TOKENS[self.text_token])
         return ModalityBatch(
-            features=data.features.masked_fill(zero[:, :, None], 0.0),
+            features=zero_where(zero[:, :, None], data.features),
             mask=mask,
             missing=data.missing | emptied,
             ids=ids,

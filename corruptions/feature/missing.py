@@ -20,7 +20,15 @@ from .._families import register_family
 from ..base import FeatureCorruption, ModalityBatch
 from ..keys import uniform
 
-__all__ = ["Missing", "absent_samples", "check_keys"]
+__all__ = ["Missing", "absent_samples", "check_keys", "zero_where"]
+
+
+def zero_where(cond: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x`` with +0.0 where ``cond`` (broadcast) holds, bit-identical elsewhere; one pass over ``x``.
+
+    (``masked_fill`` out of place is a clone plus an in-place fill: two passes.)
+    """
+    return torch.where(cond, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
 
 def absent_samples(u: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
@@ -50,7 +58,7 @@ class Missing(FeatureCorruption):
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
         gone = absent_samples(state, rho)
         return data.replace(
-            features=data.features.masked_fill(gone[:, None, None], 0.0),
+            features=zero_where(gone[:, None, None], data.features),
             mask=data.mask & ~gone[:, None],
             missing=data.missing | gone,
         )

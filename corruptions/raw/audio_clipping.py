@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from audiomentations import ClippingDistortion
-
 from .._families import register_family
+from ._albu import audiomentations
 from .base import AudioClip, RawCorruption, check_rho, frozen
 
 __all__ = ["AudioClipping"]
@@ -35,7 +34,7 @@ class AudioClipping(RawCorruption):
     absent = "every sample clipped to the median: a constant signal"
 
     def __init__(self) -> None:
-        self._clip = ClippingDistortion(min_percentile_threshold=0, max_percentile_threshold=100, p=1.0)
+        self._clip = audiomentations.ClippingDistortion(min_percentile_threshold=0, max_percentile_threshold=100, p=1.0)
 
     def parameter(self, rho: float) -> float:
         return float(2 * math.floor(50.0 * (1.0 - check_rho(rho)) + 1e-9))

@@ -16,9 +16,9 @@ import math
 from typing import Any
 
 import numpy as np
-from audiomentations import TimeMask
 
 from .._families import register_family
+from ._albu import audiomentations
 from .base import AudioClip, RawCorruption, check_rho, frozen, make_rng
 
 __all__ = ["AudioDropout", "silenced_runs"]
@@ -51,7 +51,7 @@ class AudioDropout(RawCorruption):
         if not math.isfinite(chunk_ms) or chunk_ms <= 0:
             raise ValueError(f"chunk_ms must be positive, got {chunk_ms!r}")
         self.chunk_ms = float(chunk_ms)
-        self._mask = TimeMask(min_band_part=0.0, max_band_part=1.0, fade_duration=0.0, p=1.0)
+        self._mask = audiomentations.TimeMask(min_band_part=0.0, max_band_part=1.0, fade_duration=0.0, p=1.0)
 
     def parameter(self, rho: float) -> float:
         return 1.0 - check_rho(rho)

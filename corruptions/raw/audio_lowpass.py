@@ -17,10 +17,9 @@ import math
 from typing import Any
 
 import numpy as np
-from audiomentations import LowPassFilter
-from audiomentations.core.utils import convert_frequency_to_mel, convert_mel_to_frequency
 
 from .._families import register_family
+from ._albu import audio_utils, audiomentations
 from .base import AudioClip, RawCorruption, check_rho, frozen
 
 __all__ = ["AudioLowPass"]
@@ -44,14 +43,14 @@ class AudioLowPass(RawCorruption):
         if rolloff < 12 or rolloff % 12:
             raise ValueError(f"rolloff must be a positive multiple of 12 dB/octave, got {rolloff!r}")
         self.max_cutoff_hz, self.rolloff = float(max_cutoff_hz), int(rolloff)
-        self._filter = LowPassFilter(
+        self._filter = audiomentations.LowPassFilter(
             min_cutoff_freq=1.0, max_cutoff_freq=self.max_cutoff_hz, min_rolloff=self.rolloff,
             max_rolloff=self.rolloff, zero_phase=True, p=1.0,
         )
 
     def parameter(self, rho: float) -> float:
         r = check_rho(rho)
-        return float(convert_mel_to_frequency(r * convert_frequency_to_mel(self.max_cutoff_hz)))
+        return float(audio_utils.convert_mel_to_frequency(r * audio_utils.convert_frequency_to_mel(self.max_cutoff_hz)))
 
     def corrupt(self, data: AudioClip, rho: float, params: Any) -> AudioClip:
         cutoff = self.parameter(rho)

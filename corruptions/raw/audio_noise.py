@@ -18,9 +18,9 @@ import math
 from typing import Any
 
 import numpy as np
-from audiomentations.core.utils import calculate_desired_noise_rms, calculate_rms
 
 from .._families import register_family
+from ._albu import audio_utils
 from .base import AudioClip, RawCorruption, check_rho, make_rng
 
 __all__ = ["AudioNoise"]
@@ -57,7 +57,7 @@ class AudioNoise(RawCorruption):
         return {"noise": make_rng(key).standard_normal(data.samples.shape[0])}
 
     def corrupt(self, data: AudioClip, rho: float, params: dict[str, Any]) -> AudioClip:
-        std = float(calculate_desired_noise_rms(calculate_rms(data.samples), self.parameter(rho)))
+        std = float(audio_utils.calculate_desired_noise_rms(audio_utils.calculate_rms(data.samples), self.parameter(rho)))
         noise = (std * params["noise"]).astype(np.float32)
         return AudioClip(noise if rho == 0.0 else data.samples + noise, data.sample_rate)
 
