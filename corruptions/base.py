@@ -38,14 +38,14 @@ class ModalityBatch:
     missing: torch.Tensor
     ids: torch.Tensor | None = None
 
-    def replace(self, **changes: Any) -> "ModalityBatch":
+    def replace(self, **changes: Any) -> ModalityBatch:
         return dataclasses.replace(self, **changes)
 
     @property
     def batch_size(self) -> int:
         return self.features.shape[0]
 
-    def index(self, idx: torch.Tensor) -> "ModalityBatch":
+    def index(self, idx: torch.Tensor) -> ModalityBatch:
         return ModalityBatch(
             self.features[idx], self.mask[idx], self.missing[idx],
             None if self.ids is None else self.ids[idx],
@@ -78,7 +78,7 @@ class FeatureCorruption(ABC):
     #: what rho = 0 means for this family
     absent: ClassVar[str]
 
-    def fit(self, data: ModalityBatch) -> "FeatureCorruption":
+    def fit(self, data: ModalityBatch) -> FeatureCorruption:
         """Fit statistics on the training split of one modality (e.g. feature std); returns self.
 
         A family instance serves one modality; families that need no statistics ignore this.

@@ -10,7 +10,7 @@ device, batch composition, order or worker count.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

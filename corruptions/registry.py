@@ -6,7 +6,8 @@ close matches and the allowed names.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 __all__ = ["Registry", "UnknownNameError", "DuplicateNameError"]
 

@@ -6,20 +6,23 @@ and one batched forward pass.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from corruptions import Corrupter, GridPoint, ModalityBatch, ReliabilityPoint, make_corrupter
+from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
 from corruptions.keys import MODALITIES
 
 from .data.batch import Batch
 from .errors import NonFiniteError
 from .metrics import compute_metrics
 
-__all__ = ["PointResult", "predict", "evaluate_grid", "modalities_of", "build_grid", "with_modalities"]
+__all__ = ["PointResult", "predict", "evaluate_grid", "modalities_of", "build_grid", "with_modalities",
+           "CorruptionContext"]
 
 
 @dataclass
@@ -50,7 +53,7 @@ def predict(model: torch.nn.Module, batch: Batch, batch_size: int, device: torch
     extras: dict[str, list[torch.Tensor]] = {}
     n = len(batch)
     for start in range(0, n, batch_size):
-        chunk = batch.index(torch.arange(start, min(n, start + batch_size))).to(device)
+        chunk = batch.slice(start, min(n, start + batch_size)).to(device)
         out = model(chunk)
         preds.append(out["pred"].float().cpu())
         for k, v in (out.get("extras") or {}).items():
@@ -78,15 +81,38 @@ def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iter
     return pts
 
 
-def _corrupter(f: str | dict, seed: int, train: Mapping[str, ModalityBatch]) -> Corrupter:
-    params = {} if isinstance(f, str) else {k: v for k, v in f.items() if k != "name"}
-    return make_corrupter(_family_name(f), seed=seed, train=train, **params)
+class CorruptionContext:
+    """Per-trial cache of corrupters fitted once on the training split, and of sampled states.
+
+    Fitting (e.g. feature statistics of ``noise``) and sampling (the random state of a split) are
+    done once per (family, seed) and (family, seed, split); every later grid point, validation
+    epoch or evaluation reuses them. States depend only on keys, so caching changes no number.
+    """
+
+    def __init__(self, train: Mapping[str, ModalityBatch]):
+        self.train = train
+        self._corrupters: dict[tuple[str, int], Corrupter] = {}
+        self._prepared: dict[tuple[str, int, str], Prepared] = {}
+
+    def corrupter(self, f: str | dict[str, Any], seed: int) -> Corrupter:
+        key = (json.dumps(f, sort_keys=True), seed)
+        if key not in self._corrupters:
+            params = {} if isinstance(f, str) else {k: v for k, v in f.items() if k != "name"}
+            self._corrupters[key] = make_corrupter(_family_name(f), seed=seed, train=self.train, **params)
+        return self._corrupters[key]
+
+    def prepared(self, f: str | dict[str, Any], seed: int, data: Batch, split: str) -> Prepared:
+        """The sampled state of ``data`` (named ``split``: one state per split and family)."""
+        key = (json.dumps(f, sort_keys=True), seed, split)
+        if key not in self._prepared:
+            self._prepared[key] = self.corrupter(f, seed).prepare(modalities_of(data), data.keys)
+        return self._prepared[key]
 
 
 def evaluate_grid(
     model: torch.nn.Module,
     data: Batch,
-    train: Mapping[str, ModalityBatch],
+    ctx: CorruptionContext,
     families: Iterable[str | dict],
     levels: list[float],
     sweeps: Iterable[str],
@@ -95,11 +121,13 @@ def evaluate_grid(
     metric_family: str,
     batch_size: int,
     device: torch.device,
+    split: str = "test",
     with_clean: bool = True,
 ) -> list[PointResult]:
-    """Evaluate ``model`` on ``data`` at every grid point; the clean point is computed once and shared.
+    """Evaluate ``model`` on ``data`` (split ``split``) at every grid point.
 
-    ``train`` holds the training-split modalities (families fit their statistics on it).
+    The clean point is computed once and shared; ``ctx`` holds the corrupters fitted on the
+    training split and caches the sampled states.
     """
     labels = data.labels.numpy()
     results: list[PointResult] = []
@@ -111,7 +139,7 @@ def evaluate_grid(
         by_family.setdefault(g.family, []).append(g)
     for f in families:
         name = _family_name(f)
-        prepared = _corrupter(f, seed, train).prepare(modalities_of(data), data.keys)
+        prepared = ctx.prepared(f, seed, data, split)
         for g in by_family[name]:
             if g.point.is_clean:
                 if clean_cache is None:

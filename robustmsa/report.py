@@ -8,6 +8,8 @@ metrics and robustness tables, metric direction marked, mean ± std over seeds, 
 """
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,7 @@ def render_tables(df: pd.DataFrame, metric_family: str = "mosi", main_metric: st
     arrow = "↑" if info.higher_is_better else "↓"
     curves = df[(df["metric"] == main_metric) & (df["family"] != "clean")]
     rows: dict[str, dict[str, list[float]]] = {}
-    for (row, seed, fam, sweep), grp in curves.groupby(["row", "seed", "family", "sweep"]):
+    for (row, _seed, fam, sweep), grp in curves.groupby(["row", "seed", "family", "sweep"]):
         grp = grp.sort_values("level_index")
         rows.setdefault(row, {}).setdefault(f"{fam}/{sweep}", []).append(
             audc(grp["level"].to_numpy(), grp["value"].to_numpy()))
@@ -146,7 +148,9 @@ def _figures(df: pd.DataFrame, out: Path, metric: str) -> list[Path]:
         fig.tight_layout()
         for ext in ("png", "pdf"):
             p = out / f"curves_{fam}.{ext}"
-            fig.savefig(p, dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
+            _atomic_write(p, buf.getvalue())
             paths.append(p)
         plt.close(fig)
     return paths
@@ -174,11 +178,18 @@ def write_report(suite: Suite, console: Console | None = None) -> dict[str, str]
         f"- tracking: `{suite.tracking.uri}`, experiment `{suite.experiment}`",
         "", ""
     ]
-    (out / "results.md").write_text("\n".join(header) + body + "\n", encoding="utf-8")
-    df.drop(columns=["row"], errors="ignore").to_csv(out / "rows.csv", index=False)
+    _atomic_write(out / "results.md", ("\n".join(header) + body + "\n").encode("utf-8"))
+    _atomic_write(out / "rows.csv", df.drop(columns=["row"], errors="ignore").to_csv(index=False).encode("utf-8"))
     figs = _figures(df, out, suite.report.main_metric)
     return {"table": str(out / "results.md"), "rows": str(out / "rows.csv"),
             "figures": ", ".join(str(p) for p in figs if p.suffix == ".png")}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a failed run never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _ceiling(suite: Suite) -> dict[str, Any] | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -141,6 +142,14 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def _log_line(console: Console, name: str, ok: bool, task: Any, error: str | None) -> None:
+    done, total, elapsed = int(task.completed), int(task.total or 0), task.elapsed or 0.0
+    eta = elapsed / done * (total - done) if done else float("nan")
+    state = "done" if ok else f"failed ({(error or '').strip().splitlines()[-1] if error else '?'})"
+    console.print(f"[{done}/{total}] {name} {state} · elapsed {elapsed:.0f} s · ETA {eta:.0f} s",
+                  markup=False, highlight=False)
+
+
 def run_suite(
     suite: Suite,
     *,
@@ -212,6 +221,8 @@ def _run_todo(suite: Suite, todo: list[PlannedTrial], tracker: Tracker, summary:
                         tracker.log_failure(summary.parent_run_id, p.spec.name, p.trial_id, error or "", tags)
                         summary.failed[p.spec.name] = (error or "").strip().splitlines()[-1] if error else "?"
                         progress.advance(task)
+                if not console.is_terminal:  # logs and CI: one line per finished trial instead of a live bar
+                    _log_line(console, p.spec.name, outcome is not None, progress.tasks[task], error)
                 if on_trial:
                     on_trial(p.spec.name, "ok" if outcome is not None else "failed")
                 progress.update(task, running=executor.running(), failed=len(summary.failed))

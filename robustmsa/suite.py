@@ -11,7 +11,7 @@ import copy
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -69,7 +69,7 @@ class ModelSpec(_Strict):
         return self.label or self.name
 
 
-FamilyRef = Union[str, dict[str, Any]]
+FamilyRef = str | dict[str, Any]
 
 
 class SamplerSpec(_Strict):
@@ -116,7 +116,7 @@ class RegimeSpec(_Strict):
     conditions: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _defaults(self) -> "RegimeSpec":
+    def _defaults(self) -> RegimeSpec:
         if self.kind == "spectrum" and self.sampler is None:
             object.__setattr__(self, "sampler", SamplerSpec())
         if self.kind == "specialist" and not self.conditions:

@@ -28,7 +28,7 @@ from . import __version__
 from .data.batch import split_to_batch
 from .data.registry import load_dataset
 from .errors import DataError
-from .evaluation import evaluate_grid, modalities_of
+from .evaluation import CorruptionContext, evaluate_grid, modalities_of
 from .models import count_parameters, create_model, model_config
 from .suite import DatasetSpec, EvaluationSpec, ModelSpec, RegimeSpec, Suite, TrainingSpec
 from .training import resolve_device, train_model, validation_grid
@@ -169,14 +169,15 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     device = resolve_device(spec.training.device)
     model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
                          **spec.model.overrides)
+    ctx = CorruptionContext(modalities_of(split_to_batch(dataset["train"])))
     trained = train_model(model, dataset, spec.regime, spec.training, seed=spec.seed, device=device,
-                          condition=spec.condition)
+                          condition=spec.condition, ctx=ctx)
     te = time.perf_counter()
     ev = spec.evaluation
-    train_mods = modalities_of(split_to_batch(dataset["train"]))
     data = split_to_batch(dataset[ev.split])
-    results = evaluate_grid(model, data, train_mods, ev.families, ev.levels, ev.sweeps, seed=ev.seed,
-                            metric_family=dataset.metric_family, batch_size=ev.batch_size, device=device)
+    results = evaluate_grid(model, data, ctx, ev.families, ev.levels, ev.sweeps, seed=ev.seed,
+                            metric_family=dataset.metric_family, batch_size=ev.batch_size, device=device,
+                            split=ev.split)
     eval_seconds = time.perf_counter() - te
     versions = corruption_versions(spec.families())
     base = {

@@ -1,6 +1,7 @@
 """Reliability points, grids, the Corrupter / Prepared pair, training samplers and the catalogue."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
@@ -411,3 +412,15 @@ def test_catalogue_document_is_in_sync():
         capture_output=True, text=True, cwd=ROOT, check=True,
     )
     assert run.stdout == text and run.stderr == ""
+
+
+def test_corruptions_package_never_imports_robustmsa():
+    for path in sorted((ROOT / "corruptions").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            assert not any(n == "robustmsa" or n.startswith("robustmsa.") for n in names), path

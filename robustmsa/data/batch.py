@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class Batch:
             self.text_ids if m == "text" else None,
         )
 
-    def with_modality(self, m: str, data: ModalityBatch) -> "Batch":
+    def with_modality(self, m: str, data: ModalityBatch) -> Batch:
         i = MODALITIES.index(m)
         missing = self.missing.clone()
         missing[:, i] = data.missing
@@ -59,7 +60,7 @@ class Batch:
             changes["text_ids"] = data.ids
         return dataclasses.replace(self, **changes)
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         def mv(v: Any) -> Any:
             if isinstance(v, torch.Tensor):
                 return v if v is self.keys else v.to(device, non_blocking=True)
@@ -69,7 +70,19 @@ class Batch:
 
         return Batch(**{f.name: mv(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
-    def index(self, idx: torch.Tensor) -> "Batch":
+    def slice(self, start: int, stop: int) -> Batch:
+        """Rows ``start:stop`` as views (no copy)."""
+
+        def take(v: Any) -> Any:
+            if v is None:
+                return None
+            if isinstance(v, dict):
+                return {k: t[start:stop] for k, t in v.items()}
+            return v[start:stop]
+
+        return Batch(**{f.name: take(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def index(self, idx: torch.Tensor) -> Batch:
         cpu_idx = idx.cpu()
 
         def take(name: str, v: Any) -> Any:

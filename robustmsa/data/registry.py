@@ -1,7 +1,8 @@
 """Datasets by name: the embedded synthetic presets and MMSA-format pickles."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corruptions.registry import Registry
 

@@ -26,8 +26,8 @@ Latent sentiment and labels
 Modality latents and conflict (sarcasm-like) samples
     ``z_a = z + N(0, modality_jitter)``, ``z_v`` likewise. A fraction ``conflict_fraction`` of clips
     are *conflict* samples whose text expresses the opposite polarity
-    (``z_t = -conflict_text_scale z + jitter``) while
-    audio and vision follow the true latent and the label follows ``z``: fusion genuinely helps.
+    (``z_t = -conflict_text_scale z + jitter``) while audio and vision follow the true latent and
+    the label follows ``z``: fusion genuinely helps.
     The conflict indices of every split are in ``info["conflict"]``. SIMS-like presets also
     annotate ``z_t``, ``z_a``, ``z_v`` separately into ``unimodal_labels`` T/A/V.
 

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from corruptions import GridPoint, ReliabilityPoint, TrainingSampler, make_corrupter
+from corruptions import ReliabilityPoint, TrainingSampler
 
 from ..data.batch import Batch, batches, split_to_batch
 from ..data.dataset import MSADataset
 from ..errors import NonFiniteError
-from ..evaluation import evaluate_grid, modalities_of, with_modalities
+from ..evaluation import CorruptionContext, evaluate_grid, modalities_of, with_modalities
 from ..suite import GridSpec, RegimeSpec, TrainingSpec
 
 __all__ = ["TrainResult", "train_model", "resolve_device", "validation_grid", "condition_point"]
@@ -77,9 +78,9 @@ def _loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 class _Corruptor:
     """Corrupts training batches according to the regime; returns (batch, clean or None)."""
 
-    def __init__(self, regime: RegimeSpec, seed: int, train: Batch, condition: dict[str, Any] | None):
+    def __init__(self, regime: RegimeSpec, seed: int, ctx: CorruptionContext, condition: dict[str, Any] | None):
         self.kind = regime.kind
-        mods = modalities_of(train)
+        mods = ctx.train
         if self.kind == "spectrum":
             s = regime.sampler
             self.sampler = TrainingSampler(
@@ -90,7 +91,7 @@ class _Corruptor:
         elif self.kind == "specialist":
             assert condition is not None
             family, self.point = condition_point(condition)
-            self.corrupter = make_corrupter(family, seed=seed, train=mods)
+            self.corrupter = ctx.corrupter(family, seed)
 
     def __call__(self, batch: Batch, epoch: int) -> tuple[Batch, Batch | None]:
         if self.kind == "clean":
@@ -103,11 +104,11 @@ class _Corruptor:
         return with_modalities(batch, data), batch
 
 
-def _valid_score(model, dataset: MSADataset, valid: Batch, train_mods, grid: GridSpec | None,
+def _valid_score(model, dataset: MSADataset, valid: Batch, ctx: CorruptionContext, grid: GridSpec | None,
                  condition: dict | None, seed: int, device) -> tuple[float, dict[str, float]]:
     if condition is not None:
         family, point = condition_point(condition)
-        prepared = make_corrupter(family, seed=seed, train=train_mods).prepare(modalities_of(valid), valid.keys)
+        prepared = ctx.prepared(family, seed, valid, "valid")
         from ..evaluation import predict
         from ..metrics import compute_metrics
 
@@ -115,10 +116,10 @@ def _valid_score(model, dataset: MSADataset, valid: Batch, train_mods, grid: Gri
         m = compute_metrics(pred, valid.labels.numpy(), dataset.metric_family)
         return m["mae"], {"valid_mae": m["mae"], "valid_corr": m["corr"]}
     if grid is None:
-        res = evaluate_grid(model, valid, train_mods, [], [1.0], [], seed=seed,
+        res = evaluate_grid(model, valid, ctx, [], [1.0], [], seed=seed, split="valid",
                             metric_family=dataset.metric_family, batch_size=512, device=device)
     else:
-        res = evaluate_grid(model, valid, train_mods, grid.families, grid.levels, grid.sweeps, seed=seed,
+        res = evaluate_grid(model, valid, ctx, grid.families, grid.levels, grid.sweeps, seed=seed, split="valid",
                             metric_family=dataset.metric_family, batch_size=512, device=device)
     clean = next(r for r in res if r.grid.point.is_clean)
     score = float(np.mean([r.metrics["mae"] for r in res]))
@@ -135,15 +136,19 @@ def train_model(
     seed: int,
     device: torch.device,
     condition: dict[str, Any] | None = None,
+    ctx: CorruptionContext | None = None,
     valid_seed: int = 4321,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` under ``regime``; select the epoch on the validation split; keep the best state."""
+    """Train ``model`` under ``regime``; select the epoch on the validation split; keep the best state.
+
+    ``ctx`` (corrupters fitted on the training split) may be shared with the evaluation.
+    """
     t0 = time.perf_counter()
     train = split_to_batch(dataset["train"])
     valid = split_to_batch(dataset["valid"])
-    train_mods = modalities_of(train)
-    corrupt = _Corruptor(regime, seed, train, condition)
+    ctx = ctx or CorruptionContext(modalities_of(train))
+    corrupt = _Corruptor(regime, seed, ctx, condition)
     grid = validation_grid(regime)
     model.to(device)
     opt = torch.optim.AdamW(model.param_groups(training.lr, training.weight_decay))
@@ -177,7 +182,7 @@ def train_model(
                 opt.step()
                 total += float(task.detach()) * len(xb)
                 count += len(xb)
-            score, vmetrics = _valid_score(model, dataset, valid, train_mods, grid, condition, valid_seed, device)
+            score, vmetrics = _valid_score(model, dataset, valid, ctx, grid, condition, valid_seed, device)
             sched.step(score)
             row = {"epoch": epoch, "train_loss": total / max(count, 1), **vmetrics,
                    "lr": opt.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - te}

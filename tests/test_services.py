@@ -1,0 +1,102 @@
+"""Integration with real services started by the test: `mlflow server` and `ray start --head`,
+both bound to 127.0.0.1. A tiny suite runs against both; the degradation curves are read back
+through MLflow's REST API (metric history). Everything the test started is stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from robustmsa.cli import main
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+        return r.read()
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path):
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = open(tmp_path / "mlflow-server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if _get(f"{url}/health").strip() == b"OK":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" + (tmp_path / "mlflow-server.log").read_text())
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the whole group: its workers must not outlive the test
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture()
+def ray_head(tmp_path: Path):
+    port = _free_port()
+    cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+           "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_suite_on_mlflow_server_and_ray_cluster(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                mlflow_server: str, ray_head: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", str(repo / "suites" / "smoke.yaml"), "--ray-address", ray_head,
+            f"tracking.uri={mlflow_server}", f"report.dir={tmp_path / 'reports'}",
+            "models=[{name: qa_moe}]", "regimes=[spectrum]"]
+    assert main(argv) == 0
+    exp = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke"))
+    exp_id = exp["experiment"]["experiment_id"]
+    req = urllib.request.Request(
+        f"{mlflow_server}/api/2.0/mlflow/runs/search", method="POST",
+        data=json.dumps({"experiment_ids": [exp_id], "max_results": 100}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        runs = json.loads(r.read())["runs"]
+    trials = [r for r in runs if {"key": "robustmsa.kind", "value": "trial"} in r["data"]["tags"]]
+    assert len(trials) == 1 and trials[0]["info"]["status"] == "FINISHED"
+    rid = trials[0]["info"]["run_id"]
+    hist = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/metrics/get-history?run_id={rid}"
+                           "&metric_key=curve/noise/joint/mae"))["metrics"]
+    assert sorted(m["step"] for m in hist) == [0, 1, 2]
+    assert all(m["value"] > 0 for m in hist)
+    assert (tmp_path / "reports" / "smoke" / "results.md").read_text().count("qa_moe (spectrum)") >= 2
