@@ -42,6 +42,14 @@ def collect_rows(suite: Suite) -> pd.DataFrame:
                           kind="mergesort").reset_index(drop=True)
 
 
+_SWEEP_ORDER = ("text", "audio", "vision", "joint")
+
+
+def _sweep_rank(sweep: str) -> tuple[int, str]:
+    """Sweeps in the order text, audio, vision, joint, then anything else alphabetically."""
+    return (_SWEEP_ORDER.index(sweep) if sweep in _SWEEP_ORDER else len(_SWEEP_ORDER), sweep)
+
+
 def _fmt(mean: float, std: float, digits: int = 3) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -104,7 +112,8 @@ def render_tables(df: pd.DataFrame, metric_family: str = "mosi", main_metric: st
         rows.setdefault(row, {}).setdefault(f"{fam}/{sweep}", []).append(
             audc(grp["level"].to_numpy(), grp["value"].to_numpy()))
     if rows:
-        colnames = sorted({c for r in rows.values() for c in r})
+        colnames = sorted({c for r in rows.values() for c in r},
+                          key=lambda c: (c.split("/")[0], _sweep_rank(c.split("/")[1])))
         m = pd.DataFrame({c: [float(np.mean(rows[r].get(c, [np.nan]))) for r in sorted(rows)] for c in colnames},
                          index=sorted(rows))
         s = pd.DataFrame({c: [float(np.std(rows[r].get(c, [np.nan]), ddof=1)) if len(rows[r].get(c, [])) > 1
@@ -130,7 +139,7 @@ def _figures(df: pd.DataFrame, out: Path, metric: str) -> list[Path]:
     palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
     colours = {r: palette[i % len(palette)] for i, r in enumerate(sorted(sub["row"].unique()))}
     for fam, fdf in sub.groupby("family"):
-        sweeps = sorted(fdf["sweep"].unique())
+        sweeps = sorted(fdf["sweep"].unique(), key=_sweep_rank)
         fig, axes = plt.subplots(1, len(sweeps), figsize=(2.6 * len(sweeps), 2.4), sharey=True, squeeze=False)
         for ax, sweep in zip(axes[0], sweeps):
             for row, g in fdf[fdf["sweep"] == sweep].groupby("row"):

@@ -73,3 +73,20 @@ def test_orphaned_runs_are_marked_failed(repo: Path, workdir: Path) -> None:
     run = tracker.client.get_run(orphan.info.run_id)
     assert run.info.status == "FAILED" and run.data.tags["robustmsa.orphaned"] == "true"
     assert tracker.completed_trials() == {}
+
+
+@pytest.mark.slow
+def test_same_metrics_in_process_and_on_ray(repo: Path, workdir: Path) -> None:
+    """Determinism: a trial gives the same numbers run in-process or in a Ray worker."""
+    import pandas as pd
+
+    frames = {}
+    for backend in ("local", "ray"):
+        uri = f"sqlite:///{workdir / f'{backend}.db'}"
+        argv = ["run", str(repo / "suites" / "smoke.yaml"), "--backend", backend, f"tracking.uri={uri}",
+                f"report.dir={workdir / backend}", "models=[{name: qa_moe}]", "regimes=[spectrum]"]
+        assert main(argv) == 0
+        frames[backend] = pd.read_csv(workdir / backend / "smoke" / "rows.csv")
+    a, b = frames["local"], frames["ray"]
+    assert len(a) == len(b) > 0
+    pd.testing.assert_frame_equal(a, b)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -66,11 +67,14 @@ def mlflow_server(tmp_path: Path):
 
 
 @pytest.fixture()
-def ray_head(tmp_path: Path):
+def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # token authentication stays on: a fresh token for this cluster, shared with the driver by env
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     port = _free_port()
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=180)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=180, env=dict(os.environ))
     try:
         yield f"127.0.0.1:{port}"
     finally:
