@@ -216,7 +216,10 @@ def _run_todo(suite: Suite, todo: list[PlannedTrial], tracker: Tracker, summary:
                 else:
                     attempts[p.trial_id] = attempts.get(p.trial_id, 0) + 1
                     if attempts[p.trial_id] <= suite.runner.retries:
+                        console.print(f"trial {p.spec.name} failed (attempt {attempts[p.trial_id]}), retrying: "
+                                      f"{(error or '?').strip().splitlines()[-1]}", markup=False, highlight=False)
                         queue.append(p)
+                        continue
                     else:
                         tracker.log_failure(summary.parent_run_id, p.spec.name, p.trial_id, error or "", tags)
                         summary.failed[p.spec.name] = (error or "").strip().splitlines()[-1] if error else "?"

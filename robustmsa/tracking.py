@@ -176,7 +176,7 @@ def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
     for r in outcome.rows:
         if not _finite(r["value"]):
             continue
-        if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0 and r["sweep"] == "joint"):
+        if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0):  # every sweep starts clean
             out.append((f"clean/{r['metric']}", r["value"], 0))
         if r["family"] != "clean":
             out.append((f"curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))

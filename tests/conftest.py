@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Synthetic datasets are cached in a per-session directory, not the user's cache."""
     os.environ["ROBUSTMSA_CACHE"] = str(tmp_path_factory.mktemp("robustmsa-cache"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tests use one torch thread: tiny models run fastest so, and threads stall on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()

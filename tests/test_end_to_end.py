@@ -90,3 +90,77 @@ def test_same_metrics_in_process_and_on_ray(repo: Path, workdir: Path) -> None:
     a, b = frames["local"], frames["ray"]
     assert len(a) == len(b) > 0
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_failing_trial_is_retried_recorded_and_rerun(repo: Path, workdir: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A trial whose loss diverges fails with a readable reason, is retried, recorded FAILED, and
+    is run again (not skipped) by the next invocation; the other trials are unaffected."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    argv = ["run", str(repo / "suites" / "smoke.yaml"), "--backend", "local", f"tracking.uri={uri}",
+            f"report.dir={workdir / 'reports'}", "models=[{name: late_fusion}]", "regimes=[clean]",
+            "training.lr=1e30", "training.grad_clip=null", "runner.retries=1"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "retrying" in captured.err
+    assert "FAILED" in captured.out and "non-finite training loss" in captured.out
+    client = _client(uri)
+    exp = client.get_experiment_by_name("smoke")
+    failed = [r for r in client.search_runs([exp.experiment_id])
+              if r.data.tags.get("robustmsa.kind") == "trial"]
+    assert len(failed) == 1 and failed[0].info.status == "FAILED"
+    assert "NonFiniteError" in failed[0].data.tags["robustmsa.error"]
+    assert main(argv) == 1  # not skipped: failed trials run again
+    assert "0 reused" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, workdir: Path) -> None:
+    """kill -9 of the driver mid-run, then the same command again: same results as an uninterrupted
+    run, each trial FINISHED exactly once, whatever was left RUNNING marked FAILED."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    suite = str(repo / "suites" / "smoke.yaml")
+
+    def argv(name: str) -> list[str]:
+        return ["run", suite, "--backend", "local", f"tracking.uri=sqlite:///{workdir / name}.db",
+                f"report.dir={workdir / name}"]
+
+    assert main(argv("reference")) == 0
+    db = workdir / "killed.db"
+    proc = subprocess.Popen([sys.executable, "-m", "robustmsa.cli", *argv("killed")], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    finished = 0
+    while finished < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as c:
+                    finished = c.execute("select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                                         "where t.key = 'robustmsa.kind' and t.value = 'trial' "
+                                         "and r.status = 'FINISHED'").fetchone()[0]
+            except sqlite3.Error:
+                pass
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 1 <= finished < 4
+
+    assert main(argv("killed")) == 0
+    ref = pd.read_csv(workdir / "reference" / "smoke" / "rows.csv")
+    got = pd.read_csv(workdir / "killed" / "smoke" / "rows.csv")
+    pd.testing.assert_frame_equal(ref, got)
+    client = _client(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("robustmsa.kind") == "trial" and r.info.status == "FINISHED"]
+    ids = [r.data.tags["robustmsa.trial_id"] for r in trials]
+    assert len(ids) == len(set(ids)) == 4  # no duplicates, nothing lost
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)  # no orphan left RUNNING

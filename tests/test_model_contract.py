@@ -39,15 +39,6 @@ NAMES = MODELS.names()
 MODS = ("text", "audio", "vision")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> typing.Iterator[None]:
-    """Tiny models run fastest on one thread, and multi-threaded tiny ops stall on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_batch(lengths: dict[str, int], seed: int = 0, missing: tuple[bool, bool, bool] | None = None,
                batch_size: int = B) -> Batch:
     """A random batch with ragged masks (valid prefix of random length >= 1, padding zeroed)."""

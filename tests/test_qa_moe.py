@@ -18,15 +18,6 @@ T = 8
 MODS = ("text", "audio", "vision")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> typing.Iterator[None]:
-    """Tiny models run fastest on one thread, and multi-threaded tiny ops stall on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_batch(n: int, seed: int, missing: torch.Tensor | None = None) -> Batch:
     g = torch.Generator().manual_seed(seed)
     parts: dict[str, torch.Tensor] = {}

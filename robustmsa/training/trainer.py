@@ -26,7 +26,8 @@ from corruptions import ReliabilityPoint, TrainingSampler
 from ..data.batch import Batch, batches, split_to_batch
 from ..data.dataset import MSADataset
 from ..errors import NonFiniteError
-from ..evaluation import CorruptionContext, evaluate_grid, modalities_of, with_modalities
+from ..evaluation import CorruptionContext, evaluate_grid, modalities_of, predict, with_modalities
+from ..metrics import compute_metrics
 from ..suite import GridSpec, RegimeSpec, TrainingSpec
 
 __all__ = ["TrainResult", "train_model", "resolve_device", "validation_grid", "condition_point"]
@@ -109,9 +110,6 @@ def _valid_score(model, dataset: MSADataset, valid: Batch, ctx: CorruptionContex
     if condition is not None:
         family, point = condition_point(condition)
         prepared = ctx.prepared(family, seed, valid, "valid")
-        from ..evaluation import predict
-        from ..metrics import compute_metrics
-
         pred, _ = predict(model, with_modalities(valid, prepared.at(point)), 512, device)
         m = compute_metrics(pred, valid.labels.numpy(), dataset.metric_family)
         return m["mae"], {"valid_mae": m["mae"], "valid_corr": m["corr"]}
