@@ -209,6 +209,10 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
         preds["sample_id"] += ids.tolist()
         preds["label"] += labels.tolist()
         preds["pred"] += r.pred.tolist()
+        q = r.extras.get("quality")
+        if q is not None:  # per-sample quality estimates (QA-MoE's r_m), for quality-vs-rho analyses
+            for i, m in enumerate(("text", "audio", "vision")):
+                preds.setdefault(f"quality_{m}", []).extend(np.asarray(q)[:, i].tolist())
     buf = io.BytesIO()
     torch.save({"state_dict": trained.best_state, "model": spec.model.name,
                 "config": model_config(spec.model.name, **spec.model.overrides),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -68,9 +67,13 @@ def mlflow_server(tmp_path: Path):
 
 @pytest.fixture()
 def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # token authentication stays on: a fresh token for this cluster, shared with the driver by env
+    # Token authentication stays on. The cluster uses the user's token file (~/.ray/auth_token,
+    # created if absent), the same one the driver loads: a Ray driver process caches the token it
+    # first read, so a fresh per-test token would be refused after an earlier local Ray session.
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
+    assert (Path.home() / ".ray" / "auth_token").is_file()
     port = _free_port()
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]

@@ -1,11 +1,14 @@
 """Models by name: the interface, the registry and factory, and every registered model.
 
 ``create_model(name, dims, lengths, seed, **overrides)`` builds a model; ``MODELS.names()`` lists
-them. Importing this package registers every model module listed below.
+them. Importing this package imports every module of the package (registration side effect), so a
+new model is one new file with a ``@register_model`` class and a ``configs/models/<name>.yaml``.
 """
 from __future__ import annotations
 
-from . import late_fusion, qa_moe  # noqa: F401  (registration side effect)
+import importlib
+import pkgutil
+
 from .base import (
     CONFIG_DIR,
     MODELS,
@@ -18,6 +21,11 @@ from .base import (
     register_model,
     resolve_config,
 )
+
+_NOT_MODELS = {"base", "layers"}
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if _info.name not in _NOT_MODELS and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
     "CONFIG_DIR",
