@@ -16,6 +16,7 @@ import torch
 
 from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
 from corruptions.keys import MODALITIES
+from corruptions.spectrum import qmc_grid, standard_grid
 
 from .data.batch import Batch
 from .errors import NonFiniteError
@@ -69,16 +70,25 @@ def _family_name(f: str | dict[str, Any]) -> str:
     return f if isinstance(f, str) else str(f["name"])
 
 
-def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iterable[str]) -> list[GridPoint]:
-    """The evaluation grid: for each family, each sweep (a modality or 'joint') at each level."""
-    pts: list[GridPoint] = []
+def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iterable[str], *,
+               qmc_points: int = 16, qmc_seed: int = 0) -> list[GridPoint]:
+    """The evaluation grid: for each family, each sweep at each level.
+
+    A sweep is a modality (the others clean), ``joint`` (all three at the same level) or a product
+    of modalities joined by ``+`` (e.g. ``audio+vision``: every combination of the levels, level =
+    mean rho; see :func:`corruptions.spectrum.product_grid`). Index 0 of every sweep but ``qmc`` is clean.
+    ``qmc`` is ``qmc_points`` scrambled Sobol' points over the three modalities, seeded by
+    ``qmc_seed`` (:func:`corruptions.spectrum.qmc_grid`).
+    """
+    sweeps = list(sweeps)
+    out: list[GridPoint] = []
     for f in families:
-        name = _family_name(f)
-        for sweep in sweeps:
-            for i, lv in enumerate(sorted(set(levels), reverse=True)):
-                point = ReliabilityPoint.joint(lv) if sweep == "joint" else ReliabilityPoint.only(sweep, lv)
-                pts.append(GridPoint(family=name, sweep=sweep, index=i, level=float(lv), point=point))
-    return pts
+        for s in sweeps:
+            if s == "qmc":
+                out += qmc_grid(_family_name(f), qmc_points, qmc_seed)
+            else:
+                out += standard_grid([_family_name(f)], levels, [s])
+    return out
 
 
 class CorruptionContext:
@@ -123,6 +133,7 @@ def evaluate_grid(
     device: torch.device,
     split: str = "test",
     with_clean: bool = True,
+    qmc_points: int = 16,
 ) -> list[PointResult]:
     """Evaluate ``model`` on ``data`` (split ``split``) at every grid point.
 
@@ -133,7 +144,7 @@ def evaluate_grid(
     results: list[PointResult] = []
     clean_cache: tuple[np.ndarray, dict] | None = None
     families = list(families)
-    grid = build_grid(families, levels, sweeps)
+    grid = build_grid(families, levels, sweeps, qmc_points=qmc_points, qmc_seed=seed)
     by_family: dict[str, list[GridPoint]] = {}
     for g in grid:
         by_family.setdefault(g.family, []).append(g)

@@ -84,7 +84,13 @@ class SamplerSpec(_Strict):
 
 
 class GridSpec(_Strict):
-    """A grid over the spectrum: families x sweeps x levels (level 1.0 is the clean end)."""
+    """A grid over the spectrum: families x sweeps x levels (level 1.0 is the clean end).
+
+    Sweeps: a modality (the others clean), ``joint`` (all at the same level), a product of
+    modalities joined by ``+`` (``audio+vision``: every pair of levels, for heatmaps), or ``qmc``:
+    ``qmc_points`` scrambled Sobol' points over all three modalities (the first is not clean; the
+    grid's clean point is evaluated separately).
+    """
 
     families: list[FamilyRef] = Field(default_factory=lambda: ["missing", "drop", "noise"])
     levels: list[float] = Field(default_factory=lambda: [1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
@@ -97,9 +103,25 @@ class GridSpec(_Strict):
     def _v_sweeps(cls, v: list[str]) -> list[str]:
         allowed = [*MODALITIES, "joint"]
         for s in v:
-            if s not in allowed:
-                raise ValueError(f"unknown sweep {s!r}; allowed: {', '.join(allowed)}")
+            parts = s.split("+")
+            if s in allowed or s == "qmc":
+                continue
+            if len(parts) >= 2 and all(p in MODALITIES for p in parts) and len(set(parts)) == len(parts):
+                continue
+            raise ValueError(f"unknown sweep {s!r}; allowed: {', '.join(allowed)}, qmc, or a product of "
+                             "distinct modalities joined by '+' (e.g. audio+vision)")
         return v
+
+    qmc_points: int = Field(16, ge=1)
+
+    def points_per_family(self) -> int:
+        """Grid points per family (a product over k modalities has len(levels)**k points, qmc has qmc_points)."""
+        def n(s: str) -> int:
+            if s == "qmc":
+                return self.qmc_points
+            return len(self.levels) ** len(s.split("+")) if "+" in s else len(self.levels)
+
+        return sum(n(s) for s in self.sweeps)
 
 
 class RegimeSpec(_Strict):
@@ -192,7 +214,7 @@ class Suite(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    metrics: list[str] | None = None
+    metrics: list[str] | None = None  # the metric columns of the report tables (None: all of the family)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
@@ -200,6 +222,16 @@ class Suite(_Strict):
     source: str | None = None
 
     _v_regimes = field_validator("regimes", mode="before")(classmethod(lambda cls, v: _regimes(v)))
+
+    @field_validator("metrics")
+    @classmethod
+    def _v_metrics(cls, v: list[str] | None) -> list[str] | None:
+        from .metrics import METRIC_INFO
+
+        for name in v or []:
+            if name not in METRIC_INFO:
+                raise ValueError(f"unknown metric {name!r}; allowed: {', '.join(METRIC_INFO)}")
+        return v
 
     @field_validator("models", "seeds", "datasets")
     @classmethod

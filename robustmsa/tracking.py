@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import tempfile
 import time
@@ -47,6 +48,10 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         import mlflow
         from mlflow.tracking import MlflowClient
+
+        # MLflow's INFO lines about creating/migrating a new SQLite store are noise on the console
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.uri = uri
         mlflow.set_tracking_uri(uri)
@@ -178,7 +183,7 @@ def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
             continue
         if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0):  # every sweep starts clean
             out.append((f"clean/{r['metric']}", r["value"], 0))
-        if r["family"] != "clean":
+        if r["family"] != "clean" and "+" not in r["sweep"] and r["sweep"] != "qmc":  # grids, not curves
             out.append((f"curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
     seen: set[tuple[str, int]] = set()
     uniq = []

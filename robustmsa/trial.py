@@ -177,7 +177,7 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     data = split_to_batch(dataset[ev.split])
     results = evaluate_grid(model, data, ctx, ev.families, ev.levels, ev.sweeps, seed=ev.seed,
                             metric_family=dataset.metric_family, batch_size=ev.batch_size, device=device,
-                            split=ev.split)
+                            split=ev.split, qmc_points=ev.qmc_points)
     eval_seconds = time.perf_counter() - te
     versions = corruption_versions(spec.families())
     base = {

@@ -86,3 +86,25 @@ def test_parse_overrides() -> None:
     assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": "text"}
     with pytest.raises(SuiteError, match="key=value"):
         parse_overrides(["oops"])
+
+
+def test_product_sweeps_and_metrics(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\n"
+                        "evaluation: {levels: [1.0, 0.5, 0.0], sweeps: [audio, audio+vision]}\n")
+    ev = load_suite(p).evaluation
+    assert ev.points_per_family() == 3 + 9
+    for bad in ("audio+audio", "audio+smell", "audio+"):
+        p = write(tmp_path, f"name: x\nmodels: [{{name: qa_moe}}]\nevaluation: {{sweeps: ['{bad}']}}\n")
+        with pytest.raises(SuiteError, match=r"evaluation\.sweeps.*unknown sweep"):
+            load_suite(p)
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nmetrics: [mae, acc8]\n")
+    with pytest.raises(SuiteError, match=r"metrics.*unknown metric 'acc8'.*allowed: mae"):
+        load_suite(p)
+
+
+def test_every_shipped_suite_is_valid() -> None:
+    suites = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml"))
+    assert len(suites) >= 4
+    for path in suites:
+        suite = load_suite(path)
+        assert suite.models and suite.seeds

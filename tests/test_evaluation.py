@@ -1,0 +1,51 @@
+"""The evaluation grid: sweeps, products and the per-point results of one checkpoint."""
+from __future__ import annotations
+
+import torch
+
+from corruptions.keys import MODALITIES
+from robustmsa.data.batch import split_to_batch
+from robustmsa.data.registry import load_dataset
+from robustmsa.evaluation import CorruptionContext, build_grid, evaluate_grid, modalities_of
+from robustmsa.models import create_model
+
+TINY = {"seed": 0, "n_train": 64, "n_valid": 16, "n_test": 40, "text_dim": 16}
+
+
+def test_build_grid_sweeps_and_products() -> None:
+    grid = build_grid(["noise", {"name": "drop"}], [1.0, 0.5, 0.0], ["audio", "joint", "audio+vision"])
+    assert len(grid) == 2 * (3 + 3 + 9)
+    prod = [g for g in grid if g.family == "noise" and g.sweep == "audio+vision"]
+    assert [g.index for g in prod] == list(range(9))
+    assert prod[0].point.is_clean and prod[-1].point.audio == 0.0 and prod[-1].point.vision == 0.0
+    assert all(g.point.text == 1.0 for g in prod)
+    assert {(g.point.audio, g.point.vision) for g in prod} == {(a, v) for a in (1.0, 0.5, 0.0) for v in (1.0, 0.5, 0.0)}
+    single = [g for g in grid if g.family == "drop" and g.sweep == "audio"]
+    assert [g.level for g in single] == [1.0, 0.5, 0.0]
+    assert all(g.point.of(m) == 1.0 for g in single for m in MODALITIES if m != "audio")
+
+
+def test_evaluate_grid_product_points_match_direct_prediction() -> None:
+    ds = load_dataset("synthetic", TINY)
+    model = create_model("late_fusion", dims=ds.dims, lengths=ds.lengths, seed=0)
+    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])))
+    test = split_to_batch(ds["test"])
+    res = evaluate_grid(model, test, ctx, ["noise"], [1.0, 0.0], ["audio+vision", "joint"], seed=7,
+                        metric_family="mosi", batch_size=16, device=torch.device("cpu"))
+    by = {(r.grid.sweep, r.grid.index): r for r in res}
+    assert set(by) == {("audio+vision", i) for i in range(4)} | {("joint", 0), ("joint", 1)}
+    # the all-corrupted product point differs from clean; (audio=0, vision=0) with text clean is
+    # not the joint point (text is corrupted there)
+    assert not torch.equal(torch.from_numpy(by[("audio+vision", 3)].pred), torch.from_numpy(by[("audio+vision", 0)].pred))
+    assert not torch.equal(torch.from_numpy(by[("audio+vision", 3)].pred), torch.from_numpy(by[("joint", 1)].pred))
+    assert (by[("audio+vision", 0)].pred == by[("joint", 0)].pred).all()
+
+
+def test_qmc_sweep_is_deterministic_and_covers_the_joint_space() -> None:
+    a = build_grid(["noise"], [1.0], ["qmc"], qmc_points=8, qmc_seed=3)
+    b = build_grid(["noise"], [1.0], ["qmc"], qmc_points=8, qmc_seed=3)
+    c = build_grid(["noise"], [1.0], ["qmc"], qmc_points=8, qmc_seed=4)
+    assert [g.point for g in a] == [g.point for g in b] != [g.point for g in c]
+    assert [g.index for g in a] == list(range(8)) and {g.sweep for g in a} == {"qmc"}
+    rhos = torch.tensor([[g.point.of(m) for m in MODALITIES] for g in a])
+    assert ((rhos >= 0) & (rhos <= 1)).all() and (rhos.std(0) > 0.15).all()
