@@ -34,7 +34,7 @@ from .suite import DatasetSpec, EvaluationSpec, ModelSpec, RegimeSpec, Suite, Tr
 from .training import resolve_device, train_model, validation_grid
 
 __all__ = ["TrialSpec", "TrialOutcome", "expand_trials", "run_trial", "trial_identity", "code_version",
-           "corruption_versions"]
+           "corruption_versions", "load_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -228,3 +228,16 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     }
     return TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history,
                         {k: np.asarray(v) for k, v in preds.items()}, buf.getvalue(), info)
+
+
+def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild the best model of a trial from its checkpoint (``checkpoint/model.pt`` in MLflow).
+
+    ``source`` is a path or the raw bytes. The file holds plain tensors and config values and is
+    read with ``weights_only=True``: no pickled code runs. The model is returned in eval mode.
+    """
+    blob = source if isinstance(source, bytes) else Path(source).read_bytes()
+    ck = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+    model = create_model(ck["model"], dims=ck["dims"], lengths=ck["lengths"], seed=0, **ck["config"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval()
