@@ -7,7 +7,8 @@ Measured side by side in one run, one torch thread unless --threads:
 2. evaluation throughput: one clean pass over the test split (686 samples) and the main job's
    full grid (3 families x 4 sweeps x 6 levels = 72 points), as samples/s per grid point;
 3. the cost of the full grid relative to one clean test pass, and relative to 72 clean passes
-   (what is left over the bare forward passes: corruption and bookkeeping).
+   (what is left over the bare forward passes: corruption and bookkeeping), with and without
+   reusing the encodings of modalities a grid point leaves clean (``reuse_encodings``).
 
     python bench/bench_qa_moe.py [--epochs 3] [--threads 1] [--model qa_moe]
 """
@@ -67,22 +68,28 @@ def main() -> None:
     families, levels, sweeps = ["missing", "drop", "noise"], [1.0, 0.8, 0.6, 0.4, 0.2, 0.0], [
         "text", "audio", "vision", "joint"]
     n_points = len(build_grid(families, levels, sweeps))
-    clean_times, grid_times = [], []
-    for _ in range(args.repeats):  # interleaved, so that load falls on both alike
+    clean_times: list[float] = []
+    grid_times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.repeats):  # interleaved, so that load falls on all alike
         t0 = time.perf_counter()
         predict(model, test, 512, device)
         clean_times.append(time.perf_counter() - t0)
-        ctx_eval = CorruptionContext(modalities_of(train))  # cold: corrupters fitted, states drawn
-        t0 = time.perf_counter()
-        evaluate_grid(model, test, ctx_eval, families, levels, sweeps, seed=1234, metric_family="mosi",
-                      batch_size=512, device=device)
-        grid_times.append(time.perf_counter() - t0)
-    clean_s, grid_s = statistics.median(clean_times), statistics.median(grid_times)
+        for reuse in (True, False):
+            ctx_eval = CorruptionContext(modalities_of(train))  # cold: corrupters fitted, states drawn
+            t0 = time.perf_counter()
+            evaluate_grid(model, test, ctx_eval, families, levels, sweeps, seed=1234, metric_family="mosi",
+                          batch_size=512, device=device, reuse_encodings=reuse)
+            grid_times[reuse].append(time.perf_counter() - t0)
+    clean_s = statistics.median(clean_times)
     print(f"eval clean pass: {clean_s:.3f} s = {len(test) / clean_s:.0f} samples/s")
-    print(f"eval full grid ({n_points} points, cold corruption context): {grid_s:.2f} s = "
-          f"{n_points * len(test) / grid_s:.0f} samples/s per grid point")
-    print(f"ratio grid / clean pass = {grid_s / clean_s:.1f} (grid points: {n_points}); "
-          f"grid / ({n_points} x clean pass) = {grid_s / (n_points * clean_s):.2f}")
+    for reuse in (False, True):
+        grid_s = statistics.median(grid_times[reuse])
+        label = "reusing clean encodings" if reuse else "every encoder every point"
+        print(f"eval full grid ({n_points} points, cold corruption context, {label}): {grid_s:.2f} s = "
+              f"{n_points * len(test) / grid_s:.0f} samples/s per grid point; grid / clean pass = "
+              f"{grid_s / clean_s:.1f}; grid / ({n_points} x clean pass) = {grid_s / (n_points * clean_s):.2f}")
+    print(f"speed-up from reusing clean encodings: "
+          f"{statistics.median(grid_times[False]) / statistics.median(grid_times[True]):.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """The evaluation grid: sweeps, products and the per-point results of one checkpoint."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
+from corruptions import ReliabilityPoint
 from corruptions.keys import MODALITIES
 from robustmsa.data.batch import split_to_batch
 from robustmsa.data.registry import load_dataset
-from robustmsa.evaluation import CorruptionContext, build_grid, evaluate_grid, modalities_of
-from robustmsa.models import create_model
+from robustmsa.evaluation import CorruptionContext, build_grid, evaluate_grid, modalities_of, with_modalities
+from robustmsa.models import MODELS, create_model
+from robustmsa.models.layers import encoding_cache
 
 TINY = {"seed": 0, "n_train": 64, "n_valid": 16, "n_test": 40, "text_dim": 16}
 
@@ -49,3 +53,43 @@ def test_qmc_sweep_is_deterministic_and_covers_the_joint_space() -> None:
     assert [g.index for g in a] == list(range(8)) and {g.sweep for g in a} == {"qmc"}
     rhos = torch.tensor([[g.point.of(m) for m in MODALITIES] for g in a])
     assert ((rhos >= 0) & (rhos <= 1)).all() and (rhos.std(0) > 0.15).all()
+
+
+def _grid(model, ds, ctx, reuse: bool):
+    test = split_to_batch(ds["test"])
+    return evaluate_grid(model, test, ctx, ["missing", "noise"], [1.0, 0.0], ["text", "audio", "joint"],
+                         seed=3, metric_family="mosi", batch_size=16, device=torch.device("cpu"),
+                         reuse_encodings=reuse)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_reusing_clean_encodings_changes_no_number(name: str) -> None:
+    ds = load_dataset("synthetic", TINY)
+    model = create_model(name, dims=ds.dims, lengths=ds.lengths, seed=0)
+    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])))
+    a, b = _grid(model, ds, ctx, True), _grid(model, ds, ctx, False)
+    assert [r.grid for r in a] == [r.grid for r in b]
+    for ra, rb in zip(a, b):
+        assert np.array_equal(ra.pred, rb.pred), ra.grid
+        assert ra.extras.keys() == rb.extras.keys()
+        assert all(np.array_equal(ra.extras[k], rb.extras[k]) for k in ra.extras)
+
+
+def test_encoding_cache_hits_only_unchanged_clean_inputs() -> None:
+    ds = load_dataset("synthetic", TINY)
+    model = create_model("late_fusion", dims=ds.dims, lengths=ds.lengths, seed=0).eval()
+    test = split_to_batch(ds["test"])
+    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])))
+    noisy_audio = with_modalities(test, ctx.prepared("noise", 0, test, "test").at(ReliabilityPoint.only("audio", 0.5)))
+    with torch.no_grad(), encoding_cache(test) as cache:
+        clean = model(test)["pred"]
+        assert (cache.hits, cache.misses) == (0, 3)
+        noisy = model(noisy_audio)["pred"]  # text and vision reused, audio encoded
+        assert (cache.hits, cache.misses) == (2, 3)
+        test.vision.mul_(1.0)  # an in-place write bumps the version counter: no stale reuse
+        model(test)
+        assert (cache.hits, cache.misses) == (4, 4)
+    assert not torch.equal(clean, noisy)
+    with encoding_cache(test) as cache:  # never while gradients are recorded
+        model(test)
+        assert (cache.hits, cache.misses) == (0, 0)
