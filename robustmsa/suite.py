@@ -185,9 +185,31 @@ class RunnerSpec(_Strict):
 
 
 class ReportSpec(_Strict):
+    """Report settings (docs/reports.md). ``reference_model``: label of the model that corruption
+    errors are measured against; ``effective_reference``: label of the late-fusion model of the
+    effective robustness; both are compared within the same regime and seed."""
+
     dir: str = "reports"
     reference_model: str | None = None
     main_metric: str = "mae"
+    effective_reference: str = "late_fusion"
+    digits: int = Field(3, ge=1, le=6)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    seed_test: Literal["ttest", "wilcoxon"] = "ttest"
+    bootstrap: int = Field(1000, ge=0, le=100_000)  # replicates of the paired bootstrap; 0 = none
+    bootstrap_seed: int = Field(0, ge=0)
+    provenance_in_caption: bool = True
+
+    @field_validator("main_metric")
+    @classmethod
+    def _v_main_metric(cls, v: str) -> str:
+        from .metrics import METRIC_INFO
+
+        if v not in METRIC_INFO:
+            close = difflib.get_close_matches(v, list(METRIC_INFO), n=2)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise ValueError(f"unknown metric {v!r}{hint}; allowed: {', '.join(METRIC_INFO)}")
+        return v
 
 
 def _regimes(v: Any) -> Any:
@@ -214,7 +236,7 @@ class Suite(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    metrics: list[str] | None = None  # the metric columns of the report tables (None: all of the family)
+    metrics: list[str] | None = None  # the metric columns of the report tables (None: the standard ones)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)

@@ -62,6 +62,15 @@ class BaseConfig:
     num_heads:   heads of the "attention" encoder (must divide d_model; 4).
     dropout:     dropout rate (0.0). Dropout draws from torch's global RNG in training mode, so it
                  is off by default; the trainer seeds that RNG inside ``fork_rng`` when it is on.
+    text_encoder: "features" (precomputed ``batch.text`` features through the shared sequence
+                 encoder; the default) or "hf" (a Hugging Face encoder over ``batch.text_ids``, see
+                 :mod:`robustmsa.models.text_encoders`).
+    text_model:  Hugging Face model id (read from the local cache only: nothing is downloaded) or
+                 local directory written by ``save_pretrained``; required when text_encoder is "hf".
+    text_lr:     learning rate of the pretrained encoder's own weights (1e-5, as in the authors'
+                 code of QA-MoE); everything else uses the training lr (``MSAModel.param_groups``).
+    freeze_text: keep the pretrained encoder frozen (no gradient, eval mode) (False: fine-tuned).
+                 A delayed unfreeze (e.g. after 5 epochs) needs a trainer hook and is not offered.
     """
 
     d_model: int = 64
@@ -69,9 +78,16 @@ class BaseConfig:
     kernel_size: int = 3
     num_heads: int = 4
     dropout: float = 0.0
+    text_encoder: Literal["features", "hf"] = "features"
+    text_model: str = ""
+    text_lr: float = 1e-5
+    freeze_text: bool = False
 
     def __post_init__(self) -> None:
         check_config(self.d_model >= 1, "d_model", "must be >= 1")
+        check_config(self.text_encoder != "hf" or bool(self.text_model), "text_model",
+                     "must name a Hugging Face model id or local path when text_encoder is 'hf'")
+        check_config(self.text_lr > 0, "text_lr", "must be > 0")
         check_config(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size",
                      "must be a positive odd number")
         check_config(self.num_heads >= 1 and self.d_model % self.num_heads == 0, "num_heads",
@@ -254,7 +270,14 @@ def create_model(
     config = resolve_config(name, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return cls(config, dims, lengths)
+        model = cls(config, dims, lengths)
+    if getattr(config, "text_encoder", "features") == "hf":
+        from .text_encoders import HFTextEncoder
+
+        if not any(isinstance(m, HFTextEncoder) for m in model.modules()):
+            raise RobustMSAError(f"model {name!r} does not use a Hugging Face text encoder, but its config "
+                                 "sets text_encoder: hf", hint="remove text_encoder/text_model from its overrides")
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

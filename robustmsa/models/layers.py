@@ -11,8 +11,10 @@ Written once, used by every model. Conventions:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -43,6 +45,12 @@ __all__ = [
     "load_balance_loss",
     "GatedRouter",
     "MLPHead",
+    "EncodingCache",
+    "encoding_cache",
+    "CrossAttentionBlock",
+    "masked_softmax",
+    "sinusoid_positions",
+    "MaskedAttention",
 ]
 
 
@@ -190,10 +198,74 @@ class ModalityEncoders(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, Encoded]:
         out: dict[str, Encoded] = {}
+        cache = _ENCODING_CACHE.get()
+        if cache is not None and (self.training or torch.is_grad_enabled()):
+            cache = None  # reuse is only valid for inference
         for i, m in enumerate(MODALITIES):
+            key = None if cache is None else cache.key(self, batch, m, i)
+            if key is not None and key in cache.entries:
+                cache.hits += 1
+                out[m] = cache.entries[key]
+                continue
             mask = getattr(batch, f"{m}_mask") & ~batch.missing[:, i : i + 1].to(batch.device)
             out[m] = self.text(batch, mask) if m == "text" else getattr(self, m)(getattr(batch, m), mask)
+            if key is not None:
+                cache.misses += 1
+                cache.entries[key] = out[m]
         return out
+
+
+class EncodingCache:
+    """Per-modality encodings of *unchanged clean inputs*, reused across forward passes (inference).
+
+    Evaluating one checkpoint over a grid feeds the same clean tensors for every modality a grid
+    point leaves clean (a single-modality sweep leaves two of three clean), so
+    :class:`ModalityEncoders` can skip those encoders. An input is recognised by identity, never by
+    value: the modality's features (and token ids for text) and its mask must be views of the clean
+    tensors registered here (same storage, offset, shape, strides and version counter, so an
+    in-place change is a miss) and the missing flags must be equal. Only such inputs are cached:
+    memory is bounded by one encoding of the clean data per encoder, and the registered tensors are
+    kept alive so their addresses cannot be reused. Use :func:`encoding_cache`.
+    """
+
+    def __init__(self, clean: Batch):
+        self._clean = clean  # keeps the storages alive
+        names = [*MODALITIES, *(f"{m}_mask" for m in MODALITIES), "text_ids"]
+        tensors = [getattr(clean, n) for n in names if getattr(clean, n) is not None]
+        self._storages = {t.untyped_storage().data_ptr() for t in tensors}
+        self.entries: dict[tuple, Encoded] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def _desc(self, t: torch.Tensor | None) -> tuple | None:
+        if t is None:
+            return ()
+        if t.untyped_storage().data_ptr() not in self._storages:
+            return None
+        return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t._version)
+
+    def key(self, owner: nn.Module, batch: Batch, m: str, i: int) -> tuple | None:
+        """The cache key of modality ``m`` of ``batch`` for encoder ``owner``, or None if not cacheable."""
+        parts = [self._desc(getattr(batch, m)), self._desc(getattr(batch, f"{m}_mask"))]
+        if m == "text":
+            parts.append(self._desc(batch.text_ids))
+        if any(p is None for p in parts):
+            return None
+        return (id(owner), m, *parts, batch.missing[:, i].cpu().numpy().tobytes())
+
+
+_ENCODING_CACHE: contextvars.ContextVar[EncodingCache | None] = contextvars.ContextVar("encoding_cache", default=None)
+
+
+@contextlib.contextmanager
+def encoding_cache(clean: Batch) -> Iterator[EncodingCache]:
+    """Within the block, :class:`ModalityEncoders` reuse the encodings of ``clean``'s unchanged tensors."""
+    cache = EncodingCache(clean)
+    token = _ENCODING_CACHE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ENCODING_CACHE.reset(token)
 
 
 class GLUExpert(nn.Module):
@@ -314,3 +386,106 @@ class MLPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def sinusoid_positions(length: int, d_model: int, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Fixed sinusoidal position table [length, d_model] (the one the "attention" encoder adds)."""
+    return _sinusoid(length, d_model, torch.device(device), dtype)
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax of ``logits`` over the entries where ``mask`` is True; exactly 0 elsewhere.
+
+    A slice without any True entry gives all zeros (no NaN, finite gradients).
+    """
+    any_valid = mask.any(dim, keepdim=True)
+    filled = logits.masked_fill(~mask, float("-inf"))
+    filled = torch.where(any_valid, filled, torch.zeros_like(logits))
+    return filled.softmax(dim) * mask.to(logits.dtype)
+
+
+class CrossAttentionBlock(nn.Module):
+    """One pre-norm cross-modal transformer block (MulT): a target sequence attends to a source.
+
+    ``forward(x [B,Tq,d], mask [B,Tq], ctx [B,Tk,d], ctx_mask [B,Tk]) -> [B,Tq,d]``:
+    ``x + Attn(LN(x), LN(ctx), LN(ctx))`` over valid source positions only, then ``+ MLP(LN(.))``.
+    A row whose source has no valid position gets no attention update (internally it attends to
+    position 0, then the update is zeroed: no NaN). Outputs at invalid target positions are zeroed.
+    Tq and Tk may differ (unaligned sequences).
+    """
+
+    def __init__(self, d_model: int, num_heads: int = 4, dropout: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm_q = nn.LayerNorm(d_model)
+        self.norm_kv = nn.LayerNorm(d_model)
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
+        self.drop = nn.Dropout(dropout)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        b, tq, d = x.shape
+        tk, h = ctx.shape[1], self.num_heads
+        has_key = ctx_mask.any(1)
+        keys_ok = ctx_mask.clone()
+        keys_ok[:, 0] |= ~has_key
+        q = self.q(self.norm_q(x)).view(b, tq, h, d // h).transpose(1, 2)
+        k, v = self.kv(self.norm_kv(ctx)).view(b, tk, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keys_ok[:, None, None, :],
+                                              dropout_p=self.p if self.training else 0.0)
+        update = self.out(attn.transpose(1, 2).reshape(b, tq, d)) * has_key.to(x.dtype)[:, None, None]
+        x = x + self.drop(update)
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x * mask.to(x.dtype).unsqueeze(-1)
+
+
+class MaskedAttention(nn.Module):
+    """Pre-norm multi-head attention *sublayer*: the update only, no residual, no MLP.
+
+    ``forward(q [B,Tq,d], q_mask [B,Tq], kv=None, kv_mask=None) -> [B,Tq,d]`` returns
+    ``W_o Attn(LN_q(q), LN_kv(kv), LN_kv(kv))`` over the valid ``kv`` positions; ``kv=None`` is
+    self-attention (``kv = q``, the query norm is used for both; build with ``cross=False`` when the
+    layer only self-attends, so it has no unused key/value norm). Masked ``kv`` elements are zeroed
+    before anything else, so they never influence the output; a row without any valid ``kv``
+    position gets a zero update (no NaN); outputs at invalid query positions are zero. Models
+    compose it freely: ``x + attn(x, m)`` (a transformer sublayer) or ``attn(q, qm, kv, km)``
+    alone (explanation alignment, where the query must not leak into the output).
+    """
+
+    def __init__(self, d_model: int, num_heads: int = 4, dropout: float = 0.0, cross: bool = True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}")
+        self.num_heads = num_heads
+        self.norm_q = nn.LayerNorm(d_model)
+        self.norm_kv = nn.LayerNorm(d_model) if cross else None
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.p = dropout
+
+    def forward(self, q: torch.Tensor, q_mask: torch.Tensor, kv: torch.Tensor | None = None,
+                kv_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if kv is None:
+            kv, kv_mask, norm_kv = q, q_mask, self.norm_q
+        else:
+            if self.norm_kv is None or kv_mask is None:
+                raise ValueError("cross-attention needs a layer built with cross=True and kv_mask with kv")
+            norm_kv = self.norm_kv
+        b, tq, d = q.shape
+        tk, h = kv.shape[1], self.num_heads
+        kv = kv * kv_mask.to(kv.dtype).unsqueeze(-1)
+        has_key = kv_mask.any(1)
+        keys_ok = kv_mask.clone()
+        keys_ok[:, 0] |= ~has_key
+        qh = self.q(self.norm_q(q)).view(b, tq, h, d // h).transpose(1, 2)
+        k, v = self.kv(norm_kv(kv)).view(b, tk, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(qh, k, v, attn_mask=keys_ok[:, None, None, :],
+                                              dropout_p=self.p if self.training else 0.0)
+        keep = (q_mask & has_key[:, None]).to(q.dtype).unsqueeze(-1)
+        return self.out(attn.transpose(1, 2).reshape(b, tq, d)) * keep

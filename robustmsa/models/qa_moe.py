@@ -48,6 +48,7 @@ from .layers import (
     random_routing,
     topk_routing,
 )
+from .text_encoders import build_text_encoder, text_param_groups
 
 __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
 
@@ -152,7 +153,8 @@ class QAMoE(MSAModel):
     def __init__(self, config: QAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout)
+        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
+                                         text_encoder=build_text_encoder(c, dims))
         self.uncertainty = nn.ModuleDict(
             {m: UncertaintyHead(d, c.uncertainty_hidden, c.log_var_min, c.log_var_max) for m in MODALITIES})
         self.prior = nn.Parameter(0.02 * torch.randn(len(MODALITIES), d))
@@ -195,6 +197,9 @@ class QAMoE(MSAModel):
             present = present & ~modality_absent(clean)
         loss = heteroscedastic_loss(mu, log_var, target, present.to(h.dtype))
         return self.config.uncertainty_weight * loss
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

@@ -1,0 +1,251 @@
+"""Reports for publications, rendered from the tracking store alone (never from a run's memory).
+
+``write_report(suite)`` reads the suite's finished trials back from MLflow (any tracking URI) and
+writes into ``<report.dir>/<suite>/`` tables as LaTeX (booktabs), Markdown and CSV with the same
+content, figures as PNG and PDF, a combined ``results.md``, a standalone ``report.tex`` that
+compiles every table and figure, ``rows.csv`` and ``provenance.json``; see docs/reports.md.
+:func:`write_report_data` does the same from a :class:`ReportData` (e.g. built from the tidy
+tables the runs logged with :func:`from_frames`). The same runs always give byte-identical files.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+from ..errors import RobustMSAError
+from ..metrics import METRIC_INFO
+from .build import (
+    Settings,
+    Variant,
+    ablation_table,
+    cost_table,
+    main_table,
+    quality_pairs,
+    quality_table,
+    robustness_tables,
+    significance_table,
+    specialist_table,
+)
+from .core import Context, SigRecord
+from .figures import Styles, curve_figures, heatmap_figures, quality_figures
+from .load import NothingToReport, ReportData, from_frames, load_from_tracking
+from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
+
+__all__ = ["write_report", "write_report_data", "collect_rows", "load_from_tracking", "from_frames", "ReportData",
+           "Settings", "Variant", "settings_of", "suite_cells"]
+
+OWNED = ["main*", "robustness*", "ablations*", "specialists*", "training_cost*", "quality*", "significance*",
+         "curves_*", "heatmap_*", "results.md", "report.tex", "rows.csv", "provenance.json"]
+OWNED_EXT = (".tex", ".md", ".csv", ".png", ".pdf", ".json")
+
+
+def settings_of(spec: Any, suite_metrics: Sequence[str] | None = None) -> Settings:
+    """Settings from a suite's ``report`` section and its top-level ``metrics`` (the metric columns)."""
+    metrics = suite_metrics
+    return Settings(main_metric=spec.main_metric, metrics=tuple(metrics) if metrics else None,
+                    reference_model=spec.reference_model, effective_reference=spec.effective_reference,
+                    digits=spec.digits, alpha=spec.alpha, seed_test=spec.seed_test, bootstrap=spec.bootstrap,
+                    bootstrap_seed=spec.bootstrap_seed, provenance_in_caption=spec.provenance_in_caption)
+
+
+def _check_references(suite: Any, console: Console) -> None:
+    """A reference model that is not in the suite (e.g. ``models=[...]`` overridden) only drops the
+    columns that need it; say so."""
+    labels = [m.display for m in suite.models]
+    for key in ("reference_model", "effective_reference"):
+        ref = getattr(suite.report, key)
+        if ref and ref not in labels:
+            console.print(f"[yellow]report.{key} {ref!r} is not a model of the suite (models: {', '.join(labels)}); "
+                          f"the columns that compare with it are left out[/yellow]")
+
+
+def collect_rows(suite: Any) -> pd.DataFrame:
+    """All rows of the suite's completed trials, read back from the tracking store."""
+    try:
+        return _load(suite, Console(stderr=True, quiet=True), predictions=False)[0].rows
+    except NothingToReport:
+        return pd.DataFrame()
+
+
+def suite_cells(suite: Any) -> set[tuple]:
+    """The (dataset, model, regime, condition, seed) cells of the suite as defined now (no data loaded)."""
+    from ..trial import expand_trials
+
+    return {(t.dataset.name, t.model.display, t.regime.name,
+             json.dumps(t.condition, sort_keys=True) if t.condition else "", t.seed) for t in expand_trials(suite)}
+
+
+def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[ReportData, list[str]]:
+    """The suite's trials from the store, and the identities that differ from the suite as defined now."""
+    from ..runner import plan_suite
+
+    try:
+        planned: set[str] = {p.trial_id for p in plan_suite(suite)}
+    except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial
+        console.print(f"[yellow]cannot plan the suite ({e}); reporting each cell's latest finished trial[/yellow]")
+        planned = set()
+    data = load_from_tracking(suite.tracking.uri, suite.experiment, suite=suite.name, cells=suite_cells(suite),
+                              prefer=planned, predictions=predictions, model_order=[m.display for m in suite.models],
+                              regime_order=[r.name for r in suite.regimes])
+    other = sorted(set(data.trials["trial_id"]) - planned) if planned else []
+    if other:
+        console.print(f"[yellow]{len(other)} cell(s) reported from trials of an earlier definition of the suite "
+                      f"(their identity differs from a run now): {', '.join(other)}[/yellow]")
+    return data, other
+
+
+def write_report(suite: Any, console: Console | None = None) -> dict[str, str]:
+    """Write the report of ``suite`` into ``<report.dir>/<suite name>/``; return the main paths."""
+    console = console or Console(stderr=True)
+    _check_references(suite, console)
+    try:
+        data, other = _load(suite, console)
+    except NothingToReport as e:
+        console.print(f"[yellow]no completed trials to report yet ({e})[/yellow]")
+        return {}
+    data.suite_version = str(suite.version)
+    variants = [Variant(m.display, m.name, json.dumps(m.overrides, sort_keys=True) if m.overrides else "")
+                for m in suite.models]
+    extra = {"source": str(suite.source), "tracking_uri": suite.tracking.uri, "experiment": suite.experiment}
+    if other:
+        extra["trials_of_an_earlier_suite_definition"] = " ".join(other)
+    return write_report_data(data, Path(suite.report.dir) / suite.name, settings_of(suite.report, suite.metrics),
+                             variants=variants, extra=extra)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+class _Writer:
+    def __init__(self, out: Path):
+        self.out = out
+        self.written: list[Path] = []
+
+    def __call__(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        self.written.append(path)
+
+    def text(self, name: str, text: str) -> Path:
+        path = self.out / name
+        self(path, text.encode("utf-8"))
+        return path
+
+    def cleanup(self, keep_figures: bool = False) -> None:
+        """Remove files of an earlier report that this one did not write (e.g. a table whose data is gone)."""
+        keep = {p.name for p in self.written}
+        for p in sorted(self.out.iterdir()):
+            if keep_figures and p.suffix in (".png", ".pdf"):
+                continue
+            if (p.is_file() and p.name not in keep and p.suffix in OWNED_EXT
+                    and any(fnmatch.fnmatch(p.name, pat) for pat in OWNED)):
+                p.unlink()
+
+
+def write_report_data(data: ReportData, out: Path, settings: Settings | None = None,
+                      variants: Sequence[Variant] | None = None, extra: dict[str, str] | None = None,
+                      figures: bool = True) -> dict[str, str]:
+    """Every table (and, unless ``figures`` is False, every figure) of ``data`` into ``out``; returns
+    the main paths."""
+    s = settings or Settings()
+    if s.main_metric not in METRIC_INFO:
+        raise RobustMSAError(f"unknown main metric {s.main_metric!r}; allowed: {', '.join(METRIC_INFO)}")
+    out.mkdir(parents=True, exist_ok=True)
+    w = _Writer(out)
+    datasets = sorted(set(data.rows["dataset"]))
+    multi = len(datasets) > 1
+    styles = Styles(data.model_order + sorted(set(data.rows["model"])), data.regime_order + sorted(set(data.rows["regime"])))
+    make_figures = figures
+    tables: list[Table] = []
+    figures: list[Path] = []
+    records: list[SigRecord] = []
+    for ds in datasets:
+        ctx = Context(data, ds, replicates=s.bootstrap, bootstrap_seed=s.bootstrap_seed, seed_test=s.seed_test,
+                      alpha=s.alpha)
+        suffix = f"_{ds}" if multi else ""
+        main, recs = main_table(ctx, s, multi=multi)
+        tables.append(main)
+        records += recs
+        if len(ctx.families) > 1:
+            for fam in ctx.families:
+                t, r = main_table(ctx, s, family=fam, multi=multi)
+                tables.append(t)
+                records += r
+        overall, by_sweep, recs = robustness_tables(ctx, s, multi)
+        tables += [overall, by_sweep]
+        records += recs
+        for built in (ablation_table(ctx, s, variants, multi), specialist_table(ctx, s, multi)):
+            if built:
+                tables.append(built[0])
+                records += built[1]
+        cost = cost_table(ctx, s, multi)
+        pairs = quality_pairs(ctx)
+        quality = quality_table(ctx, s, multi, pairs=pairs)
+        tables += [t for t in (cost, quality) if t]
+        main_metric = s.main_metric if s.main_metric in {c.key for c in main.columns} else main.columns[0].key
+        sig = significance_table(records, ctx, s, main.name, [main_metric], multi)
+        if sig:
+            tables.append(sig)
+        if make_figures:
+            figures += curve_figures(ctx, s.main_metric, styles, out, w, suffix)
+            figures += heatmap_figures(ctx, s.main_metric, out, w, suffix)
+            figures += quality_figures(ctx, styles, out, w, suffix, pairs=pairs)
+    for t in tables:
+        w.text(f"{t.name}.tex", to_latex(t, s.provenance_in_caption))
+        w.text(f"{t.name}.md", to_markdown(t))
+        w.text(f"{t.name}.csv", to_csv(t))
+    prov = data.provenance()
+    w.text("significance_all.csv", _records_csv(records))
+    w.text("rows.csv", data.rows.to_csv(index=False))
+    w.text("provenance.json", json.dumps({**prov.as_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n")
+    results = w.text("results.md", _results_md(data, tables, figures, extra or {}))
+    latex = w.text("report.tex", _report_tex(data, tables, figures))
+    w.cleanup(keep_figures=not make_figures)
+    return {"table": str(results), "latex": str(latex), "rows": str(out / "rows.csv"),
+            "figures": ", ".join(str(p) for p in figures if p.suffix == ".png")}
+
+
+def _records_csv(records: Sequence[SigRecord]) -> str:
+    frame = pd.DataFrame([vars(r) for r in records], columns=list(SigRecord.__dataclass_fields__))
+    return frame.to_csv(index=False, float_format=None)
+
+
+def _results_md(data: ReportData, tables: Sequence[Table], figures: Sequence[Path], extra: dict[str, str]) -> str:
+    prov = data.provenance()
+    lines = [f"# {data.suite}: robustness report", ""]
+    lines += [f"- {k}: {v}" for k, v in prov.lines()]
+    lines += [f"- {k.replace('_', ' ')}: `{v}`" for k, v in sorted(extra.items())]
+    lines += ["", "Every table is also in LaTeX (`<name>.tex`, booktabs) and CSV (`<name>.csv`) beside this file; "
+              "`report.tex` compiles them all. See docs/reports.md.", ""]
+    for t in tables:
+        lines.append(to_markdown(t, level=2, provenance=False))
+    pngs = [p for p in figures if p.suffix == ".png"]
+    if pngs:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in pngs] + [""]
+    return "\n".join(lines)
+
+
+def _report_tex(data: ReportData, tables: Sequence[Table], figures: Sequence[Path]) -> str:
+    prov = data.provenance()
+    lines = ["% Standalone preview of every table and figure of this report: pdflatex report.tex",
+             r"\documentclass[twocolumn]{article}", r"\usepackage[margin=1.8cm]{geometry}", r"\usepackage{booktabs}",
+             r"\usepackage{graphicx}", r"\begin{document}",
+             f"\\title{{{latex_escape(data.suite)}: robustness report}}", r"\author{robustmsa}",
+             f"\\date{{{latex_escape(prov.date)}}}", r"\maketitle"]
+    for t in tables:
+        lines += [f"\\input{{{t.name}.tex}}", r"\clearpage"]
+    for p in figures:
+        if p.suffix == ".pdf":
+            lines += [r"\begin{figure*}[t]", r"\centering", f"\\includegraphics[width=\\textwidth]{{{p.name}}}",
+                      f"\\caption{{{latex_escape(p.stem)}}}", r"\end{figure*}", r"\clearpage"]
+    lines += [r"\end{document}", ""]
+    return "\n".join(lines)

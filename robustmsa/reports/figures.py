@@ -1,0 +1,237 @@
+"""Figures of a report (matplotlib, PNG and PDF), sized and styled for a two-column paper.
+
+- ``curves_<family>``: the main metric against reliability, one panel per curve sweep, one line
+  per model and regime, a band of the 95% confidence interval of the mean over seeds;
+- ``heatmap_<family>_<a>-<b>``: the main metric over a two-modality product grid, one panel per
+  model and regime (only where the evaluation had such a sweep);
+- ``quality_<family>``: the predicted quality r_m against the applied reliability of each modality
+  (only for models that estimate quality).
+
+Colours follow the Okabe-Ito palette (colour-blind safe) and are fixed per model across every
+figure; the line style is fixed per regime. Text is 7-8 pt at the printed size (a full row of
+panels is 7 in wide, the width of a two-column page). Files carry no timestamps or software
+versions, so the same runs give the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from ..metrics import METRIC_INFO
+from .build import compared, quality_pairs
+from .core import Context, Entity
+
+__all__ = ["PALETTE", "Styles", "curve_figures", "heatmap_figures", "quality_figures", "save_figure", "STYLE"]
+
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+         "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 3.5, "axes.linewidth": 0.6,
+         "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.pad_inches": 0.02,
+         "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}
+WIDTH = 7.0  # inches: the text width of a two-column paper
+
+
+class Styles:
+    """Colour and marker per model, line style per regime, fixed for the whole report."""
+
+    def __init__(self, models: list[str], regimes: list[str]):
+        self.models = list(dict.fromkeys(models))
+        self.regimes = list(dict.fromkeys(regimes))
+
+    def of(self, e: Entity) -> dict[str, object]:
+        i = self.models.index(e.model) if e.model in self.models else len(self.models)
+        j = self.regimes.index(e.regime) if e.regime in self.regimes else len(self.regimes)
+        return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)],
+                "linestyle": LINESTYLES[j % len(LINESTYLES)]}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: object, out: Path, stem: str, write: Callable[[Path, bytes], None]) -> list[Path]:
+    """``stem.png`` (200 dpi) and ``stem.pdf`` (TrueType fonts), without timestamps or versions."""
+    paths = []
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Creator": None, "Producer": None})):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=200, metadata=meta)  # type: ignore[attr-defined]
+        path = out / f"{stem}.{ext}"
+        write(path, buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 0) and its 95% Student-t interval (the mean itself with one seed)."""
+    mean = values.mean(axis=0)
+    n = values.shape[0]
+    if n < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _legend(fig: object, axes: list, n: int) -> None:
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        width = fig.get_figwidth()  # type: ignore[attr-defined]
+        longest = max(len(lb) for lb in labels)
+        ncol = max(1, min(len(handles), int(width / (0.45 + 0.055 * longest))))
+        fig.legend(handles, labels, loc="outside upper center", ncol=ncol,  # type: ignore[attr-defined]
+                   handlelength=2.4, columnspacing=1.2)
+
+
+def curve_figures(ctx: Context, metric: str, styles: Styles, out: Path, write: Callable[[Path, bytes], None],
+                  suffix: str = "") -> list[Path]:
+    plt = _plt()
+    info = METRIC_INFO[metric]
+    arrow = "↑" if info.higher_is_better else "↓"
+    ents = compared(ctx)
+    paths: list[Path] = []
+    for fam in ctx.families:
+        sweeps = [sw for sw in ctx.sweeps if any((fam, sw) in ctx.curves.get(t, {}) for e in ents for _, t in e.trials)]
+        if not sweeps:
+            continue
+        with plt.rc_context(STYLE):
+            fig, axes = plt.subplots(1, len(sweeps), figsize=(WIDTH * min(1.0, max(2, len(sweeps)) / 4), 2.3),
+                                     sharey=True, squeeze=False, layout="constrained")
+            for ax, sw in zip(axes[0], sweeps):
+                for e in ents:
+                    curves = [ctx.curves.get(t, {}).get((fam, sw)) for _, t in e.trials]
+                    if not curves or any(c is None for c in curves) or len({c[1] for c in curves}) != 1:
+                        continue
+                    levels = np.array(curves[0][1])
+                    vals = np.array([[ctx.values.get((t, fam, sw, i, metric), np.nan) for i in c[0]]
+                                     for (_, t), c in zip(e.trials, curves)])
+                    mean, lo, hi = _band(vals)
+                    st = styles.of(e)
+                    ax.plot(levels, mean, label=e.label, **st)
+                    if vals.shape[0] > 1:
+                        ax.fill_between(levels, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
+                ax.set_title(f"{fam}: {sw}")
+                ax.set_xlabel("reliability ρ")
+                ax.set_xlim(1.02, -0.02)
+                ax.grid(True, linewidth=0.3, alpha=0.5)
+            axes[0][0].set_ylabel(f"{info.label} {arrow}")
+            _legend(fig, list(axes[0]), len(ents))
+            paths += save_figure(fig, out, f"curves_{fam}{suffix}", write)
+            plt.close(fig)
+    return paths
+
+
+def product_sweeps(ctx: Context) -> list[tuple[str, str, tuple[str, str]]]:
+    """(family, sweep, (modality a, modality b)) of every two-modality product grid in the rows."""
+    r = ctx.rows
+    out = set()
+    for fam, sw in zip(r["family"], r["sweep"]):
+        parts = tuple(sw.split("+"))
+        if len(parts) == 2:
+            out.add((fam, sw, parts))
+    return sorted(out)
+
+
+def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path, bytes], None],
+                    suffix: str = "") -> list[Path]:
+    plt = _plt()
+    info = METRIC_INFO[metric]
+    arrow = "↑" if info.higher_is_better else "↓"
+    ents = compared(ctx)
+    paths: list[Path] = []
+    r = ctx.rows[ctx.rows["metric"] == metric]
+    for fam, sw, (a, b) in product_sweeps(ctx):
+        sub = r[(r["family"] == fam) & (r["sweep"] == sw)]
+        xs = sorted(set(sub[f"rho_{a}"].astype(float)))
+        ys = sorted(set(sub[f"rho_{b}"].astype(float)))
+        grids = []
+        for e in ents:
+            g = sub[sub["trial_id"].isin(e.trial_ids)]
+            if g.empty:
+                continue
+            m = g.groupby([f"rho_{b}", f"rho_{a}"])["value"].mean()
+            grid = np.array([[m.get((y, x), np.nan) for x in xs] for y in ys])
+            grids.append((e, grid))
+        if not grids:
+            continue
+        vmin = np.nanmin([np.nanmin(g) for _, g in grids]) if any(np.isfinite(g).any() for _, g in grids) else 0.0
+        vmax = np.nanmax([np.nanmax(g) for _, g in grids]) if any(np.isfinite(g).any() for _, g in grids) else 1.0
+        ncol = min(4, len(grids))
+        nrow = math.ceil(len(grids) / ncol)
+        cmap = "viridis" if info.higher_is_better else "viridis_r"
+        with plt.rc_context(STYLE):
+            fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH * max(2, ncol) / 4, 1.9 * nrow + 0.3), squeeze=False,
+                                     sharex=True, sharey=True, layout="constrained")
+            for k, ax in enumerate(axes.flat):
+                if k >= len(grids):
+                    ax.axis("off")
+                    continue
+                e, grid = grids[k]
+                im = ax.imshow(grid, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+                ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+                ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+                if k >= len(grids) - ncol:
+                    ax.set_xlabel(f"ρ {a}")
+                if k % ncol == 0:
+                    ax.set_ylabel(f"ρ {b}")
+                ax.set_title(e.label, fontsize=7)
+                if len(xs) <= 6 and len(ys) <= 6:
+                    mid = (vmin + vmax) / 2
+                    digits = 2 if vmax - vmin >= 0.05 else 3
+                    for yi in range(len(ys)):
+                        for xi in range(len(xs)):
+                            v = grid[yi, xi]
+                            if np.isfinite(v):
+                                dark = (v < mid) == info.higher_is_better
+                                ax.text(xi, yi, f"{v:.{digits}f}", ha="center", va="center", fontsize=5,
+                                        color="white" if dark else "black")
+            cb = fig.colorbar(im, ax=list(axes.flat), shrink=0.9)
+            cb.set_label(f"{info.label} {arrow}")
+            fig.suptitle(f"{fam}: {a} × {b}", fontsize=8)
+            paths += save_figure(fig, out, f"heatmap_{fam}_{a}-{b}{suffix}", write)
+            plt.close(fig)
+    return paths
+
+
+def quality_figures(ctx: Context, styles: Styles, out: Path, write: Callable[[Path, bytes], None],
+                    suffix: str = "", pairs: dict | None = None) -> list[Path]:
+    plt = _plt()
+    pairs = quality_pairs(ctx) if pairs is None else pairs
+    if not pairs:
+        return []
+    ents = {e.label: e for e in compared(ctx)}
+    paths: list[Path] = []
+    for fam in sorted({k[2] for k in pairs}):
+        mods = [m for m in ("text", "audio", "vision") if any(k[2] == fam and k[3] == m for k in pairs)]
+        with plt.rc_context(STYLE):
+            fig, axes = plt.subplots(1, len(mods), figsize=(WIDTH * max(2, len(mods)) / 4, 2.3), sharey=True,
+                                     squeeze=False, layout="constrained")
+            for ax, m in zip(axes[0], mods):
+                for label in [lb for lb in ents if any(k[0] == lb and k[2] == fam and k[3] == m for k in pairs)]:
+                    rho = np.concatenate([v[0] for k, v in pairs.items() if k[0] == label and k[2] == fam and k[3] == m])
+                    q = np.concatenate([v[1] for k, v in pairs.items() if k[0] == label and k[2] == fam and k[3] == m])
+                    xs = np.array(sorted(set(rho.tolist())))
+                    mean = np.array([np.nanmean(q[rho == x]) for x in xs])
+                    q25 = np.array([np.nanpercentile(q[rho == x], 25) for x in xs])
+                    q75 = np.array([np.nanpercentile(q[rho == x], 75) for x in xs])
+                    st = styles.of(ents[label])
+                    ax.plot(xs, mean, label=label, **st)
+                    ax.fill_between(xs, q25, q75, color=st["color"], alpha=0.15, linewidth=0)
+                ax.set_title(f"{fam}: {m}")
+                ax.set_xlabel("applied reliability ρ")
+                ax.grid(True, linewidth=0.3, alpha=0.5)
+            axes[0][0].set_ylabel("predicted quality r")
+            _legend(fig, list(axes[0]), len(ents))
+            paths += save_figure(fig, out, f"quality_{fam}{suffix}", write)
+            plt.close(fig)
+    return paths
