@@ -43,6 +43,8 @@ __all__ = [
     "product_grid",
     "qmc_grid",
     "standard_grid",
+    "sweep_modalities",
+    "supported_sweeps",
     "Corrupter",
     "Prepared",
     "make_corrupter",
@@ -241,6 +243,22 @@ def _sweep(family: str, sweep: str, levels: list[float]) -> list[GridPoint]:
     raise ValueError(
         f"unknown sweep {sweep!r}; allowed: {', '.join(MODALITIES)}, joint, or modalities joined by '+'"
     )
+
+
+def sweep_modalities(sweep: str) -> tuple[str, ...]:
+    """The modalities a sweep corrupts (``joint`` and ``qmc``: all three)."""
+    if sweep in ("joint", "qmc"):
+        return tuple(MODALITIES)
+    return tuple(sweep.split("+"))
+
+
+def supported_sweeps(family: str, sweeps: Iterable[str]) -> list[str]:
+    """The sweeps of ``sweeps`` whose modalities the family supports (a raw audio family: ``audio``).
+
+    A suite may mix families of different modalities; each family is swept where it applies.
+    """
+    supported = set(getattr(FAMILIES.get(family), "modalities", MODALITIES))
+    return [s for s in sweeps if set(sweep_modalities(s)) <= supported]
 
 
 def standard_grid(

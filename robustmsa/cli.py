@@ -70,12 +70,12 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
     suite = load_suite(args.suite, args.overrides)
     planned = plan_suite(suite)
     ev = suite.evaluation
-    n_points = len(ev.families) * ev.points_per_family()
+    n_points = ev.points()
     out.print(f"{args.suite}: suite '{suite.name}' v{suite.version} is valid")
     out.print(f"  trials: {len(planned)} = {len(suite.datasets)} dataset(s) x {len(suite.models)} model(s) x "
               f"regimes/conditions x {len(suite.seeds)} seed(s)")
-    out.print(f"  evaluation points per trial: {n_points} ({len(ev.families)} families x {len(ev.sweeps)} sweeps "
-              f"({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
+    out.print(f"  evaluation points per trial: {n_points} ({len(ev.families)} families x the sweeps each supports "
+              f"of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
     from .data.registry import load_dataset
 
     sizes = {}

@@ -18,7 +18,7 @@ import torch
 from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
 from corruptions._families import FAMILIES
 from corruptions.keys import MODALITIES
-from corruptions.spectrum import qmc_grid, standard_grid
+from corruptions.spectrum import qmc_grid, standard_grid, supported_sweeps
 
 from .data.batch import Batch
 from .errors import DataError, NonFiniteError
@@ -75,7 +75,7 @@ def _family_name(f: str | dict[str, Any]) -> str:
 
 def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iterable[str], *,
                qmc_points: int = 16, qmc_seed: int = 0) -> list[GridPoint]:
-    """The evaluation grid: for each family, each sweep at each level.
+    """The evaluation grid: for each family, each sweep it supports at each level.
 
     A sweep is a modality (the others clean), ``joint`` (all three at the same level) or a product
     of modalities joined by ``+`` (e.g. ``audio+vision``: every combination of the levels, level =
@@ -86,7 +86,7 @@ def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iter
     sweeps = list(sweeps)
     out: list[GridPoint] = []
     for f in families:
-        for s in sweeps:
+        for s in supported_sweeps(_family_name(f), sweeps):
             if s == "qmc":
                 out += qmc_grid(_family_name(f), qmc_points, qmc_seed)
             else:
@@ -182,7 +182,7 @@ def evaluate_grid(
         for f in families:
             name = _family_name(f)
             prepared = ctx.prepared(f, seed, data, split)
-            for g in by_family[name]:
+            for g in by_family.get(name, []):
                 if g.point.is_clean:
                     if clean_cache is None:
                         clean_cache = predict(model, data, batch_size, device)

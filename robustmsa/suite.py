@@ -114,14 +114,33 @@ class GridSpec(_Strict):
 
     qmc_points: int = Field(16, ge=1)
 
-    def points_per_family(self) -> int:
-        """Grid points per family (a product over k modalities has len(levels)**k points, qmc has qmc_points)."""
+    @model_validator(mode="after")
+    def _families_have_points(self) -> GridSpec:
+        from corruptions._families import FAMILIES
+        from corruptions.spectrum import supported_sweeps
+
+        for f in self.families:
+            name = f if isinstance(f, str) else f.get("name")
+            if name not in FAMILIES.names():
+                continue  # reported with its position by the family-name check
+            if not supported_sweeps(name, self.sweeps):
+                mods = ", ".join(getattr(FAMILIES.get(name), "modalities", MODALITIES))
+                raise ValueError(f"family {name!r} corrupts only {mods}: none of the sweeps "
+                                 f"{', '.join(self.sweeps)} applies to it; add a sweep over {mods}")
+        return self
+
+    def points(self) -> int:
+        """Grid points over all families: each family's supported sweeps (a product over k modalities
+        has len(levels)**k points, qmc has qmc_points)."""
+        from corruptions.spectrum import supported_sweeps
+
         def n(s: str) -> int:
             if s == "qmc":
                 return self.qmc_points
             return len(self.levels) ** len(s.split("+")) if "+" in s else len(self.levels)
 
-        return sum(n(s) for s in self.sweeps)
+        names = [f if isinstance(f, str) else f["name"] for f in self.families]
+        return sum(n(s) for name in names for s in supported_sweeps(name, self.sweeps))
 
 
 class RegimeSpec(_Strict):

@@ -147,6 +147,32 @@ class TrialOutcome:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_EXTRA_WIDTH = 16
+
+
+def _extra_columns(extras: dict[str, np.ndarray], n: int) -> dict[str, list[float]]:
+    """Per-sample model outputs besides ``pred`` as prediction-table columns.
+
+    ``quality`` [N, 3] -> ``quality_text/audio/vision`` (QA-MoE's r_m, for quality-vs-rho
+    analyses); any other extra of shape [N] -> ``<name>``, [N, k] with k <= 16 -> ``<name>_<j>``
+    (e.g. ``expert_weights_0..7``: expert usage). Wider or higher-rank extras are not stored.
+    """
+    out: dict[str, list[float]] = {}
+    for name in sorted(extras):
+        a = np.asarray(extras[name], dtype=np.float64)
+        if a.ndim == 0 or a.shape[0] != n:
+            continue
+        if name == "quality" and a.shape[1:] == (3,):
+            for i, m in enumerate(("text", "audio", "vision")):
+                out[f"quality_{m}"] = a[:, i].tolist()
+        elif a.ndim == 1:
+            out[name] = a.tolist()
+        elif a.ndim == 2 and a.shape[1] <= MAX_EXTRA_WIDTH:
+            for j in range(a.shape[1]):
+                out[f"{name}_{j}"] = a[:, j].tolist()
+    return out
+
+
 def _quality_rows(base: dict, extras: dict[str, np.ndarray]) -> list[dict]:
     q = extras.get("quality")
     if q is None:
@@ -169,7 +195,8 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     device = resolve_device(spec.training.device)
     model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
                          **spec.model.overrides)
-    ctx = CorruptionContext(modalities_of(split_to_batch(dataset["train"])))
+    ctx = CorruptionContext(modalities_of(split_to_batch(dataset["train"])), raw=getattr(dataset, "raw", None),
+                            dataset=spec.dataset.name)
     trained = train_model(model, dataset, spec.regime, spec.training, seed=spec.seed, device=device,
                           condition=spec.condition, ctx=ctx)
     te = time.perf_counter()
@@ -209,10 +236,8 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
         preds["sample_id"] += ids.tolist()
         preds["label"] += labels.tolist()
         preds["pred"] += r.pred.tolist()
-        q = r.extras.get("quality")
-        if q is not None:  # per-sample quality estimates (QA-MoE's r_m), for quality-vs-rho analyses
-            for i, m in enumerate(("text", "audio", "vision")):
-                preds.setdefault(f"quality_{m}", []).extend(np.asarray(q)[:, i].tolist())
+        for col, values in _extra_columns(r.extras, n).items():
+            preds.setdefault(col, []).extend(values)
     buf = io.BytesIO()
     torch.save({"state_dict": trained.best_state, "model": spec.model.name,
                 "config": model_config(spec.model.name, **spec.model.overrides),
@@ -227,7 +252,8 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
         "metric_family": dataset.metric_family,
     }
     return TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history,
-                        {k: np.asarray(v) for k, v in preds.items()}, buf.getvalue(), info)
+                        {k: np.asarray(v) for k, v in preds.items() if len(v) == len(preds["pred"])},
+                        buf.getvalue(), info)
 
 
 def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.device = "cpu") -> torch.nn.Module:

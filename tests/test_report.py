@@ -674,3 +674,21 @@ def test_report_of_a_tracked_run_through_the_cli(repo: Path, tmp_path: Path, mon
         res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=out,
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_expert_usage_figure_from_stored_routing_weights(tmp_path) -> None:
+    rows, preds, _ = synthetic(seeds=(0,), families=("noise",), sweeps=("joint",))
+    paths = write_report_data(_data(rows, preds), tmp_path, Settings(bootstrap=0))
+    assert not (tmp_path / "experts_noise.png").exists()  # no routing weights stored: no figure
+    preds = preds.copy()
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(4), size=len(preds))
+    for k in range(4):
+        preds[f"expert_weights_{k}"] = w[:, k]
+    paths = write_report_data(_data(rows, preds), tmp_path, Settings(bootstrap=0))
+    assert (tmp_path / "experts_noise.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"CreationDate" not in (tmp_path / "experts_noise.pdf").read_bytes()
+    assert "experts_noise.png" in paths["figures"]
+    first = (tmp_path / "experts_noise.png").read_bytes()
+    write_report_data(_data(rows, preds), tmp_path, Settings(bootstrap=0))
+    assert (tmp_path / "experts_noise.png").read_bytes() == first

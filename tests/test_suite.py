@@ -92,7 +92,7 @@ def test_product_sweeps_and_metrics(tmp_path: Path) -> None:
     p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\n"
                         "evaluation: {levels: [1.0, 0.5, 0.0], sweeps: [audio, audio+vision]}\n")
     ev = load_suite(p).evaluation
-    assert ev.points_per_family() == 3 + 9
+    assert ev.points() == (3 + 9) * len(ev.families)
     for bad in ("audio+audio", "audio+smell", "audio+"):
         p = write(tmp_path, f"name: x\nmodels: [{{name: qa_moe}}]\nevaluation: {{sweeps: ['{bad}']}}\n")
         with pytest.raises(SuiteError, match=r"evaluation\.sweeps.*unknown sweep"):
@@ -108,3 +108,12 @@ def test_every_shipped_suite_is_valid() -> None:
     for path in suites:
         suite = load_suite(path)
         assert suite.models and suite.seeds
+
+
+def test_families_are_swept_where_they_apply(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\n"
+                        "evaluation: {families: [noise, audio_noise], levels: [1.0, 0.0], sweeps: [text, audio, joint]}\n")
+    assert load_suite(p).evaluation.points() == 3 * 2 + 1 * 2  # audio_noise: the audio sweep only
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nevaluation: {families: [audio_noise], sweeps: [text]}\n")
+    with pytest.raises(SuiteError, match=r"evaluation.*'audio_noise' corrupts only audio"):
+        load_suite(p)

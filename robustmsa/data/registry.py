@@ -1,4 +1,4 @@
-"""Datasets by name: the embedded synthetic presets and MMSA-format pickles."""
+"""Datasets by name: the embedded synthetic presets, MMSA-format pickles and raw-media clips."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,6 +18,11 @@ DATASET_HELP: dict[str, str] = {
     "synthetic_mosei": "embedded benchmark, MOSEI aligned_50 shapes (16326/1871/4659)",
     "synthetic_sims": "embedded benchmark, CH-SIMS unaligned_39 shapes, labels in [-1, 1]",
     "mmsa": "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite",
+    "synthetic_raw": "embedded raw-media benchmark (faces, voice, transcripts; 360/80/160 clips), features "
+                     "extracted; raw corruption families apply, params: seed, any RawBenchmarkConfig field "
+                     "(voice: espeak, text_source: tweets), extractors, workers, cache",
+    "raw": "a folder or manifest CSV of raw clips (wav, mp4 or frames, transcript, label), features extracted; "
+           "params: path (required), tokenizer, extractors, sample_rate, fps, frame_size, workers, cache",
 }
 
 
@@ -39,10 +44,24 @@ def _mmsa(path: str | None = None, **params: Any) -> MSADataset:
     return load_mmsa_pickle(path, **params)
 
 
+def _synthetic_raw(seed: int = 0, **params: Any) -> MSADataset:
+    from ..raw.dataset import load_synthetic_raw
+
+    return load_synthetic_raw(seed=seed, **params)
+
+
+def _raw(path: str | None = None, **params: Any) -> MSADataset:
+    from ..raw.dataset import load_raw_folder
+
+    return load_raw_folder(path, **params)
+
+
 DATASETS.register("synthetic", _synthetic("mosi"))
 DATASETS.register("synthetic_mosei", _synthetic("mosei"))
 DATASETS.register("synthetic_sims", _synthetic("sims"))
 DATASETS.register("mmsa", _mmsa)
+DATASETS.register("synthetic_raw", _synthetic_raw)
+DATASETS.register("raw", _raw)
 
 
 def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:

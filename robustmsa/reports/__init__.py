@@ -34,7 +34,7 @@ from .build import (
     specialist_table,
 )
 from .core import Context, SigRecord
-from .figures import Styles, curve_figures, heatmap_figures, quality_figures
+from .figures import Styles, curve_figures, expert_figures, heatmap_figures, quality_figures
 from .load import NothingToReport, ReportData, from_frames, load_from_tracking
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
 
@@ -42,7 +42,7 @@ __all__ = ["write_report", "write_report_data", "collect_rows", "load_from_track
            "Settings", "Variant", "settings_of", "suite_cells"]
 
 OWNED = ["main*", "robustness*", "ablations*", "specialists*", "training_cost*", "quality*", "significance*",
-         "curves_*", "heatmap_*", "results.md", "report.tex", "rows.csv", "provenance.json"]
+         "curves_*", "heatmap_*", "experts_*", "results.md", "report.tex", "rows.csv", "provenance.json"]
 OWNED_EXT = (".tex", ".md", ".csv", ".png", ".pdf", ".json")
 
 
@@ -198,6 +198,7 @@ def write_report_data(data: ReportData, out: Path, settings: Settings | None = N
             figures += curve_figures(ctx, s.main_metric, styles, out, w, suffix)
             figures += heatmap_figures(ctx, s.main_metric, out, w, suffix)
             figures += quality_figures(ctx, styles, out, w, suffix, pairs=pairs)
+            figures += expert_figures(ctx, out, w, suffix)
     for t in tables:
         w.text(f"{t.name}.tex", to_latex(t, s.provenance_in_caption))
         w.text(f"{t.name}.md", to_markdown(t))

@@ -128,7 +128,10 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
     metrics = _metrics(ctx, s)
     fams = [family] if family else ctx.families
     groups: list[tuple[str, list[str] | None, list[str] | None]] = [("clean", None, None)]
-    groups += [(f"{sw} sweep" if sw != "joint" else "joint sweep", fams, [sw]) for sw in ctx.sweeps]
+    for sw in ctx.sweeps:  # each sweep averages the families that have it (a raw audio family: audio only)
+        have = [f for f in fams if any((f, sw) in ctx.curves.get(t, {}) for e in ents for _, t in e.trials)]
+        if have:
+            groups.append((f"{sw} sweep" if sw != "joint" else "joint sweep", have, [sw]))
     rows, recipes = [], {}
     for gname, gf, gs in groups:
         for e in ents:
@@ -143,8 +146,8 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
     name = f"main_{family}{suffix}" if family else f"main{suffix}"
     fam_text = f"the {family} family" if family else f"the corruption families ({', '.join(fams)})"
     caption = (f"Clean test metrics and, for each corruption sweep, the normalised area under its degradation "
-               f"curve (AUDC: the mean metric over reliability ρ from 1 to 0) for {fam_text}; a sweep degrades one "
-               f"modality (the others clean) or all three (joint). Mean ± std over {_seeds_text(ents)}. ↑/↓: higher/"
+               f"curve (AUDC: the mean metric over reliability ρ from 1 to 0) for {fam_text}, averaged over the families "
+               f"that apply to the sweep; a sweep degrades one modality (the others clean) or all three (joint). Mean ± std over {_seeds_text(ents)}. ↑/↓: higher/"
                f"lower is better. {ACC_NOTE} Best per column and condition in bold, second underlined. "
                f"{_marks_text(ctx, True, 'the best of its column and condition')} n/a: undefined (e.g. Corr of "
                f"constant predictions).")

@@ -5,7 +5,9 @@
 - ``heatmap_<family>_<a>-<b>``: the main metric over a two-modality product grid, one panel per
   model and regime (only where the evaluation had such a sweep);
 - ``quality_<family>``: the predicted quality r_m against the applied reliability of each modality
-  (only for models that estimate quality).
+  (only for models that estimate quality);
+- ``experts_<family>``: mean routing weight per expert along the joint sweep (only for models
+  whose predictions carry ``expert_weights_<k>``, i.e. mixture-of-experts models).
 
 Colours follow the Okabe-Ito palette (colour-blind safe) and are fixed per model across every
 figure; the line style is fixed per regime. Text is 7-8 pt at the printed size (a full row of
@@ -26,7 +28,8 @@ from ..metrics import METRIC_INFO
 from .build import compared, quality_pairs
 from .core import Context, Entity
 
-__all__ = ["PALETTE", "Styles", "curve_figures", "heatmap_figures", "quality_figures", "save_figure", "STYLE"]
+__all__ = ["PALETTE", "Styles", "curve_figures", "heatmap_figures", "quality_figures", "expert_figures", "save_figure",
+           "STYLE"]
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
 LINESTYLES = ["-", "--", ":", "-."]
@@ -233,5 +236,61 @@ def quality_figures(ctx: Context, styles: Styles, out: Path, write: Callable[[Pa
             axes[0][0].set_ylabel("predicted quality r")
             _legend(fig, list(axes[0]), len(ents))
             paths += save_figure(fig, out, f"quality_{fam}{suffix}", write)
+            plt.close(fig)
+    return paths
+
+
+def expert_columns(ctx: Context) -> list[str]:
+    """The per-sample routing-weight columns (``expert_weights_<k>``) of the stored predictions."""
+    p = ctx.data.predictions
+    if p is None:
+        return []
+    cols = [c for c in p.columns if c.startswith("expert_weights_") and c.rsplit("_", 1)[1].isdigit()]
+    return sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1]))
+
+
+def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None], suffix: str = "") -> list[Path]:
+    """``experts_<family>``: mean routing weight of each expert (rows) along the joint sweep (columns),
+    one panel per mixture-of-experts model and regime, averaged over seeds and test samples.
+
+    Shows whether routing shifts as inputs lose reliability (QA-MoE's quality gate) or stays put.
+    """
+    cols = expert_columns(ctx)
+    if not cols:
+        return []
+    plt = _plt()
+    p = ctx.data.predictions
+    paths: list[Path] = []
+    for fam in ctx.families:
+        panels = []
+        for e in compared(ctx):
+            tids = [tid for _, tid in e.trials]
+            sub = p[p["trial_id"].isin(tids) & (p["family"] == fam) & (p["sweep"] == "joint")]
+            if sub.empty or sub[cols].isna().all().all():
+                continue
+            g = sub.groupby("level", sort=True)[cols].mean()
+            g = g.loc[sorted(g.index, reverse=True)]  # clean (rho = 1) on the left
+            panels.append((e.label, g))
+        if not panels:
+            continue
+        with plt.rc_context(STYLE):
+            ncol = min(3, len(panels))
+            nrow = math.ceil(len(panels) / ncol)
+            fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH * ncol / 3, 1.9 * nrow), squeeze=False,
+                                     layout="constrained")
+            vmax = max(float(np.nanmax(g.to_numpy())) for _, g in panels)
+            im = None
+            for ax, (label, g) in zip(axes.flat, panels):
+                im = ax.imshow(g.to_numpy().T, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax,
+                               interpolation="nearest")
+                ax.set_xticks(range(len(g.index)), [f"{v:g}" for v in g.index])
+                ax.set_yticks(range(len(cols)), [c.rsplit("_", 1)[1] for c in cols])
+                ax.set_title(label)
+                ax.set_xlabel(f"{fam}, joint sweep: ρ")
+                ax.set_ylabel("expert")
+            for ax in list(axes.flat)[len(panels):]:
+                ax.set_visible(False)
+            fig.colorbar(im, ax=list(axes.flat)[: len(panels)], label="mean routing weight", shrink=0.9)
+            paths += save_figure(fig, out, f"experts_{fam}{suffix}", write)
             plt.close(fig)
     return paths
