@@ -692,3 +692,15 @@ def test_expert_usage_figure_from_stored_routing_weights(tmp_path) -> None:
     first = (tmp_path / "experts_noise.png").read_bytes()
     write_report_data(_data(rows, preds), tmp_path, Settings(bootstrap=0))
     assert (tmp_path / "experts_noise.png").read_bytes() == first
+
+
+def test_bootstrap_of_each_group_resamples_that_groups_statistic(report) -> None:
+    """MAE is linear in the resampling weights, so the mean bootstrap difference of a cell must be
+    close to the difference of the cells themselves: every row group (clean, each sweep) has its own."""
+    df = pd.read_csv(report / "significance_all.csv")
+    main = df[(df["table"] == "main") & (df["column"] == "mae") & df["boot_diff"].notna()]
+    assert set(main["group"]) >= {"clean", "joint sweep"}
+    for _, r in main.iterrows():
+        assert abs(r["boot_diff"] - r["diff"]) < 0.02, (r["group"], r["row"], r["boot_diff"], r["diff"])
+    by_group = main.groupby("group")["boot_diff"].apply(lambda s: tuple(np.round(s.to_numpy(), 6)))
+    assert len(set(by_group)) == len(by_group)  # not one group's bootstrap copied into every group

@@ -138,7 +138,7 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
             rec = ctx.recipe(e, gf, gs)
             cells = {m: ctx.cell(rec, m) for m in metrics}
             rows.append(Row(e.label, cells, gname, e.trial_ids))
-            recipes.update({(e.label, m): (rec, m) for m in metrics})
+            recipes.update({(gname, e.label, m): (rec, m) for m in metrics})  # per group: one row per group
     if ctx.data.ceiling and family is None:
         cells = {m: Cell.of(float(ctx.data.ceiling[m])) for m in metrics if m in ctx.data.ceiling}
         rows.insert(len(ents), Row("planted ceiling (generator)", cells, "clean", compare=False))
@@ -421,7 +421,7 @@ def specialist_table(ctx: Context, s: Settings, multi: bool = False) -> tuple[Ta
         for e, rec in [(sp, rec_sp), *[(p, ctx.point_recipe(p, fam, sw, level)) for p in peers]]:
             label = f"{e.model} ({e.regime})"
             rows.append(Row(label, {m: ctx.cell(rec, m) for m in metrics}, group, e.trial_ids))
-            recipes.update({(label, m): (rec, m) for m in metrics})
+            recipes.update({(group, label, m): (rec, m) for m in metrics})  # a label repeats across groups
     if not rows:
         return None
     suffix, tsuffix = _suffix(ctx, multi)

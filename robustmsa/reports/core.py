@@ -291,7 +291,8 @@ def add_significance(table: Table, ctx: Context, recipes: dict[tuple[str, str], 
                      reference: Callable[[str, list[Row]], Row | None] | None = None) -> list[SigRecord]:
     """Test every compared cell against the reference cell of its column (per row group): the best
     mean by the column's direction unless ``reference`` names a row. Seed test (t-test or Wilcoxon,
-    as configured) and, where ``recipes[(row label, column key)] = (recipe, metric)`` and per-sample
+    as configured) and, where ``recipes[(row group, row label, column key)]`` (or, for labels unique in
+    the table, ``recipes[(row label, column key)]``) ``= (recipe, metric)`` and per-sample
     predictions exist, a paired bootstrap. Holm correction per column and group; a significant
     seed test marks the cell with ``†``, a significant bootstrap with ``‡``."""
     records: list[SigRecord] = []
@@ -320,8 +321,10 @@ def add_significance(table: Table, ctx: Context, recipes: dict[tuple[str, str], 
                                 float(np.mean(d)) if d else float("nan"), lo, hi,
                                 seed_test(a, b, "ttest"), seed_test(a, b, "wilcoxon"),
                                 trial_ids=tuple(sorted(set(r.trial_ids) | set(ref.trial_ids))))
-                if recipes and ctx.has_bootstrap and (r.label, col.key) in recipes and (ref.label, col.key) in recipes:
-                    (ra, metric), (rb, _) = recipes[(r.label, col.key)], recipes[(ref.label, col.key)]
+                ka = recipes.get((g, r.label, col.key), recipes.get((r.label, col.key))) if recipes else None
+                kb = recipes.get((g, ref.label, col.key), recipes.get((ref.label, col.key))) if recipes else None
+                if ka is not None and kb is not None and ctx.has_bootstrap:
+                    (ra, metric), (rb, _) = ka, kb
                     xa, xb = ctx.replicate_values(ra, metric), ctx.replicate_values(rb, metric)
                     if xa is not None and xb is not None:
                         bc = bootstrap_compare(xa, xb)
