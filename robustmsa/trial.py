@@ -31,6 +31,7 @@ from .errors import DataError
 from .evaluation import CorruptionContext, evaluate_grid, modalities_of
 from .models import count_parameters, create_model, model_config
 from .suite import DatasetSpec, EvaluationSpec, ModelSpec, RegimeSpec, Suite, TrainingSpec
+from .tracking import trial_artifacts
 from .training import resolve_device, train_model, validation_grid
 
 __all__ = ["TrialSpec", "TrialOutcome", "expand_trials", "run_trial", "trial_identity", "code_version",
@@ -145,6 +146,7 @@ class TrialOutcome:
     predictions: dict[str, np.ndarray]
     checkpoint: bytes
     info: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # serialised in the worker (tracking.trial_artifacts)
 
 
 MAX_EXTRA_WIDTH = 16
@@ -251,9 +253,11 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
         "corruption_versions": versions, "ceiling": dataset.info.get("ceiling"),
         "metric_family": dataset.metric_family,
     }
-    return TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history,
-                        {k: np.asarray(v) for k, v in preds.items() if len(v) == len(preds["pred"])},
-                        buf.getvalue(), info)
+    outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history,
+                           {k: np.asarray(v) for k, v in preds.items() if len(v) == len(preds["pred"])},
+                           buf.getvalue(), info)
+    outcome.artifacts = trial_artifacts(outcome)
+    return outcome
 
 
 def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.device = "cpu") -> torch.nn.Module:
