@@ -75,13 +75,32 @@ def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
     assert (Path.home() / ".ray" / "auth_token").is_file()
     port = _free_port()
+    # --block keeps `ray start` in the foreground with the cluster's processes in its own process
+    # group: teardown stops exactly that group (`ray stop --force` would kill every Ray cluster of
+    # the user on this machine, e.g. a suite running beside the tests).
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-           "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=180, env=dict(os.environ))
+           "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--block"]
+    log = open(tmp_path / "ray-head.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
     try:
+        deadline = time.time() + 180
+        while True:
+            out = subprocess.run([str(BIN / "ray"), "status", "--address", f"127.0.0.1:{port}"],
+                                 capture_output=True, text=True, timeout=60)
+            if out.returncode == 0 and "Active" in out.stdout:
+                break
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("ray head did not start:\n" + (tmp_path / "ray-head.log").read_text())
+            time.sleep(1)
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
 
 
 def test_suite_on_mlflow_server_and_ray_cluster(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
