@@ -100,7 +100,9 @@ class _RayExecutor:
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+                # "local": always a new local instance, never a cluster found through RAY_ADDRESS or
+                # /tmp/ray/ray_current_cluster (possibly stale); --ray-address joins one explicitly
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
         res = suite.resources
         gpus = res.gpus_per_trial
         if gpus and ray.cluster_resources().get("GPU", 0) == 0:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -76,10 +78,13 @@ def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (Path.home() / ".ray" / "auth_token").is_file()
     port = _free_port()
     # --block keeps `ray start` in the foreground with the cluster's processes in its own process
-    # group: teardown stops exactly that group (`ray stop --force` would kill every Ray cluster of
-    # the user on this machine, e.g. a suite running beside the tests).
+    # group: teardown kills exactly that group (`ray stop --force` would kill every Ray cluster of
+    # the user on this machine, e.g. a suite running beside the tests). A private --temp-dir keeps
+    # the cluster out of /tmp/ray/ray_current_cluster, so no later `ray.init()` finds it, dead or alive.
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are length-limited
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-           "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--block"]
+           "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--block",
+           "--temp-dir", temp_dir]
     log = open(tmp_path / "ray-head.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
     try:
@@ -94,13 +99,10 @@ def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             time.sleep(1)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGKILL)  # `ray start --block` does not stop its group on SIGTERM
+        proc.wait(timeout=30)
         log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_suite_on_mlflow_server_and_ray_cluster(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
