@@ -183,3 +183,21 @@ def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, wor
     ids = [r.data.tags["robustmsa.trial_id"] for r in trials]
     assert len(ids) == len(set(ids)) == 4  # no duplicates, nothing lost
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)  # no orphan left RUNNING
+
+
+def test_local_run_ignores_a_stale_or_foreign_cluster_address(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --ray-address a run starts its own Ray instance: RAY_ADDRESS (here a dead address, as
+    a stale /tmp/ray/ray_current_cluster would give) must not hijack it."""
+    import ray
+    from rich.console import Console
+
+    from robustmsa.runner import _RayExecutor
+    from robustmsa.suite import load_suite
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    ex = _RayExecutor(load_suite(repo / "suites" / "smoke.yaml"), None, 1, Console(quiet=True))
+    try:
+        assert ray.is_initialized() and ray.cluster_resources().get("CPU", 0) >= 1
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
