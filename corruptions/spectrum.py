@@ -45,6 +45,8 @@ __all__ = [
     "standard_grid",
     "sweep_modalities",
     "supported_sweeps",
+    "CURVE_SWEEPS",
+    "is_curve_sweep",
     "Corrupter",
     "Prepared",
     "make_corrupter",
@@ -52,6 +54,13 @@ __all__ = [
 
 #: sweep names besides the products ("text+audio", ...)
 SWEEPS: tuple[str, ...] = (*MODALITIES, "joint", "qmc")
+#: sweeps whose levels form a degradation curve; products and qmc designs are grids
+CURVE_SWEEPS: tuple[str, ...] = (*MODALITIES, "joint")
+
+
+def is_curve_sweep(sweep: str) -> bool:
+    """True for a single-modality or the joint sweep (a curve over rho); False for grids."""
+    return sweep in CURVE_SWEEPS
 
 
 def _check_modality(modality: str) -> str:

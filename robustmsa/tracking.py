@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from corruptions.spectrum import is_curve_sweep
+
 __all__ = ["Tracker", "flatten", "TAG", "trial_artifacts"]
 
 TAG = "robustmsa"  # tag prefix
@@ -185,7 +187,7 @@ def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
             continue
         if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0):  # every sweep starts clean
             out.append((f"clean/{r['metric']}", r["value"], 0))
-        if r["family"] != "clean" and "+" not in r["sweep"] and r["sweep"] != "qmc":  # grids, not curves
+        if r["family"] != "clean" and is_curve_sweep(r["sweep"]):  # product and qmc grids are in rows.csv
             out.append((f"curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
     seen: set[tuple[str, int]] = set()
     uniq = []
@@ -225,7 +227,7 @@ def _curve_figure(rows: list[dict], title: str, metric: str = "mae") -> bytes:
 
     df = pd.DataFrame(rows)
     df = df[(df["metric"] == metric) & (df["family"] != "clean")]
-    df = df[~df["sweep"].str.contains("+", regex=False) & (df["sweep"] != "qmc")]  # grids are not curves
+    df = df[df["sweep"].map(is_curve_sweep)]
     fams = sorted(df["family"].unique())
     fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(3.2 * max(1, len(fams)), 2.8), squeeze=False)
     for ax, fam in zip(axes[0], fams):

@@ -351,7 +351,7 @@ def test_mult_uses_every_source() -> None:
     base = run(model, batch)["pred"]
     with torch.no_grad():
         for block in model.cross["audio_to_text"]:
-            block.out.weight.mul_(3.0)
+            block.attn.out.weight.mul_(3.0)
     assert not torch.allclose(run(model, batch)["pred"], base)
 
 

@@ -417,29 +417,13 @@ class CrossAttentionBlock(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int = 4, dropout: float = 0.0):
         super().__init__()
-        self.num_heads = num_heads
-        self.norm_q = nn.LayerNorm(d_model)
-        self.norm_kv = nn.LayerNorm(d_model)
-        self.q = nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.attn = MaskedAttention(d_model, num_heads, dropout)
         self.norm2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
         self.drop = nn.Dropout(dropout)
-        self.p = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
-        b, tq, d = x.shape
-        tk, h = ctx.shape[1], self.num_heads
-        has_key = ctx_mask.any(1)
-        keys_ok = ctx_mask.clone()
-        keys_ok[:, 0] |= ~has_key
-        q = self.q(self.norm_q(x)).view(b, tq, h, d // h).transpose(1, 2)
-        k, v = self.kv(self.norm_kv(ctx)).view(b, tk, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keys_ok[:, None, None, :],
-                                              dropout_p=self.p if self.training else 0.0)
-        update = self.out(attn.transpose(1, 2).reshape(b, tq, d)) * has_key.to(x.dtype)[:, None, None]
-        x = x + self.drop(update)
+        x = x + self.drop(self.attn(x, mask, ctx, ctx_mask))
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x * mask.to(x.dtype).unsqueeze(-1)
 

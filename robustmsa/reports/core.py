@@ -18,6 +18,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from corruptions.spectrum import CURVE_SWEEPS, is_curve_sweep
+
 from ..robustness import audc
 from .load import ReportData, metric_family_of
 from .stats import bootstrap_compare, holm, mean_ci, resample_counts, seed_test, weighted_metrics
@@ -25,14 +27,6 @@ from .tables import Cell, Row, Table
 
 __all__ = ["Entity", "Term", "Recipe", "Context", "SigRecord", "add_significance", "is_curve_sweep",
            "sweep_rank", "condition_text", "CURVE_SWEEPS"]
-
-CURVE_SWEEPS = ("text", "audio", "vision", "joint")
-
-
-def is_curve_sweep(sweep: str) -> bool:
-    """Sweeps whose levels form a curve (one modality, or all jointly); products are grids."""
-    return sweep in CURVE_SWEEPS
-
 
 def sweep_rank(sweep: str) -> tuple[int, str]:
     return (CURVE_SWEEPS.index(sweep) if sweep in CURVE_SWEEPS else len(CURVE_SWEEPS), sweep)
