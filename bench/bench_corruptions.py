@@ -1,18 +1,25 @@
 """Benchmark of the feature-level corruption families on a MOSI-sized test set.
 
-686 samples, text 50x768, audio 50x5, vision 50x20, all-valid masks (generated here with a local
-generator). One grid point: rho = 0.5 on all three modalities. For each feature family it times
+686 samples, text 50x768, audio 50x5, vision 50x20, all-valid masks (the worst case: every
+element is corrupted; generated here with a local generator). One grid point: rho = 0.5 on all
+three modalities. For each feature family it times
 
 - ``copy``: a plain ``clone()`` of the same data (features, masks, flags, ids);
-- ``prepare``: ``Corrupter.prepare`` (one ``sample`` per modality: all the random draws);
-- ``at``: ``Prepared.at`` alone (the state reused across levels, as in a grid evaluation);
-- ``numpy``: a per-sample numpy loop written the way reference tools do it (per sample: seed the
-  numpy RNG, draw a mask or noise, multiply), with the same maths.
+- ``point``: ``Corrupter.corrupt(data, keys, point)``, corrupting the data at one grid point in one
+  go (draws included): the issue's "one grid point" target, ``copy/point >= 0.30``;
+- ``prepare``: ``Corrupter.prepare`` (every random draw, kept as a state for a whole grid);
+- ``at``: ``Prepared.at`` alone (what each further level of a grid costs);
+- ``steps``: the reference tools' way, after MultiBench ``robustness/timeseries_robust.py``: one
+  copy of the data, then a Python loop over samples and time steps drawing from the global numpy
+  RNG (reseeded per sample, so that each sample's draws are reproducible as ours are) and writing
+  each time step (``x[t] = ...``); the same maths as the family. Target ``steps/point >= 20``;
+- ``vector``: a stricter reference than the tools: a loop over samples only, each sample done
+  with whole-array numpy operations (seed, draw, multiply).
 
-and reports copy/at, copy/(prepare+at) (target >= 0.30) and numpy/at, numpy/(prepare+at)
-(target >= 20x). Times are medians of ``--repeats`` runs after one warm-up.
+Times are medians of ``--repeats`` interleaved rounds after one warm-up; torch's default number of
+threads unless ``--threads`` is given (the keyed draws use them, see ``corruptions.keys``).
 
-    python bench/bench_corruptions.py [--repeats 7] [--write BENCHMARKS.md]
+    python bench/bench_corruptions.py [--repeats 7] [--threads N] [--write BENCHMARKS.md]
 """
 from __future__ import annotations
 
@@ -77,50 +84,106 @@ def clone_all(data: dict[str, ModalityBatch]) -> list[ModalityBatch]:
 
 
 # ----------------------------------------------------------------------------- numpy references
+# Both references corrupt one sample x [T, D] (with its token ids for text) given its 32-bit key
+# and the training statistics; they return the corrupted sample.
+
+A, B = np.float32(RHO**0.5), np.float32((1 - RHO) ** 0.5)
+SIGMA = 2.0 * (1 - RHO) / RHO  # the blur family's sigma in frames at RHO
+RADIUS = int(4.0 * SIGMA + 0.5)
+KERNEL = np.exp(-0.5 * (np.arange(-RADIUS, RADIUS + 1) / SIGMA) ** 2).astype(np.float32)
+KERNEL /= KERNEL.sum()
 
 
-def _ref_missing(x: np.ndarray, ids: np.ndarray | None, key: int, stats) -> np.ndarray:
+def _vector_missing(x, ids, key, stats):
     np.random.seed(key)
     return x * np.float32(np.random.rand() < RHO)
 
 
-def _ref_drop(x: np.ndarray, ids: np.ndarray | None, key: int, stats) -> np.ndarray:
+def _vector_drop(x, ids, key, stats):
     np.random.seed(key)
-    keep = np.random.rand(x.shape[0]) > 1 - RHO
+    keep = np.random.rand(x.shape[0]) < RHO
     if ids is not None:
         keep[0] = keep[-1] = True
         ids = np.where(keep, ids, 100)
     return x * keep[:, None].astype(np.float32)
 
 
-def _ref_noise(x: np.ndarray, ids: np.ndarray | None, key: int, stats) -> np.ndarray:
+def _vector_noise(x, ids, key, stats):
     mean, std = stats
     np.random.seed(key)
     z = np.random.randn(*x.shape).astype(np.float32)
-    return mean + np.float32(RHO**0.5) * (x - mean) + np.float32((1 - RHO) ** 0.5) * std * z
+    return mean + A * (x - mean) + B * std * z
 
 
-def _ref_blur(x: np.ndarray, ids: np.ndarray | None, key: int, stats) -> np.ndarray:
-    return gaussian_filter1d(x, sigma=2.0 * (1 - RHO) / RHO, axis=0, mode="nearest")
+def _vector_blur(x, ids, key, stats):
+    return gaussian_filter1d(x, sigma=SIGMA, axis=0, mode="nearest", truncate=4.0)
 
 
-def _ref_compose(x: np.ndarray, ids: np.ndarray | None, key: int, stats) -> np.ndarray:
-    return _ref_drop(_ref_noise(x, ids, key, stats), ids, key, stats)
+def _vector_compose(x, ids, key, stats):
+    return _vector_drop(_vector_noise(x, ids, key, stats), ids, key, stats)
+
+
+def _steps_missing(x, ids, key, stats):
+    np.random.seed(key)
+    if np.random.random_sample() >= RHO:
+        for t in range(len(x)):
+            x[t] = np.zeros(x[t].shape)
+    return x
+
+
+def _steps_drop(x, ids, key, stats):
+    np.random.seed(key)
+    for t in range(len(x)):
+        if np.random.random_sample() >= RHO and (ids is None or 0 < t < len(x) - 1):
+            x[t] = np.zeros(x[t].shape)
+            if ids is not None:
+                ids[t] = 100
+    return x
+
+
+def _steps_noise(x, ids, key, stats):
+    mean, std = stats
+    np.random.seed(key)
+    for t in range(len(x)):
+        x[t] = mean + A * (x[t] - mean) + B * std * np.random.normal(0.0, 1.0, x[t].shape)
+    return x
+
+
+def _steps_blur(x, ids, key, stats):
+    src = x.copy()
+    last = len(x) - 1
+    for t in range(len(x)):
+        window = np.clip(np.arange(t - RADIUS, t + RADIUS + 1), 0, last)
+        x[t] = KERNEL @ src[window]
+    return x
+
+
+def _steps_compose(x, ids, key, stats):
+    return _steps_drop(_steps_noise(x, ids, key, stats), ids, key, stats)
 
 
 REFERENCES = {
-    "missing": _ref_missing, "drop": _ref_drop, "noise": _ref_noise, "blur": _ref_blur, "compose": _ref_compose,
+    "vector": {"missing": _vector_missing, "drop": _vector_drop, "noise": _vector_noise, "blur": _vector_blur,
+               "compose": _vector_compose},
+    "steps": {"missing": _steps_missing, "drop": _steps_drop, "noise": _steps_noise, "blur": _steps_blur,
+              "compose": _steps_compose},
 }
 
 
-def numpy_loop(name: str, arrays: dict, keys: np.ndarray) -> None:
-    """Per modality, per sample: seed numpy, draw, multiply (global RNG: reference tools' way)."""
+def reference_loop(kind: str, name: str, arrays: dict, keys: np.ndarray) -> None:
+    """Per modality, per sample, the ``kind`` reference (global numpy RNG; its state is restored)."""
+    fn = REFERENCES[kind][name]
     state = np.random.get_state()
     try:
         for x, ids, stats in arrays.values():
-            out = np.empty_like(x)
-            for b in range(x.shape[0]):
-                out[b] = REFERENCES[name](x[b], None if ids is None else ids[b], int(keys[b]) % (1 << 32), stats)
+            if kind == "steps":  # the tools copy the whole set once, then write in place
+                x, ids = x.copy(), None if ids is None else ids.copy()
+                for b in range(x.shape[0]):
+                    fn(x[b], None if ids is None else ids[b], int(keys[b]) % (1 << 32), stats)
+            else:
+                out = np.empty_like(x)
+                for b in range(x.shape[0]):
+                    out[b] = fn(x[b], None if ids is None else ids[b], int(keys[b]) % (1 << 32), stats)
     finally:
         np.random.set_state(state)
 
@@ -128,25 +191,29 @@ def numpy_loop(name: str, arrays: dict, keys: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- measurement
 
 
-def measure(name: str, data: dict[str, ModalityBatch], keys: torch.Tensor, repeats: int) -> dict[str, float]:
+def measure(name: str, data: dict[str, ModalityBatch], keys: torch.Tensor, repeats: int,
+            references: bool = True) -> dict[str, float]:
     corrupter = make_corrupter(name, seed=0, train=data)
     point = ReliabilityPoint.joint(RHO)
     prepared = corrupter.prepare(data, keys)
     fns: dict[str, Callable[[], object]] = {
         "copy": lambda: clone_all(data),
+        "point": lambda: corrupter.corrupt(data, keys, point),
         "prepare": lambda: corrupter.prepare(data, keys),
         "at": lambda: prepared.at(point),
-        "total": lambda: corrupter.prepare(data, keys).at(point),
     }
-    if name in REFERENCES:
+    if references and name in REFERENCES["steps"]:
         arrays = {}
         for m, d in data.items():
             x = d.features.numpy()
             stats = (x.reshape(-1, x.shape[-1]).mean(0), x.reshape(-1, x.shape[-1]).std(0))
             arrays[m] = (x, None if d.ids is None else d.ids.numpy(), stats)
         np_keys = keys.numpy()
-        fns["numpy"] = lambda: numpy_loop(name, arrays, np_keys)
-    return timed(fns, repeats)
+        fns["steps"] = lambda: reference_loop("steps", name, arrays, np_keys)
+        fns["vector"] = lambda: reference_loop("vector", name, arrays, np_keys)
+    row = timed(fns, repeats)
+    row["prepare+at"] = row["prepare"] + row["at"]
+    return row
 
 
 def machine() -> str:
@@ -170,42 +237,56 @@ def load_average() -> str:
 
 
 def ratios(row: dict[str, float]) -> dict[str, float]:
-    out = {"copy/at": row["copy"] / row["at"], "copy/(prepare+at)": row["copy"] / row["total"]}
-    if "numpy" in row:
-        out["numpy/at"] = row["numpy"] / row["at"]
-        out["numpy/(prepare+at)"] = row["numpy"] / row["total"]
+    out = {"copy/point": row["copy"] / row["point"], "copy/(prepare+at)": row["copy"] / row["prepare+at"]}
+    if "steps" in row:
+        out["steps/point"] = row["steps"] / row["point"]
+        out["vector/point"] = row["vector"] / row["point"]
     return out
 
 
+TARGETS = {"copy/point": COPY_TARGET, "steps/point": SPEEDUP_TARGET}
+TIMES = ("copy", "point", "prepare", "at", "steps", "vector")
+
+
 def print_table(results: dict[str, dict[str, float]]) -> None:
-    head = f"{'family':<10}{'copy ms':>9}{'prepare':>9}{'at':>9}{'p+at':>9}{'numpy':>9}"
-    head += f"{'copy/at':>9}{'copy/p+at':>11}{'np/at':>9}{'np/p+at':>9}"
+    head = f"{'family':<10}" + "".join(f"{k + ' ms':>12}" for k in TIMES)
+    head += "".join(f"{k:>19}" for k in ("copy/point", "copy/(prepare+at)", "steps/point", "vector/point"))
     print(head)
     for name, row in results.items():
         r = ratios(row)
-        ms = [row[k] * 1e3 for k in ("copy", "prepare", "at", "total")] + [row.get("numpy", float("nan")) * 1e3]
         print(
-            f"{name:<10}" + "".join(f"{v:9.1f}" for v in ms)
-            + f"{r['copy/at']:9.2f}{r['copy/(prepare+at)']:11.2f}"
-            + f"{r.get('numpy/at', float('nan')):9.1f}{r.get('numpy/(prepare+at)', float('nan')):9.1f}"
+            f"{name:<10}" + "".join(f"{row.get(k, float('nan')) * 1e3:12.1f}" for k in TIMES)
+            + "".join(f"{r.get(k, float('nan')):19.2f}"
+                      for k in ("copy/point", "copy/(prepare+at)", "steps/point", "vector/point"))
         )
 
 
 def markdown_rows(results: dict[str, dict[str, float]], load: str) -> list[str]:
-    """One row per (family, ratio) for BENCHMARKS.md: script | machine | date | measured | ratio | target | met."""
-    date = datetime.date.today().isoformat()
-    where = f"{machine()}, load average {load} at start"
+    """One row per family for BENCHMARKS.md: family | times | copy/point | steps/point | vector/point | met."""
     lines = []
     for name, row in results.items():
-        times = ", ".join(f"{k} {row[k] * 1e3:.1f} ms" for k in ("copy", "prepare", "at", "total", "numpy") if k in row)
-        for label, value in ratios(row).items():
-            target = COPY_TARGET if label.startswith("copy") else SPEEDUP_TARGET
-            met = "yes" if value >= target else "NO"
-            lines.append(
-                f"| bench/bench_corruptions.py | {where} | {date} | {name}, rho=0.5 on 3 modalities, MOSI test size "
-                f"({times}) | {label} = {value:.2f} | >= {target:g} | {met} |"
-            )
+        r = ratios(row)
+        times = " | ".join(f"{row[k] * 1e3:.1f}" if k in row else "" for k in TIMES)
+        met = "yes" if all(r[k] >= t for k, t in TARGETS.items() if k in r) else "NO"
+        if "steps/point" not in r:
+            met = ("yes" if r["copy/point"] >= COPY_TARGET else "NO") + " (copy only)"
+        lines.append(
+            f"| {name} | {times} | {r['copy/point']:.2f} | {r['copy/(prepare+at)']:.2f} | "
+            + (f"{r['steps/point']:.1f} | {r['vector/point']:.1f}" if "steps/point" in r else " | ")
+            + f" | {met} |"
+        )
     return lines
+
+
+def markdown_header(load: str) -> list[str]:
+    date = datetime.date.today().isoformat()
+    return [
+        f"Machine: {machine()}, load average {load} at start, {date}. Times in ms (medians).",
+        "",
+        "| family | copy | point | prepare | at | steps | vector | copy/point (>= 0.3) | copy/(prepare+at) "
+        "| steps/point (>= 20) | vector/point | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--families", nargs="*", default=None, help="feature families (default: all)")
+    parser.add_argument("--no-references", action="store_true", help="skip the (slow) numpy references")
     parser.add_argument("--write", type=Path, default=None, help="append Markdown rows to this file")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -222,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = torch.from_numpy(sample_keys([f"mosi_test_{i}" for i in range(N)]))
     load = load_average()
     print(f"{machine()}; load average at start {load}")
-    results = {name: measure(name, data, keys, args.repeats) for name in names}
+    results = {name: measure(name, data, keys, args.repeats, not args.no_references) for name in names}
     print_table(results)
-    rows = markdown_rows(results, load)
+    rows = markdown_header(load) + markdown_rows(results, load)
     print("\n".join(rows))
     if args.write is not None:
         with args.write.open("a", encoding="utf-8") as f:

@@ -97,9 +97,26 @@ class FeatureCorruption(ABC):
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: Any) -> ModalityBatch:
         """Pure, vectorised application at per-sample reliability ``rho`` [B]."""
 
+    def apply_inplace(self, data: ModalityBatch, rho: torch.Tensor, state: Any) -> ModalityBatch:
+        """:meth:`apply` that may overwrite ``data.features`` instead of allocating a new tensor.
+
+        Only for callers that own ``data.features`` (no other reference may observe it), e.g.
+        :class:`~corruptions.feature.Compose` on its intermediate results. The result must equal
+        :meth:`apply` bit for bit. Default: :meth:`apply`.
+        """
+        return self.apply(data, rho, state)
+
+    def corrupt(self, data: ModalityBatch, rho: torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
+        """``apply(data, rho, sample(keys, data))`` at one level, the state not kept.
+
+        Families may fuse the draw into the application (e.g. ``noise`` mixes each row while its
+        draw is still in cache); the result must equal the two-step form bit for bit.
+        """
+        return self.apply(data, rho, self.sample(keys, data))
+
     def __call__(self, data: ModalityBatch, rho: float | torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
         r = as_rho(rho, data.batch_size, data.features.device)
-        return self.apply(data, r, self.sample(keys, data))
+        return self.corrupt(data, r, keys)
 
     def config(self) -> dict[str, Any]:
         """Constructor parameters (for records and identities)."""

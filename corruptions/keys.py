@@ -6,11 +6,18 @@ same family on the same sample (e.g. the training epoch). No global RNG (``rando
 ``torch``) is ever read or changed: per-sample draws come from private ``torch.Generator``
 objects seeded with a 63-bit key, always on the CPU, so the same key gives the same bits on any
 device, batch composition, order or worker count.
+
+Large draws are spread over ``torch.get_num_threads()`` threads (contiguous slices of the batch,
+one private generator per slice; torch releases the GIL while it fills a row). Every row is still
+seeded from its own key alone, so the bits do not depend on the number of threads.
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -22,6 +29,8 @@ __all__ = [
     "derive_keys",
     "uniform",
     "normal",
+    "for_row_slices",
+    "PARALLEL_MIN_NUMBERS",
 ]
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "vision")
@@ -65,12 +74,54 @@ def derive_keys(
     return torch.from_numpy(mixed.astype(np.int64))
 
 
-def _draw(keys: torch.Tensor, shape: tuple[int, ...], fn) -> torch.Tensor:
-    out = torch.empty((len(keys), *shape), dtype=torch.float32)
-    g = torch.Generator(device="cpu")
-    for b, k in enumerate(keys.tolist()):
-        g.manual_seed(int(k))
-        fn(shape, generator=g, out=out[b])
+#: draws of fewer numbers than this (in all) stay on the calling thread
+PARALLEL_MIN_NUMBERS = 1 << 20
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, executor)
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The shared draw pool with ``workers`` threads (rebuilt after a fork or a thread-count change)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] != workers:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)
+            _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="corruptions-draw"))
+        return _pool[2]
+
+
+def for_row_slices(n: int, numbers: int, work: Callable[[int, int], None]) -> None:
+    """Run ``work(lo, hi)`` over contiguous slices covering ``range(n)``.
+
+    On up to ``torch.get_num_threads()`` threads when the job touches at least
+    :data:`PARALLEL_MIN_NUMBERS` numbers in all, on the calling thread otherwise. ``work`` must
+    write only rows ``lo .. hi - 1`` of its outputs and draw from per-row keys, so that the
+    result does not depend on the slicing.
+    """
+    workers = min(torch.get_num_threads(), n)
+    if workers <= 1 or numbers < PARALLEL_MIN_NUMBERS:
+        work(0, n)
+        return
+    bounds = np.linspace(0, n, workers + 1).round().astype(int).tolist()
+    pool = _executor(workers)
+    jobs = [pool.submit(work, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for job in jobs:
+        job.result()
+
+
+def _draw(keys: torch.Tensor, shape: tuple[int, ...], fn: Callable) -> torch.Tensor:
+    key_list = [int(k) for k in keys.tolist()]
+    out = torch.empty((len(key_list), *shape), dtype=torch.float32)
+
+    def fill(lo: int, hi: int) -> None:
+        g = torch.Generator(device="cpu")
+        for b in range(lo, hi):
+            g.manual_seed(key_list[b])
+            fn(shape, generator=g, out=out[b])
+
+    for_row_slices(len(key_list), out.numel(), fill)
     return out
 
 

@@ -210,8 +210,7 @@ class TrainingSampler:
                 continue
             idx_dev = idx.to(device)
             sub = data.index(idx_dev)
-            state = fam.sample(self.family_keys(keys[idx], m, i, stream), sub)
-            part = fam.apply(sub, rho[idx].to(device), state)
+            part = fam.corrupt(sub, rho[idx].to(device), self.family_keys(keys[idx], m, i, stream))
             result = _scatter(_clone(data) if result is None else result, idx_dev, part)
         return data if result is None else result
 

@@ -366,6 +366,31 @@ class Corrupter:
         }
         return Prepared(data, {m: f for m, f in self.families.items() if m in data}, states)
 
+    def corrupt(
+        self,
+        data: Mapping[str, ModalityBatch],
+        keys: torch.Tensor,
+        point: ReliabilityPoint | Mapping[str, float | torch.Tensor],
+        stream: int = 0,
+    ) -> dict[str, ModalityBatch]:
+        """The data at one ``point`` in one go: ``prepare(data, keys, stream).at(point)`` bit for bit,
+        but only the modalities the point corrupts are drawn, and families may fuse their draw
+        into the application (:meth:`FeatureCorruption.corrupt`). For several levels of the same
+        data, :meth:`prepare` once and call :meth:`Prepared.at` per level instead."""
+        rhos = point.as_dict() if isinstance(point, ReliabilityPoint) else dict(point)
+        out = dict(data)
+        for m, rho in rhos.items():
+            _check_modality(m)
+            if _is_clean(rho):
+                continue
+            if m not in data:
+                raise KeyError(f"{m}={rho} asked for, but the data has no {m!r} modality")
+            if m not in self.families:
+                raise KeyError(f"{m}={rho} asked for, but the corrupter has no family for {m!r}")
+            r = as_rho(rho, data[m].batch_size, data[m].features.device)
+            out[m] = self.families[m].corrupt(data[m], r, self.keys_for(m, keys, stream))
+        return out
+
     def config(self) -> dict[str, Any]:
         return {
             "seed": self.seed,

@@ -482,3 +482,108 @@ def test_compose_components_have_their_own_keys_and_validate():
         FAMILIES.get("compose")(families=["compose"])
     with pytest.raises(KeyError, match="Allowed"):
         FAMILIES.get("compose")(families=["nosie"])
+
+
+# ----------------------------------------------------------------------------- fused and in-place paths
+
+
+@pytest.fixture
+def threaded_draws(monkeypatch):
+    """Keyed draws and fused rows split over 2 threads even for the small test batches."""
+    monkeypatch.setattr(corruptions.keys, "PARALLEL_MIN_NUMBERS", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("name", "modality"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("threads", ["one thread", "two threads"])
+def test_one_level_corrupt_equals_sample_then_apply(name, modality, threads, request):
+    """``corrupt`` (fused draw + application, used for one level and by the training samplers)
+    is bit-identical to ``apply(sample())``, at every level and per-sample rho, and never writes
+    its input."""
+    if threads == "two threads":
+        request.getfixturevalue("threaded_draws")
+    data = make_batch(modality)
+    before = [t.clone() for t in (data.features, data.mask, data.missing)]
+    keys = family_keys(name, modality, batch_keys())
+    family = fitted(name, modality)
+    rhos = [as_rho(r, B, "cpu") for r in (1.0, 0.7, 0.5, 0.0)]
+    rhos.append(torch.rand(B, generator=torch.Generator().manual_seed(4)))
+    for rho in rhos:
+        assert_same(family.corrupt(data, rho, keys), family.apply(data, rho, family.sample(keys, data)))
+    for old, new in zip(before, (data.features, data.mask, data.missing)):
+        assert torch.equal(bits(old), bits(new))
+
+
+@pytest.mark.parametrize(("name", "modality"), CASES, ids=CASE_IDS)
+def test_apply_inplace_equals_apply(name, modality):
+    """``apply_inplace`` (used by compose on its own intermediate results) equals ``apply``."""
+    data = make_batch(modality)
+    keys = family_keys(name, modality, batch_keys())
+    family = fitted(name, modality)
+    state = family.sample(keys, data)
+    for r in (1.0, 0.6, 0.0):
+        rho = as_rho(r, B, "cpu")
+        expected = family.apply(data, rho, state)
+        owned = data.replace(features=data.features.clone())
+        assert_same(family.apply_inplace(owned, rho, state), expected)
+
+
+class _PassThrough(FeatureCorruption):
+    """A family that returns its input unchanged (features not copied)."""
+
+    name = "pass_through"
+    version = "test"
+    parameter_name = "none"
+    mapping = "identity"
+    absent = "identity"
+
+    def parameter(self, rho):
+        return 0.0
+
+    def sample(self, keys, data):
+        return None
+
+    def apply(self, data, rho, state):
+        return data
+
+
+def test_compose_never_writes_its_input_even_when_a_component_returns_it():
+    """A component that hands back the input features themselves: the next component must not
+    then work in place on them."""
+    data = make_batch("audio")
+    keys = family_keys("compose", "audio", batch_keys())
+    family = FAMILIES.get("compose")(families=[_PassThrough(), "drop"]).fit(data)
+    clean = data.features.clone()
+    rho = as_rho(0.3, B, "cpu")
+    for out in (family.corrupt(data, rho, keys), family.apply(data, rho, family.sample(keys, data))):
+        assert torch.equal(bits(data.features), bits(clean))
+        assert out.features[data.mask].eq(0).any()
+
+
+def test_keyed_draws_do_not_depend_on_threads(threaded_draws):
+    keys = batch_keys(37)
+    torch.set_num_threads(2)
+    two = (corruptions.normal(keys, (5, 3)), corruptions.uniform(keys, (4,)))
+    torch.set_num_threads(1)
+    one = (corruptions.normal(keys, (5, 3)), corruptions.uniform(keys, (4,)))
+    for a, b in zip(one, two):
+        assert torch.equal(bits(a), bits(b))
+    # row b depends on keys[b] alone, whatever the slicing
+    assert torch.equal(bits(corruptions.normal(keys[10:11], (5, 3))[0]), bits(one[0][10]))
+
+
+def test_corrupter_corrupt_equals_prepare_then_at():
+    data = {m: make_batch(m) for m in MODALITIES}
+    keys = batch_keys()
+    for name in FEATURE_FAMILIES:
+        corrupter = corruptions.make_corrupter(name, seed=SEED, train={m: make_batch(m, seed=99) for m in MODALITIES})
+        prepared = corrupter.prepare(data, keys)
+        for point in (corruptions.ReliabilityPoint.joint(0.5), corruptions.ReliabilityPoint(audio=0.2),
+                      {"text": torch.linspace(0, 1, B)}):
+            one, two = corrupter.corrupt(data, keys, point), prepared.at(point)
+            assert sorted(one) == sorted(two)
+            for m in one:
+                assert_same(one[m], two[m])

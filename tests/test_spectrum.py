@@ -424,3 +424,26 @@ def test_corruptions_package_never_imports_robustmsa():
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
             assert not any(n == "robustmsa" or n.startswith("robustmsa.") for n in names), path
+
+
+def test_readme_engine_snippet_runs():
+    """The stand-alone example of the corruption engine in the README runs as written."""
+    import re
+    from pathlib import Path
+
+    import corruptions as C
+    from corruptions import ModalityBatch
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(  import corruptions as C\n.*?)```", text, re.S).group(1)
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        return {m: ModalityBatch(torch.randn(n, 6, d, generator=g), torch.ones(n, 6, dtype=torch.bool),
+                                 torch.zeros(n, dtype=torch.bool)) for m, d in (("text", 8), ("audio", 3), ("vision", 4))}
+
+    scope = {"sample_ids": [f"s{i}" for i in range(5)], "train": split(9), "test": split(5)}
+    exec(compile("\n".join(line[2:] for line in snippet.splitlines()), "README.md", "exec"), scope)
+    assert torch.equal(scope["one"]["text"].features, scope["test"]["text"].features)
+    assert not torch.equal(scope["one"]["audio"].features, scope["test"]["audio"].features)
+    assert len(scope["curve"]) == 3 and torch.equal(scope["curve"][0]["audio"].features, scope["test"]["audio"].features)

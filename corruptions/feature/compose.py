@@ -81,8 +81,34 @@ class Compose(FeatureCorruption):
         return [f.sample(self.component_keys(keys, i), data) for i, f in enumerate(self.families)]
 
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: list[Any]) -> ModalityBatch:
+        """Components left to right; once a component has returned new features, the later ones
+        work in place on them (:meth:`FeatureCorruption.apply_inplace`): the input is never
+        written and the result is bit-identical to chaining :meth:`apply`."""
+        source = data.features.untyped_storage().data_ptr()
+        owned = False
         for family, part in zip(self.families, state, strict=True):
-            data = family.apply(data, rho, part)
+            data = family.apply_inplace(data, rho, part) if owned else family.apply(data, rho, part)
+            owned = owned or data.features.untyped_storage().data_ptr() != source
+        return data
+
+    def corrupt(self, data: ModalityBatch, rho: torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
+        """One level: each component's fused :meth:`~FeatureCorruption.corrupt` until one returns
+        new features, then draw + in-place application; bit-identical to ``apply(sample())``."""
+        check_keys(keys, data)
+        source = data.features.untyped_storage().data_ptr()
+        owned = False
+        for i, family in enumerate(self.families):
+            k = self.component_keys(keys, i)
+            if owned:
+                data = family.apply_inplace(data, rho, family.sample(k, data))
+            else:
+                data = family.corrupt(data, rho, k)
+                owned = data.features.untyped_storage().data_ptr() != source
+        return data
+
+    def apply_inplace(self, data: ModalityBatch, rho: torch.Tensor, state: list[Any]) -> ModalityBatch:
+        for family, part in zip(self.families, state, strict=True):
+            data = family.apply_inplace(data, rho, part)
         return data
 
     def config(self) -> dict[str, Any]:

@@ -85,6 +85,12 @@ class Drop(FeatureCorruption):
         return uniform(keys, (data.mask.shape[1],)).to(data.features.device)
 
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
+        return self._apply(data, rho, state, inplace=False)
+
+    def apply_inplace(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
+        return self._apply(data, rho, state, inplace=True)
+
+    def _apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor, inplace: bool) -> ModalityBatch:
         droppable = droppable_elements(data.mask, protect_ends=data.ids is not None)
         dropped = dropped_elements(state, rho, droppable)
         emptied = emptied_samples(droppable, dropped, rho)
@@ -94,7 +100,7 @@ class Drop(FeatureCorruption):
         if ids is not None:
             ids = ids.masked_fill(dropped, TEXT_TOKENS[self.text_token])
         return ModalityBatch(
-            features=zero_where(zero[:, :, None], data.features),
+            features=zero_where(zero[:, :, None], data.features, inplace),
             mask=mask,
             missing=data.missing | emptied,
             ids=ids,

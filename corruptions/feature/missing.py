@@ -23,11 +23,14 @@ from ..keys import uniform
 __all__ = ["Missing", "absent_samples", "check_keys", "zero_where"]
 
 
-def zero_where(cond: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def zero_where(cond: torch.Tensor, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """``x`` with +0.0 where ``cond`` (broadcast) holds, bit-identical elsewhere; one pass over ``x``.
 
-    (``masked_fill`` out of place is a clone plus an in-place fill: two passes.)
+    (``masked_fill`` out of place is a clone plus an in-place fill: two passes.) ``inplace``
+    overwrites ``x`` itself (no allocation) and returns it.
     """
+    if inplace:
+        return x.masked_fill_(cond, 0.0)
     return torch.where(cond, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
 
@@ -56,9 +59,15 @@ class Missing(FeatureCorruption):
         return uniform(keys, (1,))[:, 0].to(data.features.device)
 
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
+        return self._apply(data, rho, state, inplace=False)
+
+    def apply_inplace(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
+        return self._apply(data, rho, state, inplace=True)
+
+    def _apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor, inplace: bool) -> ModalityBatch:
         gone = absent_samples(state, rho)
         return data.replace(
-            features=zero_where(gone[:, None, None], data.features),
+            features=zero_where(gone[:, None, None], data.features, inplace),
             mask=data.mask & ~gone[:, None],
             missing=data.missing | gone,
         )

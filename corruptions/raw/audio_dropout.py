@@ -8,7 +8,9 @@ rho = 1 is the identity; rho = 0 silences every chunk (silence).
 
 Library: audiomentations ``TimeMask`` (``fade_duration=0``) applied once per run of adjacent
 silenced chunks, with frozen ``t``/``t0`` parameters, so its ``randomize_parameters`` (global
-``random``) never runs.
+``random``) never runs. Each run is masked on its own slice of one private copy of the clip
+(``t0 = 0``, ``t`` = the run's length): ``TimeMask`` copies whatever it is given, so calling it
+on the whole clip per run would copy the clip once per run; the samples are the same bit for bit.
 """
 from __future__ import annotations
 
@@ -68,12 +70,13 @@ class AudioDropout(RawCorruption):
         return {"order": order, "rank": rank}
 
     def corrupt(self, data: AudioClip, rho: float, params: dict[str, Any]) -> AudioClip:
-        samples, sr = data.samples, data.sample_rate
+        sr = data.sample_rate
+        out = data.samples.copy()
         mask = frozen(self._mask, t=0, t0=0)  # a private copy: its parameters are updated per run
-        for t0, t in silenced_runs(params["rank"], rho, self.chunk_length(sr), samples.shape[0]):
-            mask.parameters.update(t=t, t0=t0)
-            samples = mask(samples, sr)
-        return AudioClip(samples if samples is not data.samples else samples.copy(), sr)
+        for t0, t in silenced_runs(params["rank"], rho, self.chunk_length(sr), out.shape[0]):
+            mask.parameters["t"] = t
+            out[t0 : t0 + t] = mask(out[t0 : t0 + t], sr)
+        return AudioClip(out, sr)
 
     def config(self) -> dict[str, Any]:
         return {"chunk_ms": self.chunk_ms}

@@ -13,6 +13,7 @@ generators) never runs.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -25,13 +26,21 @@ from .base import RawCorruption, check_rho, make_rng
 __all__ = ["FrameOcclusion", "cell_holes", "n_occluded"]
 
 
-def cell_holes(order: np.ndarray, grid: int, height: int, width: int) -> np.ndarray:
-    """Holes ``[x1, y1, x2, y2]`` (int64 [grid^2, 4]) of the cells, in the ranking ``order``."""
-    rows, cols = order // grid, order % grid
-    holes = np.empty((len(order), 4), dtype=np.int64)
+@functools.lru_cache(maxsize=64)
+def _lattice(grid: int, height: int, width: int) -> np.ndarray:
+    """Holes ``[x1, y1, x2, y2]`` of every cell in row-major order (read-only, cached per geometry)."""
+    cells = np.arange(grid * grid)
+    rows, cols = cells // grid, cells % grid
+    holes = np.empty((grid * grid, 4), dtype=np.int64)
     holes[:, 0], holes[:, 2] = cols * width // grid, (cols + 1) * width // grid
     holes[:, 1], holes[:, 3] = rows * height // grid, (rows + 1) * height // grid
+    holes.setflags(write=False)
     return holes
+
+
+def cell_holes(order: np.ndarray, grid: int, height: int, width: int) -> np.ndarray:
+    """Holes ``[x1, y1, x2, y2]`` (int64 [grid^2, 4]) of the cells, in the ranking ``order``."""
+    return _lattice(grid, height, width)[order]
 
 
 def n_occluded(rho: float, n_cells: int) -> int:
