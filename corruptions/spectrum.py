@@ -288,6 +288,32 @@ def _is_clean(rho: float | torch.Tensor) -> bool:
     return float(rho) == 1.0
 
 
+def _corrupted_levels(
+    point: ReliabilityPoint | Mapping[str, float | torch.Tensor],
+    data: Mapping[str, ModalityBatch],
+    families: Mapping[str, FeatureCorruption],
+    holder: str,
+) -> list[tuple[str, torch.Tensor]]:
+    """``(modality, rho [B])`` for every modality ``point`` corrupts (rho = 1 left out), validated.
+
+    ``point`` is a :class:`ReliabilityPoint` or ``{modality: rho}`` with rho a float or a
+    per-sample tensor [B]; modalities left out of a mapping are clean.
+    """
+    rhos = point.as_dict() if isinstance(point, ReliabilityPoint) else dict(point)
+    for m in rhos:
+        _check_modality(m)
+    levels = []
+    for m, rho in rhos.items():
+        if _is_clean(rho):
+            continue
+        if m not in data:
+            raise KeyError(f"{m}={rho} asked for, but {holder} has no {m!r} modality")
+        if m not in families:
+            raise KeyError(f"{m}={rho} asked for, but the corrupter has no family for {m!r}")
+        levels.append((m, as_rho(rho, data[m].batch_size, data[m].features.device)))
+    return levels
+
+
 class Prepared:
     """Data plus each modality's drawn state: ``at(point)`` applies the families at any rho."""
 
@@ -307,20 +333,9 @@ class Prepared:
         ``point`` is a :class:`ReliabilityPoint` or ``{modality: rho}`` with rho a float or a
         per-sample tensor [B]; modalities left out of a mapping are clean.
         """
-        rhos = point.as_dict() if isinstance(point, ReliabilityPoint) else dict(point)
-        for m in rhos:
-            _check_modality(m)
         out = dict(self.data)
-        for m, rho in rhos.items():
-            if _is_clean(rho):
-                continue
-            if m not in self.data:
-                raise KeyError(f"{m}={rho} asked for, but the prepared data has no {m!r} modality")
-            if m not in self.families:
-                raise KeyError(f"{m}={rho} asked for, but the corrupter has no family for {m!r}")
-            data = self.data[m]
-            r = as_rho(rho, data.batch_size, data.features.device)
-            out[m] = self.families[m].apply(data, r, self.states[m])
+        for m, r in _corrupted_levels(point, self.data, self.families, "the prepared data"):
+            out[m] = self.families[m].apply(self.data[m], r, self.states[m])
         return out
 
 
@@ -377,17 +392,8 @@ class Corrupter:
         but only the modalities the point corrupts are drawn, and families may fuse their draw
         into the application (:meth:`FeatureCorruption.corrupt`). For several levels of the same
         data, :meth:`prepare` once and call :meth:`Prepared.at` per level instead."""
-        rhos = point.as_dict() if isinstance(point, ReliabilityPoint) else dict(point)
         out = dict(data)
-        for m, rho in rhos.items():
-            _check_modality(m)
-            if _is_clean(rho):
-                continue
-            if m not in data:
-                raise KeyError(f"{m}={rho} asked for, but the data has no {m!r} modality")
-            if m not in self.families:
-                raise KeyError(f"{m}={rho} asked for, but the corrupter has no family for {m!r}")
-            r = as_rho(rho, data[m].batch_size, data[m].features.device)
+        for m, r in _corrupted_levels(point, data, self.families, "the data"):
             out[m] = self.families[m].corrupt(data[m], r, self.keys_for(m, keys, stream))
         return out
 

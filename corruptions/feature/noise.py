@@ -28,7 +28,7 @@ from ..base import FeatureCorruption, ModalityBatch
 from ..keys import for_row_slices, normal
 from .missing import check_keys
 
-__all__ = ["Noise", "feature_statistics", "mix_noise"]
+__all__ = ["Noise", "feature_statistics", "mix_noise", "noise_coefficients"]
 
 
 def feature_statistics(data: ModalityBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,12 +52,20 @@ def mix_noise(
     Computed as ``(1 - a) mu + a x + b std z`` (a = sqrt(rho), b = sqrt(1 - rho)) in two fused
     passes over the data; the per-sample, per-dimension coefficients are tiny [B, 1, D] tensors.
     """
-    a = rho.to(x.dtype).sqrt()
-    b = (1 - rho).to(x.dtype).clamp_min(0).sqrt()
+    a, offset, scale = noise_coefficients(rho, mean, std, x.dtype)
+    out = torch.addcmul(offset, x, a)
+    return out.addcmul_(z, scale)
+
+
+def noise_coefficients(
+    rho: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``a`` [B, 1, 1], ``(1 - a) mu`` and ``b std`` [B, 1, D] (a = sqrt(rho), b = sqrt(1 - rho))."""
+    a = rho.to(dtype).sqrt()
+    b = (1 - rho).to(dtype).clamp_min(0).sqrt()
     offset = ((1 - a)[:, None] * mean[None, :])[:, None, :]
     scale = (b[:, None] * std[None, :])[:, None, :]
-    out = torch.addcmul(offset, x, a[:, None, None])
-    return out.addcmul_(z, scale)
+    return a[:, None, None], offset, scale
 
 
 @register_family
@@ -110,12 +118,7 @@ class Noise(FeatureCorruption):
             return super().corrupt(data, rho, keys)
         check_keys(keys, data)
         mean, std = self._check_fitted(data)
-        a = rho.to(x.dtype).sqrt()
-        b = (1 - rho).to(x.dtype).clamp_min(0).sqrt()
-        # the same coefficient tensors as mix_noise, row by row
-        offset = ((1 - a)[:, None] * mean[None, :])[:, None, :]
-        scale = (b[:, None] * std[None, :])[:, None, :]
-        a3 = a[:, None, None]
+        a3, offset, scale = noise_coefficients(rho, mean, std, x.dtype)  # as mix_noise, row by row
         out = torch.empty_like(x)
         key_list = [int(k) for k in keys.tolist()]
         shape = tuple(x.shape[1:])
