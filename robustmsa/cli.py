@@ -72,8 +72,10 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
     ev = suite.evaluation
     n_points = ev.points()
     out.print(f"{args.suite}: suite '{suite.name}' v{suite.version} is valid")
-    out.print(f"  trials: {len(planned)} = {len(suite.datasets)} dataset(s) x {len(suite.models)} model(s) x "
-              f"regimes/conditions x {len(suite.seeds)} seed(s)")
+    n_ref = sum(p.spec.is_reference for p in planned)
+    refs = f", plus {n_ref} reference trial(s) (oracle, linear probes)" if n_ref else ""
+    out.print(f"  trials: {len(planned) - n_ref} = {len(suite.datasets)} dataset(s) x {len(suite.models)} model(s) x "
+              f"regimes/conditions x {len(suite.seeds)} seed(s){refs}")
     out.print(f"  evaluation points per trial: {n_points} ({len(ev.families)} families x the sweeps each supports "
               f"of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
     from .data.registry import load_dataset
@@ -83,7 +85,7 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
         ds = load_dataset(d.name, d.params)
         sizes[d.name] = (len(ds["train"]), len(ds[ev.split]))
     passes = sum(suite.training.epochs * sizes[p.spec.dataset.name][0] * 2 + n_points * sizes[p.spec.dataset.name][1]
-                 for p in planned)
+                 for p in planned if not p.spec.is_reference)
     out.print(f"  estimated cost: at most {passes:,} sample passes (epochs x train x 2 for training and "
               f"validation, grid points x test for evaluation)")
     for p in planned:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from .errors import DataError, NonFiniteError
 from .metrics import compute_metrics
 from .models.layers import encoding_cache
 
-__all__ = ["PointResult", "predict", "evaluate_grid", "modalities_of", "build_grid", "with_modalities",
+__all__ = ["PointResult", "predict", "evaluate_grid", "grid_results", "PointPredictor", "modalities_of", "build_grid", "with_modalities",
            "CorruptionContext"]
 
 
@@ -169,6 +169,33 @@ def evaluate_grid(
     shared layers skip modalities a grid point leaves clean (:class:`~robustmsa.models.layers.EncodingCache`;
     the numbers are bit-identical, tested).
     """
+    scope = encoding_cache(data) if reuse_encodings else contextlib.nullcontext()
+    with scope:
+        return grid_results(lambda batch, prepared, point: predict(model, batch, batch_size, device), data, ctx,
+                            families, levels, sweeps, seed=seed, metric_family=metric_family, split=split,
+                            with_clean=with_clean, qmc_points=qmc_points)
+
+
+#: ``(corrupted batch, its Prepared state (None at the clean point), the point) -> (pred, extras)``
+PointPredictor = Callable[[Batch, "Prepared | None", ReliabilityPoint], tuple[np.ndarray, dict]]
+
+
+def grid_results(
+    predictor: PointPredictor,
+    data: Batch,
+    ctx: CorruptionContext,
+    families: Iterable[str | dict],
+    levels: list[float],
+    sweeps: Iterable[str],
+    *,
+    seed: int,
+    metric_family: str,
+    split: str = "test",
+    with_clean: bool = True,
+    qmc_points: int = 16,
+) -> list[PointResult]:
+    """Metrics of ``predictor`` at every point of the grid (the loop behind :func:`evaluate_grid`,
+    also used by reference predictors that need the corruption's state, e.g. the oracle)."""
     labels = data.labels.numpy()
     results: list[PointResult] = []
     clean_cache: tuple[np.ndarray, dict] | None = None
@@ -177,21 +204,19 @@ def evaluate_grid(
     by_family: dict[str, list[GridPoint]] = {}
     for g in grid:
         by_family.setdefault(g.family, []).append(g)
-    scope = encoding_cache(data) if reuse_encodings else contextlib.nullcontext()
-    with scope:
-        for f in families:
-            name = _family_name(f)
-            prepared = ctx.prepared(f, seed, data, split)
-            for g in by_family.get(name, []):
-                if g.point.is_clean:
-                    if clean_cache is None:
-                        clean_cache = predict(model, data, batch_size, device)
-                    pred, extras = clean_cache
-                else:
-                    pred, extras = predict(model, with_modalities(data, prepared.at(g.point)), batch_size, device)
-                results.append(PointResult(g, compute_metrics(pred, labels, metric_family), pred, extras))
-        if with_clean and clean_cache is None:
-            pred, extras = predict(model, data, batch_size, device)
-            clean_g = GridPoint(family="clean", sweep="clean", index=0, level=1.0, point=ReliabilityPoint())
-            results.append(PointResult(clean_g, compute_metrics(pred, labels, metric_family), pred, extras))
+    for f in families:
+        name = _family_name(f)
+        prepared = ctx.prepared(f, seed, data, split)
+        for g in by_family.get(name, []):
+            if g.point.is_clean:
+                if clean_cache is None:
+                    clean_cache = predictor(data, None, g.point)
+                pred, extras = clean_cache
+            else:
+                pred, extras = predictor(with_modalities(data, prepared.at(g.point)), prepared, g.point)
+            results.append(PointResult(g, compute_metrics(pred, labels, metric_family), pred, extras))
+    if with_clean and clean_cache is None:
+        clean_g = GridPoint(family="clean", sweep="clean", index=0, level=1.0, point=ReliabilityPoint())
+        pred, extras = predictor(data, None, clean_g.point)
+        results.append(PointResult(clean_g, compute_metrics(pred, labels, metric_family), pred, extras))
     return results

@@ -38,6 +38,7 @@ __all__ = [
     "corruption_error",
     "drop_from_clean",
     "effective_robustness",
+    "oracle_normalised",
     "relative_corruption_error",
     "relative_robustness",
     "relative_score",
@@ -258,3 +259,13 @@ def relative_corruption_error(
     return _with_mean(
         {name: _ratio(float(np.sum(e - clean)), float(np.sum(r - ref_clean))) for name, e, r in table}
     )
+
+
+def oracle_normalised(model_audc: float, oracle_audc: float, higher_is_better: bool) -> float:
+    """AUDC relative to the oracle's on the same curve: 1 = as good as the oracle, lower = worse.
+
+    ``oracle / model`` for an error metric (MAE), ``model / oracle`` when higher is better; nan when
+    the denominator is not positive.
+    """
+    num, den = (model_audc, oracle_audc) if higher_is_better else (oracle_audc, model_audc)
+    return float(num / den) if den > 0 and np.isfinite(num) else float("nan")

@@ -177,9 +177,12 @@ class TrainingSpec(_Strict):
 
 
 class EvaluationSpec(GridSpec):
-    """The evaluation grid on the test split; ``seed`` keys the corruption draws."""
+    """The evaluation grid on the test split; ``seed`` keys the corruption draws. ``references``:
+    also evaluate the reference predictors (the oracle where the dataset has one, linear probes)
+    over the same grid, in one reference trial per dataset (robustmsa.references)."""
 
     seed: int = 1234
+    references: bool = True
     batch_size: int = Field(512, ge=1)
     split: Literal["test", "valid"] = "test"
 

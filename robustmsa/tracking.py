@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import re
 import tempfile
 import time
 from collections.abc import Iterable
@@ -140,7 +141,7 @@ class Tracker:
                 for name in names:
                     (d / name).write_bytes(arts[name])
                 self.client.log_artifacts(rid, str(d))
-                if log_checkpoint:
+                if log_checkpoint and outcome.checkpoint:  # a reference trial trains nothing
                     ck = d / "checkpoint"
                     ck.mkdir()
                     (ck / "model.pt").write_bytes(outcome.checkpoint)
@@ -185,10 +186,12 @@ def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
     for r in outcome.rows:
         if not _finite(r["value"]):
             continue
+        # a reference trial holds several predictors: their metrics are prefixed with the name
+        pre = re.sub(r"[^0-9A-Za-z]+", "_", r["model"]).strip("_") + "/" if r.get("regime_kind") == "reference" else ""
         if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0):  # every sweep starts clean
-            out.append((f"clean/{r['metric']}", r["value"], 0))
+            out.append((f"{pre}clean/{r['metric']}", r["value"], 0))
         if r["family"] != "clean" and is_curve_sweep(r["sweep"]):  # product and qmc grids are in rows.csv
-            out.append((f"curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
+            out.append((f"{pre}curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
     seen: set[tuple[str, int]] = set()
     uniq = []
     for k, v, s in out:
@@ -226,7 +229,9 @@ def _curve_figure(rows: list[dict], title: str, metric: str = "mae") -> bytes:
     import matplotlib.pyplot as plt
 
     df = pd.DataFrame(rows)
-    df = df[(df["metric"] == metric) & (df["family"] != "clean")]
+    models = list(dict.fromkeys(df["model"]))
+    shown = "oracle" if "oracle" in models else models[0]  # a reference trial: its oracle (else its probe)
+    df = df[(df["metric"] == metric) & (df["family"] != "clean") & (df["model"] == shown)]
     df = df[df["sweep"].map(is_curve_sweep)]
     fams = sorted(df["family"].unique())
     fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(3.2 * max(1, len(fams)), 2.8), squeeze=False)

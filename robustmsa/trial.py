@@ -49,9 +49,16 @@ class TrialSpec:
     training: TrainingSpec
     evaluation: EvaluationSpec
     condition: dict[str, Any] | None = None
+    kind: str = "model"  # "model": train and evaluate; "reference": the reference predictors (references.py)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.kind == "reference"
 
     @property
     def name(self) -> str:
+        if self.is_reference:
+            return f"references/{self.dataset.name}"
         cond = ""
         if self.condition:
             c = self.condition
@@ -72,6 +79,8 @@ class TrialSpec:
                         add(f.get("families"))
 
         add(self.evaluation.families)
+        if self.is_reference:
+            return sorted(names)
         if self.regime.sampler:
             add(self.regime.sampler.families)
         vg = validation_grid(self.regime)
@@ -83,6 +92,12 @@ class TrialSpec:
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration (model defaults from configs/ included)."""
+        if self.is_reference:
+            from .references import REFERENCE_VERSION
+
+            return {"suite": self.suite, "suite_version": self.suite_version, "kind": "reference",
+                    "references": REFERENCE_VERSION, "dataset": self.dataset.model_dump(mode="json"),
+                    "evaluation": self.evaluation.model_dump(mode="json")}
         return {
             "suite": self.suite,
             "suite_version": self.suite_version,
@@ -122,8 +137,14 @@ def code_version() -> str:
         return __version__
 
 
+#: the model and regime entries of a reference trial (it trains nothing)
+REFERENCE_MODEL = ModelSpec(name="references")
+REFERENCE_REGIME = RegimeSpec(name="reference", kind="clean")
+
+
 def expand_trials(suite: Suite) -> list[TrialSpec]:
-    """datasets x models x regimes x seeds (x conditions for specialist regimes), in a stable order."""
+    """datasets x models x regimes x seeds (x conditions for specialist regimes), in a stable order,
+    then one reference trial per dataset (``evaluation.references``)."""
     out: list[TrialSpec] = []
     for d in suite.datasets:
         for m in suite.models:
@@ -133,6 +154,9 @@ def expand_trials(suite: Suite) -> list[TrialSpec]:
                     for s in suite.seeds:
                         out.append(TrialSpec(suite.name, suite.version, d, m, r, s, suite.training,
                                              suite.evaluation, c))
+    if suite.evaluation.references:
+        out += [TrialSpec(suite.name, suite.version, d, REFERENCE_MODEL, REFERENCE_REGIME, 0, suite.training,
+                          suite.evaluation, kind="reference") for d in suite.datasets]
     return out
 
 
@@ -184,21 +208,18 @@ def _quality_rows(base: dict, extras: dict[str, np.ndarray]) -> list[dict]:
 
 
 def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, threads: int | None = None) -> TrialOutcome:
-    """Train once, evaluate the whole grid, return rows + predictions + checkpoint (no tracking I/O)."""
+    """Train once, evaluate the whole grid, return rows + predictions + checkpoint (no tracking I/O).
+    A reference trial evaluates the reference predictors instead (:func:`run_references`)."""
     if threads:
         torch.set_num_threads(max(1, int(threads)))
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    if spec.is_reference:
+        return run_references(spec, trial_id, data_hash)
     t0 = time.perf_counter()
-    dataset = load_dataset(spec.dataset.name, spec.dataset.params)
-    h = dataset.content_hash()
-    if data_hash is not None and h != data_hash:
-        raise DataError(f"dataset {spec.dataset.name!r} on this worker has hash {h}, the driver saw {data_hash}",
-                        hint="every node must see the same data file")
+    dataset, h, ctx = _load_checked(spec, data_hash)
     device = resolve_device(spec.training.device)
     model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
                          **spec.model.overrides)
-    ctx = CorruptionContext(modalities_of(split_to_batch(dataset["train"])), raw=getattr(dataset, "raw", None),
-                            dataset=spec.dataset.name)
     trained = train_model(model, dataset, spec.regime, spec.training, seed=spec.seed, device=device,
                           condition=spec.condition, ctx=ctx)
     te = time.perf_counter()
@@ -209,37 +230,9 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
                             split=ev.split, qmc_points=ev.qmc_points)
     eval_seconds = time.perf_counter() - te
     versions = corruption_versions(spec.families())
-    base = {
-        "trial_id": trial_id, "suite": spec.suite, "suite_version": spec.suite_version,
-        "dataset": spec.dataset.name, "data_hash": h, "model": spec.model.display,
-        "model_name": spec.model.name, "regime": spec.regime.name, "regime_kind": spec.regime.kind,
-        "condition": json.dumps(spec.condition, sort_keys=True) if spec.condition else "",
-        "seed": spec.seed, "split": ev.split,
-    }
-    rows: list[dict[str, Any]] = []
-    preds: dict[str, list] = {"grid": [], "family": [], "sweep": [], "level_index": [], "level": [],
-                              "sample_id": [], "label": [], "pred": []}
-    ids = np.asarray(dataset[ev.split].ids).astype(str)
-    labels = data.labels.numpy()
-    for r in results:
-        g = r.grid
-        point_base = {**base, "family": g.family, "sweep": g.sweep, "level_index": g.index, "level": g.level,
-                      "rho_text": g.point.text, "rho_audio": g.point.audio, "rho_vision": g.point.vision,
-                      "corruption_version": versions.get(g.family, "")}
-        rows += [{**point_base, "metric": k, "value": float(v)} for k, v in r.metrics.items()]
-        rows += _quality_rows(point_base, r.extras)
-        n = len(r.pred)
-        key = f"{g.family}/{g.sweep}/{g.index}"
-        preds["grid"] += [key] * n
-        preds["family"] += [g.family] * n
-        preds["sweep"] += [g.sweep] * n
-        preds["level_index"] += [g.index] * n
-        preds["level"] += [g.level] * n
-        preds["sample_id"] += ids.tolist()
-        preds["label"] += labels.tolist()
-        preds["pred"] += r.pred.tolist()
-        for col, values in _extra_columns(r.extras, n).items():
-            preds.setdefault(col, []).extend(values)
+    base = _row_base(spec, trial_id, h)
+    rows, preds = _rows_and_predictions([(spec.model.display, r) for r in results], base, versions,
+                                        np.asarray(dataset[ev.split].ids).astype(str), data.labels.numpy())
     buf = io.BytesIO()
     torch.save({"state_dict": trained.best_state, "model": spec.model.name,
                 "config": model_config(spec.model.name, **spec.model.overrides),
@@ -253,9 +246,83 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
         "corruption_versions": versions, "ceiling": dataset.info.get("ceiling"),
         "metric_family": dataset.metric_family,
     }
-    outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history,
-                           {k: np.asarray(v) for k, v in preds.items() if len(v) == len(preds["pred"])},
+    outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history, preds,
                            buf.getvalue(), info)
+    outcome.artifacts = trial_artifacts(outcome)
+    return outcome
+
+
+def _load_checked(spec: TrialSpec, data_hash: str | None) -> tuple[Any, str, CorruptionContext]:
+    """The trial's dataset (checked against the driver's hash) and a corruption context on its training split."""
+    dataset = load_dataset(spec.dataset.name, spec.dataset.params)
+    h = dataset.content_hash()
+    if data_hash is not None and h != data_hash:
+        raise DataError(f"dataset {spec.dataset.name!r} on this worker has hash {h}, the driver saw {data_hash}",
+                        hint="every node must see the same data file")
+    ctx = CorruptionContext(modalities_of(split_to_batch(dataset["train"])), raw=getattr(dataset, "raw", None),
+                            dataset=spec.dataset.name)
+    return dataset, h, ctx
+
+
+def _row_base(spec: TrialSpec, trial_id: str, data_hash: str) -> dict[str, Any]:
+    return {
+        "trial_id": trial_id, "suite": spec.suite, "suite_version": spec.suite_version,
+        "dataset": spec.dataset.name, "data_hash": data_hash, "model": spec.model.display,
+        "model_name": spec.model.name, "regime": spec.regime.name,
+        "regime_kind": "reference" if spec.is_reference else spec.regime.kind,
+        "condition": json.dumps(spec.condition, sort_keys=True) if spec.condition else "",
+        "seed": spec.seed, "split": spec.evaluation.split,
+    }
+
+
+def _rows_and_predictions(results: list[tuple[str, Any]], base: dict[str, Any], versions: dict[str, str],
+                          ids: np.ndarray, labels: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Long-form rows and per-sample predictions of ``(model label, PointResult)`` pairs."""
+    rows: list[dict[str, Any]] = []
+    preds: dict[str, list] = {"grid": [], "family": [], "sweep": [], "level_index": [], "level": [],
+                              "sample_id": [], "label": [], "pred": []}
+    several = len({name for name, _ in results}) > 1
+    if several:
+        preds["model"] = []
+    for name, r in results:
+        g = r.grid
+        point_base = {**base, "model": name, "family": g.family, "sweep": g.sweep, "level_index": g.index,
+                      "level": g.level, "rho_text": g.point.text, "rho_audio": g.point.audio,
+                      "rho_vision": g.point.vision, "corruption_version": versions.get(g.family, "")}
+        rows += [{**point_base, "metric": k, "value": float(v)} for k, v in r.metrics.items()]
+        rows += _quality_rows(point_base, r.extras)
+        n = len(r.pred)
+        preds["grid"] += [f"{g.family}/{g.sweep}/{g.index}"] * n
+        preds["family"] += [g.family] * n
+        preds["sweep"] += [g.sweep] * n
+        preds["level_index"] += [g.index] * n
+        preds["level"] += [g.level] * n
+        preds["sample_id"] += ids.tolist()
+        preds["label"] += labels.tolist()
+        preds["pred"] += r.pred.tolist()
+        if several:
+            preds["model"] += [name] * n
+        for col, values in _extra_columns(r.extras, n).items():
+            preds.setdefault(col, []).extend(values)
+    return rows, {k: np.asarray(v) for k, v in preds.items() if len(v) == len(preds["pred"])}
+
+
+def run_references(spec: TrialSpec, trial_id: str, data_hash: str | None = None) -> TrialOutcome:
+    """The reference trial of ``spec``: the oracle and the linear probes over the evaluation grid."""
+    from .references import reference_results
+
+    t0 = time.perf_counter()
+    dataset, h, ctx = _load_checked(spec, data_hash)
+    results, facts = reference_results(dataset, ctx, spec.evaluation)
+    versions = corruption_versions(spec.families())
+    ev = spec.evaluation
+    rows, preds = _rows_and_predictions(results, _row_base(spec, trial_id, h), versions,
+                                        np.asarray(dataset[ev.split].ids).astype(str),
+                                        np.asarray(dataset[ev.split].labels, dtype=np.float32))
+    info = {"total_seconds": time.perf_counter() - t0, "eval_seconds": time.perf_counter() - t0,
+            "grid_points": len(results), "host": platform.node(), "data_hash": h, "corruption_versions": versions,
+            "ceiling": dataset.info.get("ceiling"), "metric_family": dataset.metric_family, **facts}
+    outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, [], preds, b"", info)
     outcome.artifacts = trial_artifacts(outcome)
     return outcome
 

@@ -37,14 +37,18 @@ def test_smoke_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.Captur
     argv = ["run", str(repo / "suites" / "smoke.yaml"), f"tracking.uri={uri}", f"report.dir={workdir / 'reports'}"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "4 trials run" in out and "results.md" in out and "mlflow ui --backend-store-uri" in out
+    assert "5 trials run" in out and "results.md" in out and "mlflow ui --backend-store-uri" in out
 
     client = _client(uri)
     exp = client.get_experiment_by_name("smoke")
     runs = client.search_runs([exp.experiment_id])
-    trials = [r for r in runs if r.data.tags.get("robustmsa.kind") == "trial"]
+    every = [r for r in runs if r.data.tags.get("robustmsa.kind") == "trial"]
+    trials = [r for r in every if r.data.params.get("kind") != "reference"]
     parents = [r for r in runs if r.data.tags.get("robustmsa.kind") == "invocation"]
-    assert len(trials) == 4 and len(parents) == 1
+    assert len(trials) == 4 and len(every) == 5 and len(parents) == 1
+    reference = next(r for r in every if r.data.params.get("kind") == "reference")
+    probe = client.get_metric_history(reference.info.run_id, "linear_probe/curve/noise/joint/mae")
+    assert sorted(m.step for m in probe) == [0, 1, 2]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in trials)
     # degradation curves come from the metric history, one step per level
@@ -74,7 +78,7 @@ def test_smoke_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.Captur
     # resume: everything is reused, no new runs
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "0 trials run, 4 reused" in out
+    assert "0 trials run, 5 reused" in out
     assert len(client.search_runs([exp.experiment_id])) == len(runs)
     assert report.read_text() == text  # same runs -> byte-identical table
 
@@ -126,11 +130,11 @@ def test_failing_trial_is_retried_recorded_and_rerun(repo: Path, workdir: Path,
     client = _client(uri)
     exp = client.get_experiment_by_name("smoke")
     failed = [r for r in client.search_runs([exp.experiment_id])
-              if r.data.tags.get("robustmsa.kind") == "trial"]
+              if r.data.tags.get("robustmsa.kind") == "trial" and r.data.params.get("kind") != "reference"]
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
     assert "NonFiniteError" in failed[0].data.tags["robustmsa.error"]
     assert main(argv) == 1  # not skipped: failed trials run again
-    assert "0 reused" in capsys.readouterr().out
+    assert "1 reused, 1 failed" in capsys.readouterr().out  # the references are reused, the failed trial runs again
 
 
 @pytest.mark.slow
@@ -171,7 +175,7 @@ def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, wor
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 1 <= finished < 4
+    assert 1 <= finished < 5
 
     assert main(argv("killed")) == 0
     ref = pd.read_csv(workdir / "reference" / "smoke" / "rows.csv")
@@ -181,7 +185,7 @@ def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, wor
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     trials = [r for r in runs if r.data.tags.get("robustmsa.kind") == "trial" and r.info.status == "FINISHED"]
     ids = [r.data.tags["robustmsa.trial_id"] for r in trials]
-    assert len(ids) == len(set(ids)) == 4  # no duplicates, nothing lost
+    assert len(ids) == len(set(ids)) == 5  # no duplicates, nothing lost (4 models + the references)
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)  # no orphan left RUNNING
 
 

@@ -132,7 +132,7 @@ tracking: {{uri: "sqlite:///{tmp_path / 'mlflow.db'}"}}
 report: {{dir: "{tmp_path / 'reports'}", reference_model: late_fusion}}
 """, encoding="utf-8")
     assert main(["run", str(suite), "--backend", "local"]) == 0
-    assert "1 trials run" in capsys.readouterr().out
+    assert "2 trials run" in capsys.readouterr().out  # the model and the references (linear probes)
     rows = pd.read_csv(tmp_path / "reports" / "raw_tiny" / "rows.csv")
     mae = rows[(rows.metric == "mae") & (rows.family == "audio_noise")].set_index("level")["value"]
     assert sorted(mae.index) == [0.0, 0.5, 1.0]

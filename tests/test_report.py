@@ -628,7 +628,8 @@ def test_report_of_a_tracked_run_through_the_cli(repo: Path, tmp_path: Path, mon
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("smoke")
-    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("robustmsa.kind") == "trial"]
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("robustmsa.kind") == "trial"
+            and r.data.params.get("kind") != "reference"]
     assert len(runs) == 4
     frames, meta = [], []
     for r in runs:
@@ -644,9 +645,10 @@ def test_report_of_a_tracked_run_through_the_cli(repo: Path, tmp_path: Path, mon
                      "regime": first["regime"], "seed": int(first["seed"])})
     points, trials = _points(pd.concat(frames, ignore_index=True)), pd.DataFrame(meta)
     main_csv = _csv(out / "main.csv")
-    ceiling = main_csv[main_csv["row"] == "planted ceiling (generator)"]  # read from the runs' trial.json
-    assert set(ceiling["group"]) == {"clean"} and set(ceiling["emphasis"]) == {""}
-    main_csv = main_csv[main_csv["row"] != "planted ceiling (generator)"]
+    probe = main_csv[main_csv["row"] == "linear probe"]  # the reference trial's probe: shown, never ranked
+    assert set(probe["group"]) == {"clean", "audio sweep", "joint sweep"} and set(probe["emphasis"]) == {""}
+    assert "latent noise floor" in (out / "main.md").read_text()  # the planted floor: a footnote
+    main_csv = main_csv[main_csv["row"] != "linear probe"]
     assert set(main_csv["row"]) == {"late_fusion (spectrum)", "qa_moe (spectrum)"}
     assert set(main_csv["group"]) == {"clean", "audio sweep", "joint sweep"}
     for _, r in main_csv.iterrows():

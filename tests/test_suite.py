@@ -24,7 +24,9 @@ def test_main_suite_is_valid(repo: Path) -> None:
     kinds = {r.kind for r in s.regimes}
     assert kinds == {"clean", "spectrum"}
     trials = expand_trials(s)
-    assert len(trials) == len(s.models) * len(s.regimes) * len(s.seeds)
+    models = [t for t in trials if not t.is_reference]
+    assert len(models) == len(s.models) * len(s.regimes) * len(s.seeds)
+    assert [t.name for t in trials if t.is_reference] == [f"references/{d.name}" for d in s.datasets]
 
 
 def test_include_and_overrides(repo: Path) -> None:

@@ -17,6 +17,8 @@ DATASET_HELP: dict[str, str] = {
     "synthetic": "embedded benchmark, MOSI aligned_50 shapes (1284/229/686), params: seed, any SyntheticConfig field",
     "synthetic_mosei": "embedded benchmark, MOSEI aligned_50 shapes (16326/1871/4659)",
     "synthetic_sims": "embedded benchmark, CH-SIMS unaligned_39 shapes, labels in [-1, 1]",
+    "synthetic_trimodal": "embedded benchmark, MOSI shapes, every modality carries shared and private cues, exact "
+                          "oracle (the main suite's dataset)",
     "mmsa": "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite",
     "synthetic_raw": "embedded raw-media benchmark (faces, voice, transcripts; 360/80/160 clips), features "
                      "extracted; raw corruption families apply, params: seed, any RawBenchmarkConfig field "
@@ -59,6 +61,7 @@ def _raw(path: str | None = None, **params: Any) -> MSADataset:
 DATASETS.register("synthetic", _synthetic("mosi"))
 DATASETS.register("synthetic_mosei", _synthetic("mosei"))
 DATASETS.register("synthetic_sims", _synthetic("sims"))
+DATASETS.register("synthetic_trimodal", _synthetic("trimodal"))
 DATASETS.register("mmsa", _mmsa)
 DATASETS.register("synthetic_raw", _synthetic_raw)
 DATASETS.register("raw", _raw)

@@ -133,7 +133,7 @@ __all__ = [
 ]
 
 #: Bump whenever the same config would produce different arrays (invalidates every cache).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 100, 101, 102
 VOCAB_SIZE = 30522
@@ -157,12 +157,12 @@ _CLUE_ID = {w: i for i, w in enumerate(CLUE_VOCAB)}
 
 #: Dataset name of each preset.
 DATASET_NAMES: Mapping[str, str] = MappingProxyType(
-    {"mosi": "synthetic", "mosei": "synthetic_mosei", "sims": "synthetic_sims"}
+    {"mosi": "synthetic", "mosei": "synthetic_mosei", "sims": "synthetic_sims", "trimodal": "synthetic_trimodal"}
 )
 
 _STREAMS = {
     "table": 1, "lexicon": 2, "population": 3, "labels": 4, "text": 5,
-    "audio": 6, "vision": 7, "clues": 8, "unimodal": 9,
+    "audio": 6, "vision": 7, "clues": 8, "unimodal": 9, "private": 10, "cue_jitter": 11, "cue_world": 12,
 }
 
 
@@ -235,6 +235,15 @@ class SyntheticConfig:
     # clues
     clue_len: int = 16
     clue_noise: float = 0.25
+    # design: "lexical" (the MOSI-like text encoder, above) or "cue" (every modality carries shared
+    # and private cues at known places; robustmsa.data.cue_design, exact oracle in robustmsa.data.oracle)
+    design: str = "lexical"
+    text_cue_dims: int = 8
+    text_private: float = 0.0
+    audio_private: float = 0.0
+    vision_private: float = 0.0
+    sarcasm_signal: float = 0.0
+    cue_marker: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -336,13 +345,15 @@ def _check_type(key: str, value: Any, typ: str) -> None:
 def _check_ranges(c: SyntheticConfig) -> None:
     if c.preset not in DATASET_NAMES:
         raise _bad("preset", c.preset, ", ".join(DATASET_NAMES))
+    if c.design not in ("lexical", "cue"):
+        raise _bad("design", c.design, "lexical, cue")
     if c.metric_family not in ("mosi", "sims"):
         raise _bad("metric_family", c.metric_family, "mosi, sims")
     for key in ("seed",):
         if getattr(c, key) < 0:
             raise _bad(key, getattr(c, key), "an integer >= 0")
     for key in ("n_train", "n_valid", "n_test", "text_dim", "audio_dim", "vision_dim", "rating_levels",
-                "n_raters", "cue_dims"):
+                "n_raters", "cue_dims", "text_cue_dims"):
         if getattr(c, key) < 1:
             raise _bad(key, getattr(c, key), "an integer >= 1")
     for key in ("neutral_share", "negative_share", "conflict_fraction", "negation_rate", "context_mix"):
@@ -351,7 +362,8 @@ def _check_ranges(c: SyntheticConfig) -> None:
     for key in ("polarity_mean", "polarity_sd", "neutral_sd", "label_noise", "rater_noise",
                 "modality_jitter", "conflict_text_scale", "text_signal", "lexical_signal", "audio_signal",
                 "vision_signal",
-                "speaker_sd", "clue_noise"):
+                "speaker_sd", "clue_noise", "text_private", "audio_private", "vision_private", "sarcasm_signal",
+                "cue_marker"):
         if getattr(c, key) < 0:
             raise _bad(key, getattr(c, key), "a number >= 0")
     if not 0.0 <= c.frame_smoothness < 1.0:
@@ -404,11 +416,19 @@ _SIMS = dict(
     cue_dims=16,
 )
 
+_TRIMODAL = dict(
+    preset="trimodal", design="cue", lexical_signal=0.0, negation_rate=0.0,
+    text_signal=2.0, audio_signal=2.0, vision_signal=2.0, sarcasm_signal=1.0,
+    text_private=0.25, audio_private=0.25, vision_private=0.25, text_cue_dims=32, cue_marker=1.0,
+    audio_salient_frames=(4, 10), vision_salient_frames=(4, 10),
+)
+
 #: The presets (read-only): name -> config with the real dataset's sizes and shapes.
 PRESETS: Mapping[str, SyntheticConfig] = MappingProxyType({
     "mosi": SyntheticConfig(),
     "mosei": SyntheticConfig(**_MOSEI),
     "sims": SyntheticConfig(**_SIMS),
+    "trimodal": SyntheticConfig(**_TRIMODAL),
 })
 
 
@@ -484,6 +504,16 @@ def _direction(rng: np.random.Generator, dim: int, norm: float) -> np.ndarray:
     return (u / np.linalg.norm(u) * norm).astype(np.float32)
 
 
+def text_cue_dims(config: SyntheticConfig) -> np.ndarray:
+    """int64 [3 text_cue_dims]: the text feature dimensions that carry the cues of the cue design
+    (the two cues and the position marker, one block each); drawn from the seed alone, empty for
+    the lexical design."""
+    if config.design != "cue":
+        return np.zeros(0, np.int64)
+    width = min(config.text_cue_dims, config.text_dim // 3)
+    return np.sort(_rng(config.seed, "cue_world").choice(config.text_dim, 3 * width, replace=False)).astype(np.int64)
+
+
 class SyntheticTextEncoder:
     """The frozen "BERT" of the synthetic benchmark: token ids -> contextual features.
 
@@ -512,6 +542,11 @@ class SyntheticTextEncoder:
         self._value = self.lexicon.value_by_id()
         self._negation = self.lexicon.negation_by_id()
         self._positions = 0.1 * _sinusoid(max(config.text_len, 1), d)
+        self.cue_dims = text_cue_dims(config)
+        if config.design == "cue":  # words carry no sentiment; the cue dimensions carry only the cues
+            self._value[:] = 0.0
+            self.table[:, self.cue_dims] = 0.0
+            self._positions[:, self.cue_dims] = 0.0
 
     def effective_sentiment(self, ids: np.ndarray) -> np.ndarray:
         """float32 [N, L]: signed strength of each token after negation by the previous token."""
@@ -533,6 +568,8 @@ class SyntheticTextEncoder:
         positions = self._positions
         if length > len(positions):
             positions = 0.1 * _sinusoid(length, self.config.text_dim)
+            if self.config.design == "cue":
+                positions[:, self.cue_dims] = 0.0
         out = np.empty((n, length, self.config.text_dim), np.float32)
         for a in range(0, n, _TEXT_CHUNK):
             b = min(a + _TEXT_CHUNK, n)
@@ -541,7 +578,6 @@ class SyntheticTextEncoder:
 
     def _encode_chunk(self, ids: np.ndarray, positions: np.ndarray, out: np.ndarray) -> None:
         """Write the features of ``ids`` [n, L] into ``out`` [n, L, D] (few passes, in place)."""
-        c = np.float32(self.config.context_mix)
         pad = ids == PAD_ID
         x = self.table[ids]
         x += positions
@@ -549,12 +585,21 @@ class SyntheticTextEncoder:
         hit = np.nonzero(eff)
         x[hit] += (self.config.text_signal * eff[hit])[:, None] * self.u_context
         x[pad] = 0.0
-        np.multiply(x, np.float32(1.0) - 2 * c, out=out)
-        scratch = np.multiply(x[:, :-1], c)
-        out[:, 1:] += scratch
-        np.multiply(x[:, 1:], c, out=scratch)
-        out[:, :-1] += scratch
-        out[pad] = 0.0
+        context_smooth(x, pad, self.config.context_mix, out)
+
+
+def context_smooth(x: np.ndarray, pad: np.ndarray, context_mix: float, out: np.ndarray) -> np.ndarray:
+    """``out`` [N, L, D] = each token mixed with its neighbours (``context_mix`` to each side, the
+    rest kept), padding zeroed: the "contextual" spreading of the synthetic text encoder. ``x``
+    must be 0 on padding. Linear in ``x``: the oracle applies it to cue positions."""
+    c = np.float32(context_mix)
+    np.multiply(x, np.float32(1.0) - 2 * c, out=out)
+    scratch = np.multiply(x[:, :-1], c)
+    out[:, 1:] += scratch
+    np.multiply(x[:, 1:], c, out=scratch)
+    out[:, :-1] += scratch
+    out[pad] = 0.0
+    return out
 
 
 def _word_strings(lexicon: _Lexicon) -> np.ndarray:
@@ -575,11 +620,12 @@ def _render_text(ids: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> np.
     return np.array([" ".join(words[row[1:n + 1]]) for row, n in zip(ids, lengths)], dtype=str)
 
 
-def _sample_transcripts(
-    config: SyntheticConfig, lex: _Lexicon, z_t: np.ndarray, rng: np.random.Generator
+def _transcript_frame(
+    config: SyntheticConfig, lex: _Lexicon, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids [N, L] and word counts [N] expressing the text latent ``z_t``."""
-    n, length = len(z_t), config.text_len
+    """Token ids [N, L] of ``[CLS]`` + Zipf-distributed neutral words + ``[SEP]`` + padding, and the
+    word counts [N] (drawn here: the counts, then the words)."""
+    length = config.text_len
     span = length - 2 - config.min_words + 1
     n_words = config.min_words + np.minimum((rng.beta(1.3, 2.5, n) * span).astype(np.int64), span - 1)
     pos = np.arange(length)[None, :]
@@ -587,6 +633,23 @@ def _sample_transcripts(
     ids = np.where((pos >= 1) & (pos <= n_words[:, None]), fill, PAD_ID)
     ids[:, 0] = CLS_ID
     ids[np.arange(n), n_words + 1] = SEP_ID
+    return ids, n_words
+
+
+def _slot_position(j: int, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Position [N] of sentiment slot ``j``: uniform inside the j-th of the equal word segments
+    (never its first position, so a negation word can precede it)."""
+    start = np.floor(j * segment).astype(np.int64) + 1
+    end = np.floor((j + 1) * segment).astype(np.int64) + 1
+    return start + 1 + np.floor(rng.random(len(segment)) * (end - start - 1)).astype(np.int64)
+
+
+def _sample_transcripts(
+    config: SyntheticConfig, lex: _Lexicon, z_t: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids [N, L] and word counts [N] expressing the text latent ``z_t``."""
+    n = len(z_t)
+    ids, n_words = _transcript_frame(config, lex, n, rng)
     lo, hi = config.sentiment_words
     k = rng.integers(lo, hi + 1, n)
     k[np.abs(z_t) < _NEUTRAL_THRESHOLD] = 0
@@ -595,9 +658,7 @@ def _sample_transcripts(
     rows = np.arange(n)
     for j in range(hi):
         active = j < k
-        start = np.floor(j * segment).astype(np.int64) + 1
-        end = np.floor((j + 1) * segment).astype(np.int64) + 1
-        p = start + 1 + np.floor(rng.random(n) * (end - start - 1)).astype(np.int64)
+        p = _slot_position(j, segment, rng)
         target = np.clip(per_word * np.exp(rng.normal(0.0, 0.2, n)), *_STRENGTH_RANGE)
         negate = rng.random(n) < config.negation_rate
         word = lex.pick(np.sign(z_t) * np.where(negate, -1.0, 1.0), target, rng)
@@ -698,25 +759,39 @@ def _render_frames(
 ) -> np.ndarray:
     """float32 [N, T, D] frames: speaker offset + AR(1) background + cue burst, per-dim scaled."""
     rng = _rng(config.seed, modality)
-    length, dim = getattr(config, f"{modality}_len"), getattr(config, f"{modality}_dim")
-    signal = getattr(config, f"{modality}_signal")
-    lo, hi = getattr(config, f"{modality}_salient_frames")
-    n = len(cues)
-    pattern = (cues @ _loadings(cues.shape[1], dim, config.cue_dims, rng)).astype(np.float32)
+    dim = getattr(config, f"{modality}_dim")
+    loadings = _loadings(cues.shape[1], dim, config.cue_dims, rng)
     speaker = rng.normal(0.0, config.speaker_sd, (int(video.max()) + 1, dim)).astype(np.float32)[video]
     scale = np.exp(rng.permutation(ndtri((np.arange(dim) + 0.5) / dim))).astype(np.float32)
     offset = (rng.normal(0.0, 1.0, dim) * scale).astype(np.float32)
+    pattern = (cues @ loadings).astype(np.float32) * np.float32(getattr(config, f"{modality}_signal"))
+    return _burst_frames(config, modality, pattern, speaker, scale, offset, lengths, rng)[0]
+
+
+def _burst_frames(
+    config: SyntheticConfig, modality: str, pattern: np.ndarray, speaker: np.ndarray, scale: np.ndarray,
+    offset: np.ndarray, lengths: np.ndarray, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames float32 [N, T, D] = ((AR(1) + speaker + burst x pattern) x scale + offset) on valid frames,
+    0 on padding; and each burst's start and width [N] (drawn here: width, start, then the background).
+
+    ``pattern`` [N, D] is the cue pattern of each sample (signal included), ``speaker`` [N, D] its
+    speaker's offset, ``scale``/``offset`` [D] the per-dimension affine map.
+    """
+    length = getattr(config, f"{modality}_len")
+    lo, hi = getattr(config, f"{modality}_salient_frames")
+    n = len(pattern)
     width = np.minimum(rng.integers(lo, hi + 1, n), lengths)
     start = np.floor(rng.random(n) * (lengths - width + 1)).astype(np.int64)
     t = np.arange(length)[None, :]
     burst = np.nonzero((t >= start[:, None]) & (t < (start + width)[:, None]))
-    out = _ar1(rng.standard_normal((n, length, dim), dtype=np.float32), config.frame_smoothness)
+    out = _ar1(rng.standard_normal((n, length, pattern.shape[1]), dtype=np.float32), config.frame_smoothness)
     out += speaker[:, None, :]
-    out[burst] += np.float32(signal) * pattern[burst[0]]
+    out[burst] += pattern[burst[0]]
     out *= scale
     out += offset
     out[t >= lengths[:, None]] = 0.0
-    return out
+    return out, start, width
 
 
 def _ar1(noise: np.ndarray, a: float) -> np.ndarray:
@@ -805,6 +880,10 @@ def _frame_lengths(config: SyntheticConfig, modality: str, text_lengths: np.ndar
 
 def generate_synthetic(config: SyntheticConfig) -> MSADataset:
     """The synthetic dataset of ``config``: a pure, deterministic function of the config."""
+    if config.design == "cue":
+        from .cue_design import generate_cue_design
+
+        return generate_cue_design(config)
     pop = _sample_population(config)
     labels = _annotate(pop.s, config, _rng(config.seed, "labels"))
     encoder = SyntheticTextEncoder(config)
@@ -833,7 +912,7 @@ def generate_synthetic(config: SyntheticConfig) -> MSADataset:
     )
     index = {s: np.flatnonzero(pop.split == i) for i, s in enumerate(SPLITS)}
     splits = {s: _slice_split(full, int(idx[0]), int(idx[-1]) + 1) for s, idx in index.items()}
-    info = _info(config, pop, labels, index, encoder.lexicon)
+    info = _info(config, pop.s, pop.conflict, labels, index, encoder.lexicon)
     return MSADataset(
         name=config.dataset_name, splits=splits, label_range=tuple(float(x) for x in config.label_range),
         metric_family=config.metric_family, info=info,
@@ -855,24 +934,28 @@ def _slice_split(split: Split, start: int, stop: int) -> Split:
 
 
 def _info(
-    config: SyntheticConfig, pop: _Population, labels: np.ndarray, index: dict[str, np.ndarray], lex: _Lexicon
+    config: SyntheticConfig, s: np.ndarray, conflict: np.ndarray, labels: np.ndarray,
+    index: dict[str, np.ndarray], lex: _Lexicon,
 ) -> dict[str, Any]:
-    best = expected_label(pop.s, config)
+    best = expected_label(s, config)
     ceiling = {
-        s: _ceiling(best[index[s]], labels[index[s]], config.metric_family) for s in ("valid", "test")
+        k: _ceiling(best[index[k]], labels[index[k]], config.metric_family) for k in ("valid", "test")
     }
     return {
         "source": "synthetic",
         "description": (
             f"robustmsa synthetic MSA benchmark, preset {config.preset!r}, seed {config.seed}: latent "
-            "sentiment -> BERT-like text, audio/vision cue bursts, sarcasm-like conflict samples"
+            + ("sentiment -> BERT-like text, audio/vision cue bursts, sarcasm-like conflict samples"
+               if config.design == "lexical" else
+               "sentiment and private factors -> text, audio and vision cues at known places, sarcastic "
+               "conflict samples told apart by the tone of voice")
         ),
         "generator_version": GENERATOR_VERSION,
         "config": config.to_dict(),
         "ceiling": ceiling,
         "ceiling_predictor": "E[label | latent] in closed form: everything but the label noise",
-        "conflict": {s: np.flatnonzero(pop.conflict[index[s]]).tolist() for s in SPLITS},
-        "conflict_fraction": float(pop.conflict.mean()),
+        "conflict": {k: np.flatnonzero(conflict[index[k]]).tolist() for k in SPLITS},
+        "conflict_fraction": float(conflict.mean()),
         "zero_label_share": float(np.mean(labels == 0)),
         "lexicon": lex.to_info(),
         "clue_vocab": list(CLUE_VOCAB),

@@ -71,6 +71,12 @@ class BaseConfig:
                  code of QA-MoE); everything else uses the training lr (``MSAModel.param_groups``).
     freeze_text: keep the pretrained encoder frozen (no gradient, eval mode) (False: fine-tuned).
                  A delayed unfreeze (e.g. after 5 epochs) needs a trainer hook and is not offered.
+    encoder_pooling: how each modality encoder turns its sequence into one vector: "attention"
+                 (masked attention pooling with ``num_heads`` heads; finds the few salient frames or
+                 words), "mean", "max" or "attention_mean" (both, mixed back to d_model).
+    encoder_layers: masked blocks per modality encoder (1).
+    standardize_inputs: standardise every input dimension with training statistics before the
+                 projection (True; :meth:`MSAModel.fit_inputs`, called by the trainer).
     """
 
     d_model: int = 64
@@ -82,8 +88,12 @@ class BaseConfig:
     text_model: str = ""
     text_lr: float = 1e-5
     freeze_text: bool = False
+    encoder_pooling: Literal["mean", "attention", "max", "attention_mean"] = "attention"
+    encoder_layers: int = 1
+    standardize_inputs: bool = True
 
     def __post_init__(self) -> None:
+        check_config(self.encoder_layers >= 1, "encoder_layers", "must be >= 1")
         check_config(self.d_model >= 1, "d_model", "must be >= 1")
         check_config(self.text_encoder != "hf" or bool(self.text_model), "text_model",
                      "must name a Hugging Face model id or local path when text_encoder is 'hf'")
@@ -127,6 +137,17 @@ class MSAModel(nn.Module, ABC):
     @abstractmethod
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         """Predict ``batch``; see the class docstring for the returned dict."""
+
+    def fit_inputs(self, train: Batch) -> None:
+        """Fit input statistics on the training split before training (the trainer calls this once):
+        every shared sequence encoder standardises its modality when ``standardize_inputs`` is on."""
+        if not getattr(self.config, "standardize_inputs", False):
+            return
+        from .layers import SequenceEncoder
+
+        for module in self.modules():
+            if isinstance(module, SequenceEncoder):
+                module.fit_inputs(train)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups; one group by default (pretrained encoders override this)."""

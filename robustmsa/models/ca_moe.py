@@ -65,8 +65,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
-from .layers import MLPHead, ModalityEncoders, load_balance_loss, masked_softmax, modality_absent
-from .text_encoders import build_text_encoder, text_param_groups
+from .layers import MLPHead, load_balance_loss, masked_softmax, modality_absent
+from .text_encoders import build_encoders, text_param_groups
 
 __all__ = [
     "CAMoEConfig",
@@ -238,8 +238,7 @@ class CAMoE(MSAModel):
     def __init__(self, config: CAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         self.routers = nn.ModuleList(nn.Linear(d, c.num_experts, bias=False) for _ in MODALITIES)
         self.experts = nn.ModuleList(MLPHead(d, c.expert_hidden, d, c.dropout) for _ in range(c.num_experts))
         self.centres = nn.Parameter(torch.randn(c.num_classes, d))

@@ -38,8 +38,8 @@ from torch import nn
 from ..data.batch import Batch
 from ..errors import RobustMSAError
 from .base import BaseConfig, MSAModel, check_config, register_model
-from .layers import CrossAttentionBlock, MLPHead, ModalityEncoders, masked_mean
-from .text_encoders import build_text_encoder, load_pretrained, text_param_groups
+from .layers import CrossAttentionBlock, MLPHead, masked_mean
+from .text_encoders import build_encoders, load_pretrained, text_param_groups
 
 __all__ = ["EGMFConfig", "EGMF", "BottleneckExpert", "HierarchicalGate", "build_llm"]
 
@@ -145,8 +145,7 @@ class EGMF(MSAModel):
     def __init__(self, config: EGMFConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         self.av_type = nn.Embedding(2, d)
         self.text_to_av = CrossAttentionBlock(d, c.num_heads, c.dropout)
         self.av_to_text = CrossAttentionBlock(d, c.num_heads, c.dropout)

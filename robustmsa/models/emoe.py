@@ -42,8 +42,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
-from .layers import MLPHead, ModalityEncoders, masked_mean, masked_softmax, modality_absent
-from .text_encoders import build_text_encoder, text_param_groups
+from .layers import MLPHead, masked_mean, masked_softmax, modality_absent
+from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["EMOEConfig", "EMOE", "EMOERouter", "target_weights", "entropy_balance", "distill_loss"]
 
@@ -152,8 +152,7 @@ class EMOE(MSAModel):
     def __init__(self, config: EMOEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         self.unimodal = nn.ModuleDict({m: _ResidualHead(d, c.head_hidden, c.dropout) for m in MODALITIES})
         if c.router_input == "raw":
             router_in = (dims["text"] if c.text_encoder == "features" else d) + dims["audio"] + dims["vision"]

@@ -17,8 +17,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
-from .layers import MLPHead, ModalityEncoders, modality_absent
-from .text_encoders import build_text_encoder, text_param_groups
+from .layers import MLPHead, modality_absent
+from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["LateFusionConfig", "LateFusion"]
 
@@ -48,8 +48,7 @@ class LateFusion(MSAModel):
     def __init__(self, config: LateFusionConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c = config
-        self.encoders = ModalityEncoders(dims, c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         self.heads = nn.ModuleDict({m: MLPHead(c.d_model, c.head_hidden, 1, c.dropout) for m in MODALITIES})
         self.empty_bias = nn.Parameter(torch.zeros(()))
 

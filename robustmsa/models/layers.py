@@ -33,6 +33,10 @@ __all__ = [
     "ConvBlock",
     "AttentionBlock",
     "SequenceEncoder",
+    "InputStandardizer",
+    "AttentionPool",
+    "POOLINGS",
+    "masked_max",
     "TextEncoder",
     "TextFeatureEncoder",
     "ModalityEncoders",
@@ -127,34 +131,112 @@ class AttentionBlock(nn.Module):
         return x * mask.to(x.dtype).unsqueeze(-1)
 
 
-class SequenceEncoder(nn.Module):
-    """Linear projection to ``d_model`` + LayerNorm, then one masked block ("conv" or "attention").
+class InputStandardizer(nn.Module):
+    """Per-dimension ``(x - mean) / std`` with statistics of the training features (buffers, so they
+    travel with the checkpoint). Identity until :meth:`fit` is called; constant dimensions keep
+    their scale (std 1). Features reach the models on wildly different per-dimension scales and
+    offsets (COVAREP/Facet-like); a shared projection learns little from unstandardised inputs."""
 
-    ``forward(x [B,T,D], mask [B,T]) -> Encoded`` with the masked mean as ``pooled``.
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        frames = x[mask].to(torch.float64)
+        if frames.shape[0] < 2:
+            return
+        std = frames.std(0, correction=0)
+        self.mean.copy_(frames.mean(0).to(self.mean.dtype))
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).to(self.std.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class AttentionPool(nn.Module):
+    """Masked attention pooling: ``sum_t softmax_t(w . h_t) h_t`` per head over ``heads`` slices of
+    the width; rows without a valid position pool to zeros. Finds the few salient frames or
+    words that a mean over the whole sequence would dilute."""
+
+    def __init__(self, d_model: int, heads: int = 1):
+        super().__init__()
+        self.heads = heads
+        self.score = nn.Linear(d_model, heads)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = h.shape
+        a = masked_softmax(self.score(h), mask.unsqueeze(-1), dim=1)  # [B, T, H]
+        return (a.unsqueeze(-1) * h.view(b, t, self.heads, d // self.heads)).sum(1).reshape(b, d)
+
+
+#: pooling of a sequence encoder: "mean" (masked mean), "attention" (:class:`AttentionPool`), "max",
+#: "attention_mean" (both, projected back to the width: the salient frames against the rest)
+POOLINGS = ("mean", "attention", "max", "attention_mean")
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max of ``x`` [B, T, D] over valid positions; zeros where none is valid."""
+    filled = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+    return torch.where(mask.any(1, keepdim=True), filled, torch.zeros_like(filled))
+
+
+class SequenceEncoder(nn.Module):
+    """Input standardisation, linear projection to ``d_model`` + LayerNorm, then ``layers`` masked
+    blocks ("conv" or "attention") and a pooling ("mean", "attention" or "max").
+
+    ``forward(x [B,T,D], mask [B,T]) -> Encoded``; ``fit_inputs(x, mask)`` sets the
+    standardisation from training features (the trainer calls it through ``MSAModel.fit_inputs``).
     """
 
     def __init__(self, in_dim: int, d_model: int, kind: str = "conv", kernel_size: int = 3,
-                 num_heads: int = 4, dropout: float = 0.0):
+                 num_heads: int = 4, dropout: float = 0.0, pooling: str = "mean", layers: int = 1,
+                 source: str | None = None):
         super().__init__()
+        self.source = source
+        self.standardize = InputStandardizer(in_dim)
         self.proj = nn.Linear(in_dim, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.kind = kind
-        if kind == "conv":
-            self.block: nn.Module = ConvBlock(d_model, kernel_size, dropout)
-        elif kind == "attention":
-            self.block = AttentionBlock(d_model, num_heads, dropout)
-        else:
+        if kind not in ("conv", "attention"):
             raise ValueError(f"unknown encoder kind {kind!r} (allowed: conv, attention)")
+        make = (lambda: ConvBlock(d_model, kernel_size, dropout)) if kind == "conv" else (
+            lambda: AttentionBlock(d_model, num_heads, dropout))
+        self.blocks = nn.ModuleList(make() for _ in range(layers))
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r} (allowed: {', '.join(POOLINGS)})")
+        self.pooling = pooling
+        self.pool = AttentionPool(d_model, num_heads) if pooling.startswith("attention") else None
+        self.pool_mix = nn.Linear(2 * d_model, d_model) if pooling == "attention_mean" else None
+
+    def fit_inputs(self, batch: Batch) -> None:
+        """Standardise with the statistics of ``batch``'s ``source`` modality (valid frames of present
+        samples); a no-op for an encoder built without a source."""
+        if self.source is not None:
+            i = MODALITIES.index(self.source)
+            mask = getattr(batch, f"{self.source}_mask") & ~batch.missing[:, i : i + 1]
+            self.standardize.fit(getattr(batch, self.source), mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Encoded:
         # The projection is per position, so masked-out inputs only reach masked-out positions,
         # which are zeroed here, before any mixing across positions.
         m = mask.to(x.dtype).unsqueeze(-1)
-        h = self.norm(self.proj(x))
+        h = self.norm(self.proj(self.standardize(x)))
         if self.kind == "attention":
             h = h + _sinusoid(h.shape[1], h.shape[2], h.device, h.dtype)
-        h = self.block(h * m, mask)
-        return Encoded(h, masked_mean(h, mask), mask)
+        h = h * m
+        for block in self.blocks:
+            h = block(h, mask)
+        if self.pool_mix is not None:
+            pooled = self.pool_mix(torch.cat([self.pool(h, mask), masked_mean(h, mask)], dim=-1))
+        elif self.pool is not None:
+            pooled = self.pool(h, mask)
+        elif self.pooling == "max":
+            pooled = masked_max(h, mask)
+        else:
+            pooled = masked_mean(h, mask)
+        return Encoded(h, pooled, mask)
 
 
 class TextEncoder(Protocol):
@@ -173,9 +255,10 @@ class TextFeatureEncoder(nn.Module):
     """Text from precomputed features ``batch.text`` [B, L, Dt] through a :class:`SequenceEncoder`."""
 
     def __init__(self, in_dim: int, d_model: int, kind: str = "conv", kernel_size: int = 3,
-                 num_heads: int = 4, dropout: float = 0.0):
+                 num_heads: int = 4, dropout: float = 0.0, pooling: str = "mean", layers: int = 1):
         super().__init__()
-        self.encoder = SequenceEncoder(in_dim, d_model, kind, kernel_size, num_heads, dropout)
+        self.encoder = SequenceEncoder(in_dim, d_model, kind, kernel_size, num_heads, dropout, pooling, layers,
+                                       source="text")
 
     def forward(self, batch: Batch, mask: torch.Tensor) -> Encoded:
         return self.encoder(batch.text, mask)
@@ -189,12 +272,13 @@ class ModalityEncoders(nn.Module):
     """
 
     def __init__(self, dims: Mapping[str, int], d_model: int, kind: str = "conv", kernel_size: int = 3,
-                 num_heads: int = 4, dropout: float = 0.0, text_encoder: nn.Module | None = None):
+                 num_heads: int = 4, dropout: float = 0.0, text_encoder: nn.Module | None = None,
+                 pooling: str = "mean", layers: int = 1):
         super().__init__()
-        args = (d_model, kind, kernel_size, num_heads, dropout)
+        args = (d_model, kind, kernel_size, num_heads, dropout, pooling, layers)
         self.text = text_encoder if text_encoder is not None else TextFeatureEncoder(dims["text"], *args)
-        self.audio = SequenceEncoder(dims["audio"], *args)
-        self.vision = SequenceEncoder(dims["vision"], *args)
+        self.audio = SequenceEncoder(dims["audio"], *args, source="audio")
+        self.vision = SequenceEncoder(dims["vision"], *args, source="vision")
 
     def forward(self, batch: Batch) -> dict[str, Encoded]:
         out: dict[str, Encoded] = {}

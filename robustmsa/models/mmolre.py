@@ -154,9 +154,9 @@ class MMoLRE(MSAModel):
     def __init__(self, config: MMoLREConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        args = (d, c.encoder, c.kernel_size, c.num_heads, c.dropout)
+        args = (d, c.encoder, c.kernel_size, c.num_heads, c.dropout, c.encoder_pooling, c.encoder_layers)
         self.text = build_text_encoder(c, dims) or TextFeatureEncoder(dims["text"], *args)
-        self.audio = SequenceEncoder(dims["audio"], *args)
+        self.audio = SequenceEncoder(dims["audio"], *args, source="audio")
         self.modality = nn.Embedding(2, d)
         self.blocks = nn.ModuleList(
             MoLREBlock(d, c.num_heads, c.num_shared, c.rank, 2, c.expert_activation, c.dropout)

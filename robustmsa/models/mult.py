@@ -32,11 +32,10 @@ from .layers import (
     AttentionBlock,
     CrossAttentionBlock,
     MLPHead,
-    ModalityEncoders,
     masked_mean,
     sinusoid_positions,
 )
-from .text_encoders import build_text_encoder, text_param_groups
+from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["MulTConfig", "MulT", "masked_last"]
 
@@ -85,8 +84,7 @@ class MulT(MSAModel):
     def __init__(self, config: MulTConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         self.cross = nn.ModuleDict({
             _pair(t, s): nn.ModuleList(CrossAttentionBlock(d, c.num_heads, c.dropout) for _ in range(c.cross_layers))
             for t in MODALITIES for s in MODALITIES if s != t})

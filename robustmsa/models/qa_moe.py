@@ -40,7 +40,6 @@ from .layers import (
     ExpertMixture,
     GatedRouter,
     MLPHead,
-    ModalityEncoders,
     Routing,
     dense_routing,
     load_balance_loss,
@@ -48,7 +47,7 @@ from .layers import (
     random_routing,
     topk_routing,
 )
-from .text_encoders import build_text_encoder, text_param_groups
+from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
 
@@ -153,8 +152,7 @@ class QAMoE(MSAModel):
     def __init__(self, config: QAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         self.uncertainty = nn.ModuleDict(
             {m: UncertaintyHead(d, c.uncertainty_hidden, c.log_var_min, c.log_var_max) for m in MODALITIES})
         self.prior = nn.Parameter(0.02 * torch.randn(len(MODALITIES), d))

@@ -30,9 +30,9 @@ from torch import nn
 
 from ..data.batch import Batch
 from ..errors import RobustMSAError
-from .layers import Encoded, masked_mean
+from .layers import Encoded, ModalityEncoders, masked_mean
 
-__all__ = ["HFTextEncoder", "load_pretrained", "build_text_encoder", "text_param_groups"]
+__all__ = ["HFTextEncoder", "load_pretrained", "build_text_encoder", "build_encoders", "text_param_groups"]
 
 
 def load_pretrained(name_or_path: str, what: str, **kwargs: Any) -> nn.Module:
@@ -121,6 +121,15 @@ def build_text_encoder(config: Any, dims: Mapping[str, int] | None = None) -> HF
     if config.text_encoder == "features":
         return None
     return HFTextEncoder(config.text_model, config.d_model, freeze=config.freeze_text, lr=config.text_lr)
+
+
+def build_encoders(config: Any, dims: Mapping[str, int], text_encoder: nn.Module | None = None) -> ModalityEncoders:
+    """The shared per-modality encoders a :class:`~robustmsa.models.base.BaseConfig` describes
+    (``text_encoder``: a replacement text encoder; default: :func:`build_text_encoder`)."""
+    c = config
+    return ModalityEncoders(dims, c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout,
+                            text_encoder=text_encoder if text_encoder is not None else build_text_encoder(c, dims),
+                            pooling=c.encoder_pooling, layers=c.encoder_layers)
 
 
 def text_param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:

@@ -61,13 +61,12 @@ from .layers import (
     AttentionBlock,
     MaskedAttention,
     MLPHead,
-    ModalityEncoders,
     load_balance_loss,
     masked_mean,
     sinusoid_positions,
     topk_routing,
 )
-from .text_encoders import HFTextEncoder, build_text_encoder, text_param_groups
+from .text_encoders import HFTextEncoder, build_encoders, build_text_encoder, text_param_groups
 
 __all__ = ["TEXTConfig", "TEXT", "TemporalAlignment", "AggregationStream", "TextRoutedMoELayer",
            "resample_valid"]
@@ -243,8 +242,7 @@ class TEXT(MSAModel):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
         text_encoder = build_text_encoder(c, dims)
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=text_encoder)
+        self.encoders = build_encoders(c, dims, text_encoder)
         self.streams = nn.ModuleDict({name: AggregationStream(d, c.num_heads, c.dropout)
                                       for name in ("text", "audio", "vision", "clue_audio", "clue_vision")})
         learned = text_encoder is None  # clue ids: a learned embedding, or the shared pretrained encoder

@@ -24,8 +24,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
-from .layers import ModalityEncoders, modality_absent
-from .text_encoders import build_text_encoder, text_param_groups
+from .layers import modality_absent
+from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["TFNConfig", "TFN", "tensor_fusion"]
 
@@ -72,8 +72,7 @@ class TFN(MSAModel):
     def __init__(self, config: TFNConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = ModalityEncoders(dims, d, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                                         text_encoder=build_text_encoder(c, dims))
+        self.encoders = build_encoders(c, dims)
         sizes = {"text": c.text_proj, "audio": c.audio_proj, "vision": c.vision_proj}
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, sizes[m]), nn.ReLU()) for m in MODALITIES})
         self.drop = nn.Dropout(c.dropout)

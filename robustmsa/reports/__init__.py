@@ -25,6 +25,7 @@ from .build import (
     Settings,
     Variant,
     ablation_table,
+    compared,
     cost_table,
     main_table,
     quality_pairs,
@@ -36,12 +37,13 @@ from .build import (
 from .core import Context, SigRecord
 from .figures import Styles, curve_figures, expert_figures, heatmap_figures, quality_figures
 from .load import NothingToReport, ReportData, from_frames, load_from_tracking
+from .references import fallback_table, oracle_gap_table
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
 
 __all__ = ["write_report", "write_report_data", "collect_rows", "load_from_tracking", "from_frames", "ReportData",
            "Settings", "Variant", "settings_of", "suite_cells"]
 
-OWNED = ["main*", "robustness*", "ablations*", "specialists*", "training_cost*", "quality*", "significance*",
+OWNED = ["main*", "robustness*", "oracle_gap*", "fallback*", "ablations*", "specialists*", "training_cost*", "quality*", "significance*",
          "curves_*", "heatmap_*", "experts_*", "results.md", "report.tex", "rows.csv", "provenance.json"]
 OWNED_EXT = (".tex", ".md", ".csv", ".png", ".pdf", ".json")
 
@@ -186,6 +188,10 @@ def write_report_data(data: ReportData, out: Path, settings: Settings | None = N
             if built:
                 tables.append(built[0])
                 records += built[1]
+        for ref_table in (oracle_gap_table, fallback_table):
+            built_ref = ref_table(ctx, s.main_metric, compared(ctx), s.digits, *_suffixes(ds, multi))
+            if built_ref:
+                tables.append(built_ref)
         cost = cost_table(ctx, s, multi)
         pairs = quality_pairs(ctx)
         quality = quality_table(ctx, s, multi, pairs=pairs)
@@ -212,6 +218,10 @@ def write_report_data(data: ReportData, out: Path, settings: Settings | None = N
     w.cleanup(keep_figures=not make_figures)
     return {"table": str(results), "latex": str(latex), "rows": str(out / "rows.csv"),
             "figures": ", ".join(str(p) for p in figures if p.suffix == ".png")}
+
+
+def _suffixes(dataset: str, multi: bool) -> tuple[str, str]:
+    return (f"_{dataset}", f" ({dataset})") if multi else ("", "")
 
 
 def _records_csv(records: Sequence[SigRecord]) -> str:

@@ -23,6 +23,7 @@ from scipy import stats
 from ..metrics import METRIC_INFO, metric_keys
 from ..robustness import corruption_error, effective_robustness, relative_robustness, summarise_curve
 from .core import Context, Entity, SigRecord, add_significance, condition_text
+from .references import FLOOR_NOTE, reference_rows
 from .tables import Cell, Column, Provenance, Row, Table, fmt_number, mark_extremes
 
 __all__ = ["Settings", "Variant", "main_table", "robustness_tables", "ablation_table", "specialist_table",
@@ -133,15 +134,19 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
         if have:
             groups.append((f"{sw} sweep" if sw != "joint" else "joint sweep", have, [sw]))
     rows, recipes = [], {}
+    refs = reference_rows(ctx, metrics, groups)
     for gname, gf, gs in groups:
         for e in ents:
             rec = ctx.recipe(e, gf, gs)
             cells = {m: ctx.cell(rec, m) for m in metrics}
             rows.append(Row(e.label, cells, gname, e.trial_ids))
             recipes.update({(gname, e.label, m): (rec, m) for m in metrics})  # per group: one row per group
-    if ctx.data.ceiling and family is None:
-        cells = {m: Cell.of(float(ctx.data.ceiling[m])) for m in metrics if m in ctx.data.ceiling}
-        rows.insert(len(ents), Row("planted ceiling (generator)", cells, "clean", compare=False))
+        rows += [r for r in refs if r.group == gname]  # the references after each group's models
+    floor = ""
+    if ctx.data.ceiling and "mae" in ctx.data.ceiling:
+        floor = " " + FLOOR_NOTE.format(mae=fmt_number(float(ctx.data.ceiling["mae"]), s.digits))
+    ref_text = (" Reference rows (not ranked): oracle (observable), the best prediction from what each "
+                "corrupted input still contains; linear probe, ridge on mean-pooled features." if refs else "")
     suffix, tsuffix = _suffix(ctx, multi)
     name = f"main_{family}{suffix}" if family else f"main{suffix}"
     fam_text = f"the {family} family" if family else f"the corruption families ({', '.join(fams)})"
@@ -150,7 +155,7 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
                f"that apply to the sweep; a sweep degrades one modality (the others clean) or all three (joint). Mean ± std over {_seeds_text(ents)}. ↑/↓: higher/"
                f"lower is better. {ACC_NOTE} Best per column and condition in bold, second underlined. "
                f"{_marks_text(ctx, True, 'the best of its column and condition')} n/a: undefined (e.g. Corr of "
-               f"constant predictions).")
+               f"constant predictions).{ref_text}{floor}")
     title = f"Main results{' — ' + family if family else ''}{tsuffix}"
     t = Table(name, title, caption, metric_columns(metrics), rows, _prov(ctx, rows), digits=s.digits)
     records = add_significance(t, ctx, recipes)

@@ -27,6 +27,7 @@ from scipy import stats
 from ..metrics import METRIC_INFO
 from .build import compared, quality_pairs
 from .core import Context, Entity
+from .references import ORACLE_LABEL, reference_curve
 
 __all__ = ["PALETTE", "Styles", "curve_figures", "heatmap_figures", "quality_figures", "expert_figures", "save_figure",
            "STYLE"]
@@ -39,6 +40,9 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
          "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.pad_inches": 0.02,
          "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}
 WIDTH = 7.0  # inches: the text width of a two-column paper
+#: the reference curves: (name in the rows, legend label, line style); drawn after the models
+REFERENCE_STYLES = (("oracle", ORACLE_LABEL, {"color": "#000000", "linestyle": "--", "linewidth": 1.0}),
+                    ("linear probe", "linear probe", {"color": "#7f7f7f", "linestyle": ":", "linewidth": 1.0}))
 
 
 class Styles:
@@ -123,6 +127,10 @@ def curve_figures(ctx: Context, metric: str, styles: Styles, out: Path, write: C
                     ax.plot(levels, mean, label=e.label, **st)
                     if vals.shape[0] > 1:
                         ax.fill_between(levels, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
+                for name, label, style in REFERENCE_STYLES:
+                    ref = reference_curve(ctx, name, fam, sw, metric)
+                    if ref is not None:
+                        ax.plot(ref[0], ref[1], label=label, **style)
                 ax.set_title(f"{fam}: {sw}")
                 ax.set_xlabel("reliability ρ")
                 ax.set_xlim(1.02, -0.02)

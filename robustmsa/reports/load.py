@@ -26,6 +26,7 @@ from .tables import Provenance
 __all__ = ["ReportData", "NothingToReport", "load_from_tracking", "from_frames", "metric_family_of", "ROW_KEY"]
 
 TAG = "robustmsa"
+REFERENCE_KIND = "reference"
 ROW_KEY = ["dataset", "model", "regime", "condition", "seed"]
 _INFO = ("train_seconds", "eval_seconds", "total_seconds", "n_params", "best_epoch")
 _ROW_DTYPES = {"condition": str, "corruption_version": str, "value": float, "sweep": str, "family": str,
@@ -43,6 +44,8 @@ class ReportData:
     ``rows``: the tidy rows (one per trial, grid point and metric). ``trials``: one line per trial
     (identity, model, regime, condition, seed, dataset, costs, provenance, ``config`` as JSON).
     ``predictions``: per-sample predictions with a ``trial_id`` column, or None when not logged.
+    ``references``: the rows of the reference predictors (oracle, linear probes; regime kind
+    ``reference``), kept apart from ``rows`` so that no table ranks them as models.
     """
 
     rows: pd.DataFrame
@@ -53,6 +56,7 @@ class ReportData:
     model_order: list[str] = field(default_factory=list)
     regime_order: list[str] = field(default_factory=list)
     ceiling: dict[str, float] | None = None
+    references: pd.DataFrame | None = None
 
     def provenance(self, trial_ids: Iterable[str] | None = None) -> Provenance:
         """Provenance of the given trials (default: all of them)."""
@@ -129,8 +133,15 @@ def from_frames(rows: pd.DataFrame, predictions: pd.DataFrame | None = None, tri
     if rows.empty:
         raise RobustMSAError("no rows to report", hint="run the suite first")
     rows = _clean_rows(rows)
+    is_ref = rows["regime_kind"] == REFERENCE_KIND
+    references = rows[is_ref].reset_index(drop=True) if is_ref.any() else None
+    rows = rows[~is_ref].reset_index(drop=True)
+    if rows.empty:
+        raise NothingToReport("no finished model trial to report (only the reference predictors)",
+                              hint="run the suite first")
     if trials is None:
         trials = _trials_from_rows(rows)
+    trials = trials[trials["trial_id"].isin(set(rows["trial_id"]))].reset_index(drop=True)
     if predictions is not None:
         predictions = predictions.copy()
         predictions["sample_id"] = predictions["sample_id"].astype(str)
@@ -142,6 +153,7 @@ def from_frames(rows: pd.DataFrame, predictions: pd.DataFrame | None = None, tri
         suite=suite or str(rows["suite"].iloc[0] if "suite" in rows else "report"),
         suite_version=str(suite_version or (rows["suite_version"].iloc[0] if "suite_version" in rows else "")),
         model_order=list(model_order or []), regime_order=list(regime_order or []), ceiling=ceiling,
+        references=references,
     )
 
 
@@ -181,8 +193,10 @@ def _download(uri: str, run_id: str, path: str, dst: str) -> Path:
 def _trial_line(run: Any, rows: pd.DataFrame) -> dict[str, Any]:
     first = rows.iloc[0]
     config = {k.removeprefix("model.config."): v for k, v in run.data.params.items() if k.startswith("model.config.")}
+    reference = first["regime_kind"] == REFERENCE_KIND  # several predictors: the cell is the trial's
     line = {"trial_id": run.data.tags[f"{TAG}.trial_id"], "run_id": run.info.run_id,
-            "dataset": first["dataset"], "model": first["model"], "model_name": first["model_name"],
+            "dataset": first["dataset"], "model": "references" if reference else first["model"],
+            "model_name": first["model_name"],
             "regime": first["regime"], "regime_kind": first["regime_kind"], "condition": first["condition"],
             "seed": int(first["seed"]), "end_time": run.info.end_time,
             "data_hash": run.data.tags.get(f"{TAG}.data_hash", str(first.get("data_hash", ""))),
@@ -250,7 +264,7 @@ def load_from_tracking(uri: str, experiment: str, suite: str | None = None, tria
             tid, run = line["trial_id"], by_id[line["trial_id"]]
             d = Path(tmp) / tid
             names = {a.path for a in client.list_artifacts(run.info.run_id)}
-            if predictions and "predictions.csv.gz" in names:
+            if predictions and "predictions.csv.gz" in names and line["regime_kind"] != REFERENCE_KIND:
                 p = pd.read_csv(_download(uri, run.info.run_id, "predictions.csv.gz", str(d)),
                                 dtype={"sample_id": str, "grid": str, "family": str, "sweep": str})
                 p.insert(0, "trial_id", tid)
@@ -262,8 +276,10 @@ def load_from_tracking(uri: str, experiment: str, suite: str | None = None, tria
                 ceiling = c if isinstance(c, dict) else None
     trials = pd.DataFrame(lines)
     keep = list(trials["trial_id"])
+    by_kind = dict(zip(trials["trial_id"], trials["regime_kind"]))
     rows = pd.concat([frames[t] for t in keep], ignore_index=True)
-    pred = pd.concat([preds[t] for t in keep], ignore_index=True) if len(preds) == len(keep) else None
+    models = [t for t in keep if by_kind[t] != REFERENCE_KIND]
+    pred = pd.concat([preds[t] for t in models], ignore_index=True) if models and len(preds) == len(models) else None
     tags = by_id[keep[0]].data.tags
     return from_frames(rows, pred, trials, suite=suite or tags.get(f"{TAG}.suite", experiment),
                        suite_version=tags.get(f"{TAG}.suite_version", ""), model_order=model_order,

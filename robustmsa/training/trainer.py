@@ -148,6 +148,7 @@ def train_model(
     ctx = ctx or CorruptionContext(modalities_of(train))
     corrupt = _Corruptor(regime, seed, ctx, condition)
     grid = validation_grid(regime)
+    model.fit_inputs(train)
     model.to(device)
     opt = torch.optim.AdamW(model.param_groups(training.lr, training.weight_decay))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, training.patience // 2))
