@@ -197,7 +197,7 @@ def _run_todo(suite: Suite, todo: list[PlannedTrial], tracker: Tracker, summary:
     executor = (_RayExecutor(suite, ray_address or suite.runner.ray_address, threads, console) if kind == "ray"
                 else _LocalExecutor(threads))
     limit = suite.runner.max_concurrent or len(todo)
-    queue = list(todo)
+    queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models
     attempts: dict[str, int] = {}
     status = "FAILED"
     try:
