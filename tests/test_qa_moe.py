@@ -11,7 +11,7 @@ import torch
 
 from robustmsa.data.batch import Batch
 from robustmsa.models import create_model
-from robustmsa.models.qa_moe import QAMoE, heteroscedastic_loss
+from robustmsa.models.qa_moe import QAMoE, heteroscedastic_loss, reliability_statistics
 
 DIMS = {"text": 6, "audio": 4, "vision": 5}
 T = 8
@@ -194,3 +194,83 @@ def test_sigma_grows_on_corrupted_inputs() -> None:
     assert ranked > 0.95  # AUC of "r separates clean from corrupted samples"
     text_r = ex["quality"][:, 0]
     assert (text_r[noisy].mean() - text_r[~noisy].mean()).abs() < 0.05  # only audio was corrupted
+
+
+def test_reliability_statistics_see_holes_and_white_noise() -> None:
+    t = torch.arange(16, dtype=torch.float32)
+    smooth = torch.stack([torch.sin(t / 3), torch.cos(t / 3)], dim=-1).unsqueeze(0)  # [1, 16, 2]
+    full = torch.ones(1, 16, dtype=torch.bool)
+    holes = full.clone()
+    holes[0, 4:12:2] = False  # 4 of the 16 positions between the first and the last dropped
+    stats = reliability_statistics(smooth.expand(3, 16, 2), torch.cat([full, holes, torch.zeros_like(full)]))
+    torch.testing.assert_close(stats[:, 0], torch.tensor([1.0, 0.75, 0.0]))
+    assert stats[0, 1] > 0.8 and stats[2, 1] == 0  # a smooth signal: high lag-1 autocorrelation; empty: 0
+    noisy = smooth + 3 * torch.randn(1, 16, 2, generator=torch.Generator().manual_seed(0))
+    assert reliability_statistics(noisy, full)[0, 1] < stats[0, 1] - 0.3
+
+
+def test_rho_supervised_quality_variant() -> None:
+    """The variant trains r on the applied rho when the batch carries it (spectrum training); the
+    paper's heteroscedastic loss otherwise; its default is off (the paper's mechanism)."""
+    assert not build().config.quality_supervision
+    model = build(quality_supervision=True).train()
+    batch = make_batch(8, seed=12)
+    assert "uncertainty" in model(batch)["losses"] and "quality" not in model(batch)["losses"]
+    rho = torch.rand(8, 3, generator=torch.Generator().manual_seed(1))
+    out = model(dataclasses.replace(batch, reliability=rho))
+    assert set(out["losses"]) >= {"quality"} and "uncertainty" not in out["losses"]
+    # the loss is the BCE of r = sigmoid(-log sigma^2) against rho over the present modalities
+    r = out["extras"]["quality"]
+    manual = -(rho * torch.log(r) + (1 - rho) * torch.log1p(-r)).mean()
+    torch.testing.assert_close(out["losses"]["quality"], manual, rtol=1e-4, atol=1e-5)
+    out["losses"]["quality"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.uncertainty["audio"].log_var.parameters())
+    doubled = build(quality_supervision=True, quality_weight=2.0).train()(dataclasses.replace(batch, reliability=rho))
+    torch.testing.assert_close(doubled["losses"]["quality"], 2 * manual, rtol=1e-4, atol=1e-5)
+    # the paper's model ignores the reliability entirely
+    paper = build()
+    torch.testing.assert_close(run(paper, batch)["pred"], run(paper, dataclasses.replace(batch, reliability=rho))["pred"])
+
+
+def test_trainer_hands_the_applied_rho_to_spectrum_and_specialist_batches() -> None:
+    from corruptions import TrainingSampler
+    from robustmsa.evaluation import CorruptionContext, modalities_of
+    from robustmsa.suite import RegimeSpec
+    from robustmsa.training.trainer import _Corruptor
+
+    train = make_batch(32, seed=13)
+    ctx = CorruptionContext(modalities_of(train))
+    spectrum = RegimeSpec(name="spectrum", kind="spectrum")
+    corrupted, clean = _Corruptor(spectrum, 0, ctx, None)(train, epoch=3)
+    assert clean is train and corrupted.reliability is not None and corrupted.reliability.shape == (32, 3)
+    s = spectrum.sampler
+    sampler = TrainingSampler(s.families, weights=s.weights, p_clean_sample=s.p_clean_sample,
+                              p_clean_modality=s.p_clean_modality, rho_low=s.rho_low, rho_high=s.rho_high, seed=0)
+    rho, _ = sampler.draw(train.keys, 3)
+    torch.testing.assert_close(corrupted.reliability, torch.stack([rho[m] for m in MODS], dim=1))
+    assert (corrupted.reliability < 1).any() and (corrupted.reliability == 1).any()
+    specialist = RegimeSpec(name="s", kind="specialist",
+                            conditions=[{"family": "noise", "sweep": "audio", "level": 0.25}])
+    at, _ = _Corruptor(specialist, 0, ctx, specialist.conditions[0])(train, epoch=0)
+    assert at.reliability.tolist() == [[1.0, 0.25, 1.0]] * 32
+    plain, none = _Corruptor(RegimeSpec(name="c", kind="clean"), 0, ctx, None)(train, epoch=0)
+    assert plain.reliability is None and none is None
+
+
+def test_input_statistics_variant_feeds_the_damage_statistics_to_the_sigma_head() -> None:
+    """quality_statistics: the sigma^2 head reads [h, kept share, lag-1 autocorrelation]; holes in a
+    modality's input then change its r even where the encoding is held fixed."""
+    model = build(quality_statistics=True, prior_fallback=False)
+    assert model.uncertainty["audio"].log_var.net[0].in_features == model.config.d_model + 2
+    assert build().uncertainty["audio"].log_var.net[0].in_features == model.config.d_model
+    batch = make_batch(6, seed=14)
+    with torch.no_grad():
+        h = model._encode(batch)
+        absent = torch.zeros(6, 3, dtype=torch.bool)
+        holes = batch.audio_mask.clone()
+        holes[:, 1::2] = False
+        holes[:, 0] = True
+        _, _, r_full = model._quality(h, absent, dataclasses.replace(batch, audio_mask=torch.ones_like(holes)))
+        _, _, r_holes = model._quality(h, absent, dataclasses.replace(batch, audio_mask=holes))
+    assert not torch.allclose(r_full[:, 1], r_holes[:, 1])
+    torch.testing.assert_close(r_full[:, 0], r_holes[:, 0])  # text untouched

@@ -23,6 +23,8 @@ class Batch:
 
     ``keys`` is an int64 [B] CPU tensor of per-sample keys (hash of the sample id): the only source
     of per-sample randomness for corruptions. ``clues`` holds optional clue token ids.
+    ``reliability`` is set by the trainer on corrupted training batches (the rho each modality was
+    corrupted at, 1 = clean): a training target for quality estimators, never a model input.
     """
 
     text: torch.Tensor
@@ -36,6 +38,7 @@ class Batch:
     keys: torch.Tensor
     text_ids: torch.Tensor | None = None
     clues: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    reliability: torch.Tensor | None = None  # float [B, 3]: the rho applied in training (a target only)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

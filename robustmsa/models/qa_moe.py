@@ -79,6 +79,19 @@ class QAMoEConfig(BaseConfig):
     log_var_min, log_var_max: range of log sigma^2 ([-6, 6]: r in about [0.0025, 0.9975]);
                         a sigmoid maps the raw output into it, so gradients never vanish at a
                         hard clamp.
+    quality_supervision: a documented variant, not the paper's mechanism (False). True: the quality
+                        head is trained with the reliability rho each modality was corrupted at in
+                        spectrum training (``batch.reliability``; binary cross-entropy of r against
+                        rho, weight ``quality_weight``) instead of the heteroscedastic loss, so r
+                        estimates the reliability directly. Feature noise barely moves the clean-
+                        representation error the heteroscedastic loss sees (docs/qa_moe.md): the
+                        paper's r cannot track it. Batches without ``reliability`` (clean training)
+                        fall back to the heteroscedastic loss.
+    quality_statistics: a documented variant (False): the sigma^2 head also reads
+                        :func:`reliability_statistics` of each modality's input (holes left by drops,
+                        lag-1 autocorrelation that white noise lowers). The paper's head reads the
+                        encoding alone, from which the size of the error it must predict is often
+                        not identifiable (docs/qa_moe.md).
     """
 
     num_experts: int = 8
@@ -97,6 +110,9 @@ class QAMoEConfig(BaseConfig):
     balance_weight: float = 0.01
     log_var_min: float = -6.0
     log_var_max: float = 6.0
+    quality_supervision: bool = False
+    quality_weight: float = 1.0
+    quality_statistics: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,6 +122,7 @@ class QAMoEConfig(BaseConfig):
             check_config(getattr(self, key) >= 1, key, "must be >= 1")
         check_config(self.uncertainty_weight >= 0, "uncertainty_weight", "must be >= 0")
         check_config(self.balance_weight >= 0, "balance_weight", "must be >= 0")
+        check_config(self.quality_weight >= 0, "quality_weight", "must be >= 0")
         check_config(self.log_var_min < self.log_var_max, "log_var_min", "must be < log_var_max")
 
 
@@ -116,18 +133,40 @@ class UncertaintyHead(nn.Module):
     ``lo + (hi - lo) * sigmoid(MLP(h))`` (starts at the middle of the range).
     """
 
-    def __init__(self, d_model: int, hidden: int, log_var_min: float, log_var_max: float):
+    def __init__(self, d_model: int, hidden: int, log_var_min: float, log_var_max: float, extra: int = 0):
         super().__init__()
         self.value = MLPHead(d_model, hidden, d_model)
         nn.init.zeros_(self.value.net[-1].weight)
         nn.init.zeros_(self.value.net[-1].bias)
-        self.log_var = MLPHead(d_model, hidden, 1)
+        self.log_var = MLPHead(d_model + extra, hidden, 1)
         self.lo, self.hi = log_var_min, log_var_max
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, stats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mu = h + self.value(h)
-        s = self.lo + (self.hi - self.lo) * torch.sigmoid(self.log_var(h).squeeze(-1))
+        x = h if stats is None else torch.cat([h, stats], dim=-1)
+        s = self.lo + (self.hi - self.lo) * torch.sigmoid(self.log_var(x).squeeze(-1))
         return mu, s
+
+
+def reliability_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, 2] input statistics that reveal damage whatever the content: the share of positions
+    between the first and the last valid element that are valid (drops leave holes) and the lag-1
+    autocorrelation of the per-sample centred features over consecutive valid elements, averaged
+    over dimensions (additive white noise lowers it). Zeros for a row without valid elements."""
+    m = mask.to(x.dtype)
+    t = torch.arange(mask.shape[1], device=mask.device)
+    first = torch.where(mask, t, mask.shape[1]).min(1).values
+    last = torch.where(mask, t, -1).max(1).values
+    span = (last - first + 1).clamp(min=1).to(x.dtype)
+    kept = m.sum(1) / span
+    n = m.sum(1, keepdim=True).clamp(min=1.0)
+    xc = (x - (x * m.unsqueeze(-1)).sum(1, keepdim=True) / n.unsqueeze(-1)) * m.unsqueeze(-1)
+    pair = (m[:, 1:] * m[:, :-1]).unsqueeze(-1)
+    num = (xc[:, 1:] * xc[:, :-1] * pair).sum(1)
+    den = (xc * xc).sum(1).clamp(min=1e-6)
+    lag1 = (num / den).mean(-1)
+    present = mask.any(1).to(x.dtype)
+    return torch.stack([kept * present, lag1 * present], dim=-1)
 
 
 def heteroscedastic_loss(mu: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor,
@@ -154,7 +193,8 @@ class QAMoE(MSAModel):
         c, d = config, config.d_model
         self.encoders = build_encoders(c, dims)
         self.uncertainty = nn.ModuleDict(
-            {m: UncertaintyHead(d, c.uncertainty_hidden, c.log_var_min, c.log_var_max) for m in MODALITIES})
+            {m: UncertaintyHead(d, c.uncertainty_hidden, c.log_var_min, c.log_var_max,
+                                extra=2 if c.quality_statistics else 0) for m in MODALITIES})
         self.prior = nn.Parameter(0.02 * torch.randn(len(MODALITIES), d))
         self.router = GatedRouter(len(MODALITIES) * d, c.num_experts, len(MODALITIES) if c.quality_gate else None)
         self.expert_in = nn.Sequential(nn.Linear(len(MODALITIES) * d, d), nn.LayerNorm(d))
@@ -165,8 +205,13 @@ class QAMoE(MSAModel):
         enc = self.encoders(batch)
         return torch.stack([enc[m].pooled for m in MODALITIES], dim=1)
 
-    def _quality(self, h: torch.Tensor, absent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pairs = [self.uncertainty[m](h[:, i]) for i, m in enumerate(MODALITIES)]
+    def _quality(self, h: torch.Tensor, absent: torch.Tensor, batch: Batch
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        stats = [None] * len(MODALITIES)
+        if self.config.quality_statistics:
+            stats = [reliability_statistics(getattr(batch, m), getattr(batch, f"{m}_mask") & ~absent[:, i : i + 1])
+                     for i, m in enumerate(MODALITIES)]
+        pairs = [self.uncertainty[m](h[:, i], stats[i]) for i, m in enumerate(MODALITIES)]
         mu = torch.stack([p[0] for p in pairs], dim=1)
         log_var = torch.stack([p[1] for p in pairs], dim=1)
         r = torch.sigmoid(-log_var)  # = 1 / (1 + sigma^2)
@@ -196,6 +241,14 @@ class QAMoE(MSAModel):
         loss = heteroscedastic_loss(mu, log_var, target, present.to(h.dtype))
         return self.config.uncertainty_weight * loss
 
+    def _supervised_quality_loss(self, log_var: torch.Tensor, absent: torch.Tensor,
+                                 reliability: torch.Tensor) -> torch.Tensor:
+        """BCE of r = sigmoid(-log sigma^2) against the applied rho, over present modalities."""
+        target = reliability.to(log_var.device, log_var.dtype).clamp(0.0, 1.0)
+        per = torch.nn.functional.binary_cross_entropy_with_logits(-log_var, target, reduction="none")
+        weight = (~absent).to(log_var.dtype)
+        return self.config.quality_weight * (per * weight).sum() / weight.sum().clamp(min=1.0)
+
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
@@ -203,14 +256,16 @@ class QAMoE(MSAModel):
         c = self.config
         h = self._encode(batch)
         absent = modality_absent(batch)
-        mu, log_var, r = self._quality(h, absent)
+        mu, log_var, r = self._quality(h, absent, batch)
         q = r.detach() if c.detach_quality else r
         fused = q.unsqueeze(-1) * h + (1 - q.unsqueeze(-1)) * self.prior if c.prior_fallback else h
         flat = fused.flatten(1)
         routing = self._route(self.router(flat, q if c.quality_gate else None), batch.keys)
         pred = self.head(self.experts(self.expert_in(flat), routing.weights)).squeeze(-1)
         losses: dict[str, torch.Tensor] = {}
-        if c.uncertainty_loss:
+        if c.uncertainty_loss and c.quality_supervision and batch.reliability is not None:
+            losses["quality"] = self._supervised_quality_loss(log_var, absent, batch.reliability)
+        elif c.uncertainty_loss:
             losses["uncertainty"] = self._uncertainty_loss(h, mu, log_var, absent, clean)
         if c.routing == "topk" and c.balance_weight > 0:
             losses["load_balance"] = c.balance_weight * load_balance_loss(routing.probs, routing.selected)

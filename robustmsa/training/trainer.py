@@ -13,6 +13,7 @@ state is kept. The test split is never seen here. A non-finite loss stops traini
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from corruptions import ReliabilityPoint, TrainingSampler
+from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch, batches, split_to_batch
 from ..data.dataset import MSADataset
@@ -99,10 +101,13 @@ class _Corruptor:
             return batch, None
         mods = modalities_of(batch)
         if self.kind == "spectrum":
-            data = self.sampler.apply(mods, batch.keys, stream=epoch).data
+            out = self.sampler.apply(mods, batch.keys, stream=epoch)
+            data, rho = out.data, torch.stack([out.rho[m].float() for m in MODALITIES], dim=1)
         else:
             data = self.corrupter.prepare(mods, batch.keys, stream=epoch).at(self.point)
-        return with_modalities(batch, data), batch
+            rho = torch.tensor([[self.point.of(m) for m in MODALITIES]]).expand(len(batch), 3)
+        corrupted = dataclasses.replace(with_modalities(batch, data), reliability=rho)
+        return corrupted, batch
 
 
 def _valid_score(model, dataset: MSADataset, valid: Batch, ctx: CorruptionContext, grid: GridSpec | None,
