@@ -213,7 +213,7 @@ def test_rho_supervised_quality_variant() -> None:
     """The variant trains r on the applied rho when the batch carries it (spectrum training); the
     paper's heteroscedastic loss otherwise; its default is off (the paper's mechanism)."""
     assert not build().config.quality_supervision
-    model = build(quality_supervision=True).train()
+    model = build(quality_supervision=True, quality_weight=1.0).train()
     batch = make_batch(8, seed=12)
     assert "uncertainty" in model(batch)["losses"] and "quality" not in model(batch)["losses"]
     rho = torch.rand(8, 3, generator=torch.Generator().manual_seed(1))

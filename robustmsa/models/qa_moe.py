@@ -82,7 +82,7 @@ class QAMoEConfig(BaseConfig):
     quality_supervision: a documented variant, not the paper's mechanism (False). True: the quality
                         head is trained with the reliability rho each modality was corrupted at in
                         spectrum training (``batch.reliability``; binary cross-entropy of r against
-                        rho, weight ``quality_weight``) instead of the heteroscedastic loss, so r
+                        rho, weight ``quality_weight``, 10) instead of the heteroscedastic loss, so r
                         estimates the reliability directly. Feature noise barely moves the clean-
                         representation error the heteroscedastic loss sees (docs/qa_moe.md): the
                         paper's r cannot track it. Batches without ``reliability`` (clean training)
@@ -111,7 +111,7 @@ class QAMoEConfig(BaseConfig):
     log_var_min: float = -6.0
     log_var_max: float = 6.0
     quality_supervision: bool = False
-    quality_weight: float = 1.0
+    quality_weight: float = 10.0
     quality_statistics: bool = False
 
     def __post_init__(self) -> None:

@@ -511,6 +511,33 @@ def quality_pairs(ctx: Context) -> dict[tuple[str, int, str, str], tuple[np.ndar
     return {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in sorted(out.items())}
 
 
+PRESENCE_BOUND = "present/absent detector (bound)"
+
+
+def _presence_bound(pairs: dict, family: str, mods: Sequence[str]) -> dict[str, Cell] | None:
+    """Cells of the present/absent detector for ``family`` (one that only removes modalities): on a
+    (model, seed) whose quality is exactly 0 where a modality is absent and positive elsewhere, the
+    correlation of ρ with presence (the same for every model: the draws are keyed), else None."""
+    cells: dict[str, Cell] = {}
+    for m in mods:
+        found = None
+        for k, (rho, q) in pairs.items():
+            if k[2] != family or k[3] != m:
+                continue
+            ok = np.isfinite(q)
+            absent = ok & (q == 0)
+            # only a family whose points are present-or-absent: rho 1 -> all present, rho 0 -> all absent
+            if not absent.any() or absent[rho >= 1.0].any() or (~absent[ok & (rho <= 0.0)]).any():
+                continue
+            found = (rho[ok], (~absent[ok]).astype(np.float64))
+            break
+        if found is None:
+            return None
+        for kind in ("spearman", "pearson"):
+            cells[f"{kind}_{m}"] = Cell.of({0: _corr(kind, *found)})
+    return cells
+
+
 def _corr(kind: str, x: np.ndarray, y: np.ndarray) -> float:
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -539,11 +566,19 @@ def quality_table(ctx: Context, s: Settings, multi: bool = False,
                     vals = {k[1]: _corr(kind, *v) for k, v in pairs.items() if k[0] == label and k[2] == f and k[3] == m}
                     cells[f"{kind}_{m}"] = Cell.of(vals) if vals else Cell(text="")
             rows.append(Row(label, cells, f"{f} family", ents[label].trial_ids))
+        bound = _presence_bound(pairs, f, mods) if f == "missing" else None
+        if bound is not None:
+            rows.append(Row(PRESENCE_BOUND, bound, f"{f} family", compare=False))
     suffix, tsuffix = _suffix(ctx, multi)
     caption = ("Quality estimates against the true reliability: per corruption family and modality, the Spearman "
                "and Pearson correlation between the model's predicted quality of the modality for every test sample "
                "and the reliability ρ applied to that modality, pooled over every grid point of the family; mean ± std "
-               "over seeds. Higher is better; best in bold, second underlined.")
+               "over seeds. Higher is better; best in bold, second underlined."
+               + (f" {PRESENCE_BOUND}: the correlation reached by a quality that is 1 for a present and 0 for an "
+                  "absent modality, on the same samples (absence read from the models' own zero quality): the "
+                  "best an estimate can do in expectation when a family only removes modalities, since a present "
+                  "modality carries no trace of ρ." if any(
+                      r.label == PRESENCE_BOUND for r in rows) else ""))
     t = Table(f"quality{suffix}", f"Quality estimates{tsuffix}", caption, cols, rows, _prov(ctx, rows),
               digits=s.digits)
     mark_extremes(t)
