@@ -134,6 +134,9 @@ report: {{dir: "{tmp_path / 'reports'}", reference_model: late_fusion}}
     assert main(["run", str(suite), "--backend", "local"]) == 0
     assert "2 trials run" in capsys.readouterr().out  # the model and the references (linear probes)
     rows = pd.read_csv(tmp_path / "reports" / "raw_tiny" / "rows.csv")
+    assert set(rows[rows.regime_kind == "reference"]["model"]) >= {"linear probe"}  # no oracle on raw data
+    assert "oracle" not in set(rows["model"])
+    rows = rows[rows.regime_kind != "reference"]
     mae = rows[(rows.metric == "mae") & (rows.family == "audio_noise")].set_index("level")["value"]
     assert sorted(mae.index) == [0.0, 0.5, 1.0]
     clean = rows[(rows.metric == "mae") & (rows.family == "clean")]["value"]

@@ -648,8 +648,23 @@ def test_report_of_a_tracked_run_through_the_cli(repo: Path, tmp_path: Path, mon
     probe = main_csv[main_csv["row"] == "linear probe"]  # the reference trial's probe: shown, never ranked
     assert set(probe["group"]) == {"clean", "audio sweep", "joint sweep"} and set(probe["emphasis"]) == {""}
     assert "latent noise floor" in (out / "main.md").read_text()  # the planted floor: a footnote
-    main_csv = main_csv[main_csv["row"] != "linear probe"]
+    oracle = main_csv[main_csv["row"] == "oracle (observable)"]  # the smoke data set has an oracle
+    assert set(oracle["group"]) == {"clean", "audio sweep", "joint sweep"} and set(oracle["emphasis"]) == {""}
+    main_csv = main_csv[~main_csv["row"].isin(["linear probe", "oracle (observable)"])]
     assert set(main_csv["row"]) == {"late_fusion (spectrum)", "qa_moe (spectrum)"}
+    oracle_clean = float(oracle[(oracle["group"] == "clean") & (oracle["column"] == "mae")]["mean"].iloc[0])
+    gap = _csv(out / "oracle_gap.csv")
+    assert set(gap["row"]) == {"late_fusion (spectrum)", "qa_moe (spectrum)"}
+    for _, r in gap[gap["column"] == "clean"].iterrows():
+        model_clean = main_csv[(main_csv["row"] == r["row"]) & (main_csv["group"] == "clean")
+                               & (main_csv["column"] == "mae")]["mean"].astype(float).iloc[0]
+        assert float(r["mean"]) == pytest.approx(model_clean - oracle_clean, rel=1e-12, abs=1e-12)
+    assert float(gap[gap["column"] == "clean"]["mean"].astype(float).min()) > 0  # nothing beats the oracle here
+    fallback = _csv(out / "fallback.csv")
+    assert set(fallback["row"]) == {"linear probe without the swept modality", "late_fusion (spectrum)",
+                                    "qa_moe (spectrum)"} and set(fallback["column"]) == {"audio_worst", "audio_ok"}
+    rows_csv = pd.read_csv(out / "rows.csv")
+    assert {"oracle", "linear probe"} <= set(rows_csv[rows_csv["regime_kind"] == "reference"]["model"])
     assert set(main_csv["group"]) == {"clean", "audio sweep", "joint sweep"}
     for _, r in main_csv.iterrows():
         model, regime = r["row"].removesuffix(")").split(" (")
@@ -665,7 +680,9 @@ def test_report_of_a_tracked_run_through_the_cli(repo: Path, tmp_path: Path, mon
     assert f"% data hash: {tags['robustmsa.data_hash']}" in tex
     assert all(r.data.tags["robustmsa.trial_id"] in tex for r in runs)
     quality = _csv(out / "quality.csv")
-    assert set(quality["row"]) == {"qa_moe (spectrum)"}
+    assert set(quality["row"]) == {"qa_moe (spectrum)", "present/absent detector (bound)"}
+    bound = quality[quality["row"] == "present/absent detector (bound)"]
+    assert set(bound["group"]) == {"missing family"} and set(bound["emphasis"]) == {""}
     assert quality["mean"].replace("", "nan").astype(float).dropna().between(-1, 1).all()
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -706,3 +723,22 @@ def test_bootstrap_of_each_group_resamples_that_groups_statistic(report) -> None
         assert abs(r["boot_diff"] - r["diff"]) < 0.02, (r["group"], r["row"], r["boot_diff"], r["diff"])
     by_group = main.groupby("group")["boot_diff"].apply(lambda s: tuple(np.round(s.to_numpy(), 6)))
     assert len(set(by_group)) == len(by_group)  # not one group's bootstrap copied into every group
+
+
+def test_presence_bound_of_the_missing_family() -> None:
+    """The present/absent detector row: Spearman of rho with presence read from a zero quality,
+    only where the family removes modalities (never absent at rho 1, always absent at rho 0)."""
+    from scipy.stats import spearmanr
+
+    from robustmsa.reports.build import _presence_bound
+
+    rng = np.random.default_rng(0)
+    rho = np.repeat([1.0, 0.5, 0.0], 40)
+    present = np.where(rho == 1.0, True, np.where(rho == 0.0, False, rng.random(rho.size) < 0.5))
+    q = np.where(present, rng.uniform(0.2, 1.0, rho.size), 0.0)
+    pairs = {("qa_moe (spectrum)", 0, "missing", "audio"): (rho, q)}
+    cells = _presence_bound(pairs, "missing", ["audio"])
+    assert cells["spearman_audio"].mean == pytest.approx(spearmanr(rho, present).statistic)
+    assert cells["spearman_audio"].mean > spearmanr(rho, q).statistic  # the content-dependent q ranks worse
+    assert _presence_bound({("m", 0, "missing", "audio"): (rho, np.where(rho > 0, 0.5, 0.1))}, "missing",
+                           ["audio"]) is None  # never exactly zero: absence unknown

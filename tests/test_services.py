@@ -120,8 +120,14 @@ def test_suite_on_mlflow_server_and_ray_cluster(repo: Path, tmp_path: Path, monk
         headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
         runs = json.loads(r.read())["runs"]
-    trials = [r for r in runs if {"key": "robustmsa.kind", "value": "trial"} in r["data"]["tags"]]
+    every = [r for r in runs if {"key": "robustmsa.kind", "value": "trial"} in r["data"]["tags"]]
+    references = [r for r in every if {"key": "kind", "value": "reference"} in r["data"].get("params", [])]
+    trials = [r for r in every if r not in references]
     assert len(trials) == 1 and trials[0]["info"]["status"] == "FINISHED"
+    assert len(references) == 1 and references[0]["info"]["status"] == "FINISHED"  # the oracle and the probes
+    oracle = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/metrics/get-history?run_id="
+                             f"{references[0]['info']['run_id']}&metric_key=oracle/curve/noise/joint/mae"))["metrics"]
+    assert sorted(m["step"] for m in oracle) == [0, 1, 2]
     rid = trials[0]["info"]["run_id"]
     hist = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/metrics/get-history?run_id={rid}"
                            "&metric_key=curve/noise/joint/mae"))["metrics"]

@@ -132,7 +132,7 @@ def oracle_gap_table(ctx: Context, metric: str, ents: Sequence[Entity], digits: 
                f"oracle covers ({', '.join(fams)}); Clean: the same at the clean point. Oracle-norm. AUDC: the "
                f"oracle's AUDC divided by the model's ({'model / oracle' if hib else 'oracle / model'}), mean "
                f"over every curve; 1 = oracle level. The oracle predicts each clip from what its corrupted "
-               f"features still contain, exactly (docs/oracle.md). Mean ± std over seeds.")
+               f"features still contain, exactly (docs/benchmark.md). Mean ± std over seeds.")
     t = Table(f"oracle_gap{suffix}", f"Gap to the oracle{title_suffix}", caption, cols, rows,
               ctx.data.provenance({t for r in rows for t in r.trial_ids}), digits=digits)
     mark_extremes(t)
