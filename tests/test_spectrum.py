@@ -431,7 +431,6 @@ def test_readme_engine_snippet_runs():
     import re
     from pathlib import Path
 
-    import corruptions as C
     from corruptions import ModalityBatch
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
