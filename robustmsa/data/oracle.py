@@ -26,7 +26,7 @@ predicts each test clip from *what its corrupted observation still contains*, ex
    the squared error) as ``mean``.
 
 Exact up to quadrature (a grid of ``grid_points`` values of ``z``, a trapezoid rule over the label noise and
-bilinear interpolation in the label table; the closed-form test bounds the error below 1e-3
+bilinear interpolation in the label table; the closed-form test bounds the error below 1e-4
 label units). Under MAE no predictor that sees the same corrupted features, without knowing where
 the cues are, can do better in expectation; knowing the positions makes the oracle an *upper
 bound*, tight when cues are easy to find (clean inputs), looser when heavy noise hides them.

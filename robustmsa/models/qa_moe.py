@@ -83,10 +83,10 @@ class QAMoEConfig(BaseConfig):
                         head is trained with the reliability rho each modality was corrupted at in
                         spectrum training (``batch.reliability``; binary cross-entropy of r against
                         rho, weight ``quality_weight``, 10) instead of the heteroscedastic loss, so r
-                        estimates the reliability directly. Feature noise barely moves the clean-
-                        representation error the heteroscedastic loss sees (docs/qa_moe.md): the
-                        paper's r cannot track it. Batches without ``reliability`` (clean training)
-                        fall back to the heteroscedastic loss.
+                        estimates the reliability directly. The clean-representation error the
+                        heteroscedastic loss targets does track rho, but a head that reads only the
+                        corrupted encoding cannot predict its size (docs/qa_moe.md). Batches without
+                        ``reliability`` (clean training) fall back to the heteroscedastic loss.
     quality_statistics: a documented variant (False): the sigma^2 head also reads
                         :func:`reliability_statistics` of each modality's input (holes left by drops,
                         lag-1 autocorrelation that white noise lowers). The paper's head reads the

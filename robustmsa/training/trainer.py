@@ -13,10 +13,9 @@ state is kept. The test split is never seen here. A non-finite loss stops traini
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -105,8 +104,9 @@ class _Corruptor:
             data, rho = out.data, torch.stack([out.rho[m].float() for m in MODALITIES], dim=1)
         else:
             data = self.corrupter.prepare(mods, batch.keys, stream=epoch).at(self.point)
-            rho = torch.tensor([[self.point.of(m) for m in MODALITIES]]).expand(len(batch), 3)
-        corrupted = dataclasses.replace(with_modalities(batch, data), reliability=rho)
+            rho = torch.tensor([[self.point.of(m) for m in MODALITIES]], device=batch.labels.device)
+            rho = rho.expand(len(batch), 3)
+        corrupted = replace(with_modalities(batch, data), reliability=rho)
         return corrupted, batch
 
 
