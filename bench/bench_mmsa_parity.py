@@ -122,7 +122,7 @@ def run_ours(name: str, ds, seeds: list[int], epochs: int, patience: int) -> dic
     from robustmsa.metrics import compute_metrics
     from robustmsa.models import count_parameters, create_model
     from robustmsa.suite import RegimeSpec, TrainingSpec
-    from robustmsa.training import train_model
+    from robustmsa.training import TrainingRun, train_model
 
     device = torch.device("cpu")
     test = split_to_batch(ds["test"])
@@ -142,8 +142,8 @@ def run_ours(name: str, ds, seeds: list[int], epochs: int, patience: int) -> dic
                  f"test MAE {mae:.4f}, {curve[-1][0]:.1f} s")
 
         clock["t0"] = time.perf_counter()
-        res = train_model(model, ds, RegimeSpec(name="clean", kind="clean"),
-                          TrainingSpec(epochs=epochs, patience=patience), seed=s, device=device, on_epoch=on_epoch)
+        run = TrainingRun(RegimeSpec(name="clean", kind="clean"), TrainingSpec(epochs=epochs, patience=patience), s)
+        res = train_model(model, ds, run, device=device, on_epoch=on_epoch)
         t = time.perf_counter()
         m = compute_metrics(predict(model, test, 512, device)[0], labels, ds.metric_family)
         out["seconds"].append(res.train_seconds - clock["eval"] + time.perf_counter() - t)

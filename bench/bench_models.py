@@ -40,16 +40,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from robustmsa.data.batch import split_to_batch
     from robustmsa.data.registry import load_dataset
-    from robustmsa.evaluation import CorruptionContext, modalities_of, predict
+    from robustmsa.evaluation import CorruptionContext, predict
     from robustmsa.metrics import compute_metrics
     from robustmsa.models import MODELS, count_parameters, create_model
     from robustmsa.suite import RegimeSpec, TrainingSpec
-    from robustmsa.training import train_model
+    from robustmsa.training import TrainingRun, train_model
 
     device = torch.device("cpu")
     ds = load_dataset("synthetic", {"seed": 0})
     train, test = split_to_batch(ds["train"]), split_to_batch(ds["test"])
-    ctx = CorruptionContext(modalities_of(train))
+    ctx = CorruptionContext(train.modalities())
     names = [n for n in args.models.split(",") if n] or MODELS.names()
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} thread(s), load {os.getloadavg()[0]:.1f}; data: synthetic MOSI-sized "
@@ -59,8 +59,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name in names:
         model = create_model(name, dims=ds.dims, lengths=ds.lengths, seed=0)
-        res = train_model(model, ds, RegimeSpec(name="clean", kind="clean"),
-                          TrainingSpec(epochs=args.epochs, patience=args.epochs + 1), seed=0, device=device, ctx=ctx)
+        run = TrainingRun(RegimeSpec(name="clean", kind="clean"),
+                          TrainingSpec(epochs=args.epochs, patience=args.epochs + 1), seed=0)
+        res = train_model(model, ds, run, device=device, ctx=ctx)
         epochs = [h["epoch_seconds"] for h in res.history]
         per_epoch = statistics.median(epochs[1:] or epochs)
         times = []

@@ -36,16 +36,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from robustmsa.data.batch import split_to_batch
     from robustmsa.data.registry import load_dataset
-    from robustmsa.evaluation import CorruptionContext, build_grid, evaluate_grid, modalities_of, predict
+    from robustmsa.evaluation import CorruptionContext, GridRun, build_grid, evaluate_grid, predict
     from robustmsa.models import count_parameters, create_model
-    from robustmsa.suite import RegimeSpec, SamplerSpec, TrainingSpec
-    from robustmsa.training import train_model
+    from robustmsa.suite import GridSpec, RegimeSpec, SamplerSpec, TrainingSpec
+    from robustmsa.training import TrainingRun, train_model
 
     device = torch.device("cpu")
     ds = load_dataset("synthetic", {"seed": 0})
     train = split_to_batch(ds["train"])
     test = split_to_batch(ds["test"])
-    ctx = CorruptionContext(modalities_of(train))
+    ctx = CorruptionContext(train.modalities())
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {args.threads} thread(s), load {os.getloadavg()[0]:.1f}")
     print(f"data: synthetic MOSI-sized, train {len(train)}, test {len(test)}")
@@ -60,14 +60,14 @@ def main() -> None:
     model = None
     for name, regime in regimes.items():
         model = create_model(args.model, dims=ds.dims, lengths=ds.lengths, seed=0)
-        res = train_model(model, ds, regime, training, seed=0, device=device, ctx=ctx)
+        res = train_model(model, ds, TrainingRun(regime, training, seed=0), device=device, ctx=ctx)
         per_epoch = statistics.median(h["epoch_seconds"] for h in res.history)
         print(f"train [{name:8s}] {count_parameters(model):,} parameters: {per_epoch:.2f} s/epoch "
               f"(median of {res.epochs_run}; {len(train) / per_epoch:.0f} train samples/s incl. validation)")
 
-    families, levels, sweeps = ["missing", "drop", "noise"], [1.0, 0.8, 0.6, 0.4, 0.2, 0.0], [
-        "text", "audio", "vision", "joint"]
-    n_points = len(build_grid(families, levels, sweeps))
+    grid = GridSpec(families=["missing", "drop", "noise"], levels=[1.0, 0.8, 0.6, 0.4, 0.2, 0.0],
+                    sweeps=["text", "audio", "vision", "joint"])
+    n_points = len(build_grid(grid))
     clean_times: list[float] = []
     grid_times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(args.repeats):  # interleaved, so that load falls on all alike
@@ -75,10 +75,10 @@ def main() -> None:
         predict(model, test, 512, device)
         clean_times.append(time.perf_counter() - t0)
         for reuse in (True, False):
-            ctx_eval = CorruptionContext(modalities_of(train))  # cold: corrupters fitted, states drawn
+            ctx_eval = CorruptionContext(train.modalities())  # cold: corrupters fitted, states drawn
             t0 = time.perf_counter()
-            evaluate_grid(model, test, ctx_eval, families, levels, sweeps, seed=1234, metric_family="mosi",
-                          batch_size=512, device=device, reuse_encodings=reuse)
+            evaluate_grid(model, test, ctx_eval, GridRun(grid, seed=1234, metric_family="mosi", batch_size=512,
+                                                         device=device, reuse_encodings=reuse))
             grid_times[reuse].append(time.perf_counter() - t0)
     clean_s = statistics.median(clean_times)
     print(f"eval clean pass: {clean_s:.3f} s = {len(test) / clean_s:.0f} samples/s")

@@ -58,7 +58,8 @@ def bench_ray_overhead(tasks: int) -> dict[str, float]:
 def bench_parallel(trials: int) -> dict[str, float]:
     import ray
 
-    from robustmsa.runner import _execute, plan_suite
+    from robustmsa.plan import plan_suite
+    from robustmsa.runner import _execute
 
     planned = plan_suite(_suite(trials))
     t0 = time.perf_counter()
@@ -79,7 +80,8 @@ def bench_parallel(trials: int) -> dict[str, float]:
 
 
 def main_trial():
-    from robustmsa.runner import _execute, plan_suite
+    from robustmsa.plan import plan_suite
+    from robustmsa.runner import _execute
     from robustmsa.suite import load_suite
 
     suite = load_suite(ROOT / "suites" / "continuous_spectrum.yaml", ["seeds=[0]", "models=[{name: qa_moe}]",

@@ -34,7 +34,6 @@ from corruptions import ReliabilityPoint, make_corrupter  # noqa: E402
 from corruptions.keys import MODALITIES  # noqa: E402
 from robustmsa.data.batch import split_to_batch  # noqa: E402
 from robustmsa.data.registry import load_dataset  # noqa: E402
-from robustmsa.evaluation import modalities_of, with_modalities  # noqa: E402
 from robustmsa.models.layers import modality_absent  # noqa: E402
 from robustmsa.trial import load_checkpoint  # noqa: E402
 
@@ -57,12 +56,12 @@ def main() -> None:
     h_clean = model._encode(test)
     print(f"{'family':8} {'modality':8} {'r':>7} {'-err':>7} {'done':>7}   mean err at rho 1 / 0.6 / 0.2")
     for fam in args.families.split(","):
-        prep = make_corrupter(fam, seed=args.seed, train=modalities_of(train)).prepare(modalities_of(test), test.keys)
+        prep = make_corrupter(fam, seed=args.seed, train=train.modalities()).prepare(test.modalities(), test.keys)
         acc = {m: ([], [], [], []) for m in MODALITIES}
         for sweep in SWEEPS:
             for level in LEVELS:
                 point = ReliabilityPoint.joint(level) if sweep == "joint" else ReliabilityPoint.only(sweep, level)
-                batch = test if point.is_clean else with_modalities(test, prep.at(point))
+                batch = test if point.is_clean else test.with_modalities(prep.at(point))
                 h = model._encode(batch)
                 absent = modality_absent(batch)
                 _, _, r = model._quality(h, absent, batch)

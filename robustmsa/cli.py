@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from corruptions.registry import UnknownNameError
+
 from .errors import RobustMSAError
 
 __all__ = ["main"]
@@ -64,29 +66,21 @@ def _cmd_run(args: argparse.Namespace, out: Console) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
-    from .runner import plan_suite
+    from .plan import estimate_cost, plan_suite
     from .suite import load_suite
 
     suite = load_suite(args.suite, args.overrides)
     planned = plan_suite(suite)
     ev = suite.evaluation
-    n_points = ev.points()
+    cost = estimate_cost(suite, planned)
     out.print(f"{args.suite}: suite '{suite.name}' v{suite.version} is valid")
     n_ref = sum(p.spec.is_reference for p in planned)
     refs = f", plus {n_ref} reference trial(s) (oracle, linear probes)" if n_ref else ""
     out.print(f"  trials: {len(planned) - n_ref} = {len(suite.datasets)} dataset(s) x {len(suite.models)} model(s) x "
               f"regimes/conditions x {len(suite.seeds)} seed(s){refs}")
-    out.print(f"  evaluation points per trial: {n_points} ({len(ev.families)} families x the sweeps each supports "
-              f"of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
-    from .data.registry import load_dataset
-
-    sizes = {}
-    for d in suite.datasets:
-        ds = load_dataset(d.name, d.params)
-        sizes[d.name] = (len(ds["train"]), len(ds[ev.split]))
-    passes = sum(suite.training.epochs * sizes[p.spec.dataset.name][0] * 2 + n_points * sizes[p.spec.dataset.name][1]
-                 for p in planned if not p.spec.is_reference)
-    out.print(f"  estimated cost: at most {passes:,} sample passes (epochs x train x 2 for training and "
+    out.print(f"  evaluation points per trial: {cost.grid_points} ({len(ev.families)} families x the sweeps each "
+              f"supports of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
+    out.print(f"  estimated cost: at most {cost.sample_passes:,} sample passes (epochs x train x 2 for training and "
               f"validation, grid points x test for evaluation)")
     for p in planned:
         out.print(f"  - {p.spec.name}  [dim]{p.trial_id}[/dim]")
@@ -116,7 +110,7 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: Console) -> int:
-    from .report import write_report
+    from .reports import write_report
     from .suite import load_suite
 
     paths = write_report(load_suite(args.suite, args.overrides))
@@ -147,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.hint:
             err.print(f"hint: {e.hint}", markup=False, highlight=False)
         return 2
-    except KeyError as e:  # registry lookups (UnknownNameError)
+    except UnknownNameError as e:  # a registry lookup by name; any other KeyError is a bug and raises
         if args.debug:
             raise
         err.print(f"error: {e}", markup=False, highlight=False)

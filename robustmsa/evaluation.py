@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,15 +17,15 @@ import torch
 
 from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
 from corruptions._families import FAMILIES
-from corruptions.keys import MODALITIES
 from corruptions.spectrum import qmc_grid, standard_grid, supported_sweeps
 
 from .data.batch import Batch
 from .errors import DataError, NonFiniteError
 from .metrics import compute_metrics
 from .models.layers import encoding_cache
+from .suite import EvaluationSpec, GridSpec
 
-__all__ = ["PointResult", "predict", "evaluate_grid", "grid_results", "PointPredictor", "modalities_of", "build_grid", "with_modalities",
+__all__ = ["PointResult", "GridRun", "predict", "evaluate_grid", "grid_results", "PointPredictor", "build_grid",
            "CorruptionContext"]
 
 
@@ -37,16 +37,6 @@ class PointResult:
     metrics: dict[str, float]
     pred: np.ndarray
     extras: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def modalities_of(batch: Batch) -> dict[str, ModalityBatch]:
-    return {m: batch.modality(m) for m in MODALITIES}
-
-
-def with_modalities(batch: Batch, data: Mapping[str, ModalityBatch]) -> Batch:
-    for m, mb in data.items():
-        batch = batch.with_modality(m, mb)
-    return batch
 
 
 @torch.no_grad()
@@ -73,24 +63,22 @@ def _family_name(f: str | dict[str, Any]) -> str:
     return f if isinstance(f, str) else str(f["name"])
 
 
-def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iterable[str], *,
-               qmc_points: int = 16, qmc_seed: int = 0) -> list[GridPoint]:
+def build_grid(grid: GridSpec, qmc_seed: int = 0) -> list[GridPoint]:
     """The evaluation grid: for each family, each sweep it supports at each level.
 
     A sweep is a modality (the others clean), ``joint`` (all three at the same level) or a product
     of modalities joined by ``+`` (e.g. ``audio+vision``: every combination of the levels, level =
     mean rho; see :func:`corruptions.spectrum.product_grid`). Index 0 of every sweep but ``qmc`` is clean.
-    ``qmc`` is ``qmc_points`` scrambled Sobol' points over the three modalities, seeded by
+    ``qmc`` is ``grid.qmc_points`` scrambled Sobol' points over the three modalities, seeded by
     ``qmc_seed`` (:func:`corruptions.spectrum.qmc_grid`).
     """
-    sweeps = list(sweeps)
     out: list[GridPoint] = []
-    for f in families:
-        for s in supported_sweeps(_family_name(f), sweeps):
+    for f in grid.families:
+        for s in supported_sweeps(f.name, grid.sweeps):
             if s == "qmc":
-                out += qmc_grid(_family_name(f), qmc_points, qmc_seed)
+                out += qmc_grid(f.name, grid.qmc_points, qmc_seed)
             else:
-                out += standard_grid([_family_name(f)], levels, [s])
+                out += standard_grid([f.name], grid.levels, [s])
     return out
 
 
@@ -141,82 +129,71 @@ class CorruptionContext:
             if self._raw_level(f, "prepared"):
                 self._prepared[key] = self.raw.prepared(f, seed, data, split)
             else:
-                self._prepared[key] = self.corrupter(f, seed).prepare(modalities_of(data), data.keys)
+                self._prepared[key] = self.corrupter(f, seed).prepare(data.modalities(), data.keys)
         return self._prepared[key]
 
 
-def evaluate_grid(
-    model: torch.nn.Module,
-    data: Batch,
-    ctx: CorruptionContext,
-    families: Iterable[str | dict],
-    levels: list[float],
-    sweeps: Iterable[str],
-    *,
-    seed: int,
-    metric_family: str,
-    batch_size: int,
-    device: torch.device,
-    split: str = "test",
-    with_clean: bool = True,
-    qmc_points: int = 16,
-    reuse_encodings: bool = True,
-) -> list[PointResult]:
-    """Evaluate ``model`` on ``data`` (split ``split``) at every grid point.
+@dataclass(frozen=True)
+class GridRun:
+    """How a checkpoint is evaluated over a grid: the grid, the key of its corruption draws (also
+    the qmc points' seed), the metric family, the split's name (one sampled state per split), the
+    batching and device. ``with_clean`` adds the clean point when no sweep has it; ``reuse_encodings``
+    lets shared encoders skip modalities a point leaves clean (bit-identical, tested)."""
+
+    grid: GridSpec
+    seed: int
+    metric_family: str
+    split: str = "test"
+    batch_size: int = 512
+    device: torch.device = torch.device("cpu")
+    with_clean: bool = True
+    reuse_encodings: bool = True
+
+    @classmethod
+    def of(cls, ev: EvaluationSpec, metric_family: str, device: torch.device | None = None) -> GridRun:
+        """The run of a suite's evaluation section."""
+        return cls(ev, ev.seed, metric_family, split=ev.split, batch_size=ev.batch_size,
+                   device=device or torch.device("cpu"))
+
+
+def evaluate_grid(model: torch.nn.Module, data: Batch, ctx: CorruptionContext, run: GridRun) -> list[PointResult]:
+    """Evaluate ``model`` on ``data`` at every point of ``run``'s grid.
 
     The clean point is computed once and shared; ``ctx`` holds the corrupters fitted on the
-    training split and caches the sampled states. With ``reuse_encodings`` the encoders of the
-    shared layers skip modalities a grid point leaves clean (:class:`~robustmsa.models.layers.EncodingCache`;
-    the numbers are bit-identical, tested).
+    training split and caches the sampled states (:class:`~robustmsa.models.layers.EncodingCache`
+    with ``run.reuse_encodings``).
     """
-    scope = encoding_cache(data) if reuse_encodings else contextlib.nullcontext()
+    scope = encoding_cache(data) if run.reuse_encodings else contextlib.nullcontext()
     with scope:
-        return grid_results(lambda batch, prepared, point: predict(model, batch, batch_size, device), data, ctx,
-                            families, levels, sweeps, seed=seed, metric_family=metric_family, split=split,
-                            with_clean=with_clean, qmc_points=qmc_points)
+        return grid_results(lambda batch, prepared, point: predict(model, batch, run.batch_size, run.device),
+                            data, ctx, run)
 
 
 #: ``(corrupted batch, its Prepared state (None at the clean point), the point) -> (pred, extras)``
 PointPredictor = Callable[[Batch, "Prepared | None", ReliabilityPoint], tuple[np.ndarray, dict]]
 
 
-def grid_results(
-    predictor: PointPredictor,
-    data: Batch,
-    ctx: CorruptionContext,
-    families: Iterable[str | dict],
-    levels: list[float],
-    sweeps: Iterable[str],
-    *,
-    seed: int,
-    metric_family: str,
-    split: str = "test",
-    with_clean: bool = True,
-    qmc_points: int = 16,
-) -> list[PointResult]:
-    """Metrics of ``predictor`` at every point of the grid (the loop behind :func:`evaluate_grid`,
+def grid_results(predictor: PointPredictor, data: Batch, ctx: CorruptionContext, run: GridRun) -> list[PointResult]:
+    """Metrics of ``predictor`` at every grid point of ``run`` (the loop behind :func:`evaluate_grid`,
     also used by reference predictors that need the corruption's state, e.g. the oracle)."""
     labels = data.labels.numpy()
     results: list[PointResult] = []
     clean_cache: tuple[np.ndarray, dict] | None = None
-    families = list(families)
-    grid = build_grid(families, levels, sweeps, qmc_points=qmc_points, qmc_seed=seed)
     by_family: dict[str, list[GridPoint]] = {}
-    for g in grid:
+    for g in build_grid(run.grid, qmc_seed=run.seed):
         by_family.setdefault(g.family, []).append(g)
-    for f in families:
-        name = _family_name(f)
-        prepared = ctx.prepared(f, seed, data, split)
-        for g in by_family.get(name, []):
+    for f in run.grid.families:
+        prepared = ctx.prepared(f.spec(), run.seed, data, run.split)
+        for g in by_family.get(f.name, []):
             if g.point.is_clean:
                 if clean_cache is None:
                     clean_cache = predictor(data, None, g.point)
                 pred, extras = clean_cache
             else:
-                pred, extras = predictor(with_modalities(data, prepared.at(g.point)), prepared, g.point)
-            results.append(PointResult(g, compute_metrics(pred, labels, metric_family), pred, extras))
-    if with_clean and clean_cache is None:
+                pred, extras = predictor(data.with_modalities(prepared.at(g.point)), prepared, g.point)
+            results.append(PointResult(g, compute_metrics(pred, labels, run.metric_family), pred, extras))
+    if run.with_clean and clean_cache is None:
         clean_g = GridPoint(family="clean", sweep="clean", index=0, level=1.0, point=ReliabilityPoint())
         pred, extras = predictor(data, None, clean_g.point)
-        results.append(PointResult(clean_g, compute_metrics(pred, labels, metric_family), pred, extras))
+        results.append(PointResult(clean_g, compute_metrics(pred, labels, run.metric_family), pred, extras))
     return results

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,12 @@ from corruptions.keys import MODALITIES
 
 from .data.batch import Batch, split_to_batch
 from .data.dataset import MSADataset
-from .evaluation import CorruptionContext, PointResult, grid_results, predict
+from .evaluation import CorruptionContext, GridRun, PointResult, grid_results, predict
+from .plan import REFERENCE_VERSION
+from .suite import FamilyRef, GridSpec
 
 __all__ = ["REFERENCE_VERSION", "LinearProbe", "reference_results", "probe_label", "ORACLE", "PROBE"]
 
-#: Bump whenever a reference predictor would give other numbers for the same data.
-REFERENCE_VERSION = "1"
 ORACLE = "oracle"
 PROBE = "linear probe"
 _ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
@@ -109,20 +110,20 @@ def reference_results(dataset: MSADataset, ctx: CorruptionContext, evaluation: A
     ev = evaluation
     train, valid = split_to_batch(dataset["train"]), split_to_batch(dataset["valid"])
     data = split_to_batch(dataset[ev.split])
-    kw = dict(seed=ev.seed, metric_family=dataset.metric_family, split=ev.split, qmc_points=ev.qmc_points)
-    cpu = torch.device("cpu")
+    run = GridRun.of(ev, dataset.metric_family)
+    clean_only = replace(run, grid=GridSpec(families=[], levels=[1.0], sweeps=[]))
+    cpu = run.device
     out: list[tuple[str, PointResult]] = []
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
     probe = LinearProbe.fit(train, valid)
-    out += _rows_of(grid_results(lambda b, p, pt: predict(probe, b, ev.batch_size, cpu), data, ctx, ev.families,
-                                 ev.levels, ev.sweeps, **kw), PROBE)
+    out += _rows_of(grid_results(lambda b, p, pt: predict(probe, b, ev.batch_size, cpu), data, ctx, run), PROBE)
     info["probe_alpha"] = {PROBE: probe.alpha}
     for pair in itertools.combinations(MODALITIES, 2):
         sub = LinearProbe.fit(train, valid, pair)
         info["probe_alpha"][probe_label(pair)] = sub.alpha
-        out += _rows_of(grid_results(lambda b, p, pt, sub=sub: predict(sub, b, ev.batch_size, cpu), data, ctx, [],
-                                     [1.0], [], **kw), probe_label(pair))
+        out += _rows_of(grid_results(lambda b, p, pt, sub=sub: predict(sub, b, ev.batch_size, cpu), data, ctx,
+                                     clean_only), probe_label(pair))
     info["probe_seconds"] = time.perf_counter() - t0
     from .data.oracle import CueOracle, has_oracle
 
@@ -138,16 +139,15 @@ def reference_results(dataset: MSADataset, ctx: CorruptionContext, evaluation: A
             return p.pred.astype(np.float64), {"posterior_mean": p.mean}
 
         supported = [f for f in ev.families if _oracle_supports(f)]
-        out += _rows_of(grid_results(oracle_point, data, ctx, supported, ev.levels, ev.sweeps, **kw), ORACLE)
+        grid = ev.model_copy(update={"families": supported})
+        out += _rows_of(grid_results(oracle_point, data, ctx, replace(run, grid=grid)), ORACLE)
         info["oracle_seconds"] = time.perf_counter() - t1
-        info["oracle_families"] = [f if isinstance(f, str) else f["name"] for f in supported]
+        info["oracle_families"] = [f.name for f in supported]
     return out, info
 
 
-def _oracle_supports(family: str | dict) -> bool:
+def _oracle_supports(family: FamilyRef) -> bool:
+    """The oracle knows the family's effect on the frames (compose: every member's)."""
     from .data.oracle import TIME_EFFECTS
 
-    spec = {"name": family} if isinstance(family, str) else family
-    if spec["name"] not in TIME_EFFECTS:
-        return False
-    return all(_oracle_supports(f) for f in spec.get("families", []))
+    return all(m.name in TIME_EFFECTS for m in family.members())

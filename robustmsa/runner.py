@@ -17,12 +17,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .data.registry import load_dataset
+from .plan import PlannedTrial, code_version, plan_suite
+from .reports import write_report
 from .suite import Suite
 from .tracking import TAG, Tracker
-from .trial import TrialOutcome, TrialSpec, code_version, expand_trials, run_trial, trial_identity
+from .trial import TrialOutcome, run_trial
 
-__all__ = ["RunSummary", "run_suite", "plan_suite"]
+__all__ = ["RunSummary", "run_suite"]
 
 
 @dataclass
@@ -37,25 +38,6 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     report_paths: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class PlannedTrial:
-    spec: TrialSpec
-    trial_id: str
-    data_hash: str
-
-
-def plan_suite(suite: Suite) -> list[PlannedTrial]:
-    """Expand the suite and compute every trial's identity (loads each dataset once)."""
-    hashes: dict[str, str] = {}
-    out = []
-    for spec in expand_trials(suite):
-        key = spec.dataset.model_dump_json()
-        if key not in hashes:
-            hashes[key] = load_dataset(spec.dataset.name, spec.dataset.params).content_hash()
-        out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key]))
-    return out
 
 
 def _execute(planned: PlannedTrial, threads: int) -> TrialOutcome:
@@ -175,63 +157,73 @@ def run_suite(
                          len(planned) - len(todo))
     console.print(f"suite [bold]{suite.name}[/bold]: {len(planned)} trials, {summary.skipped} already "
                   f"completed, {len(todo)} to run")
-    common_tags = {f"{TAG}.suite": suite.name, f"{TAG}.suite_version": str(suite.version),
-                   f"{TAG}.code_version": code_version()}
     if todo:
-        summary.parent_run_id = tracker.start_parent(
-            suite.name, {**common_tags, f"{TAG}.source": str(suite.source)}, suite.to_dict())
-        _run_todo(suite, todo, tracker, summary, common_tags, ray_address, backend, console, on_trial)
+        kind = backend or ("ray" if ray_address else suite.runner.backend)
+        _SuiteRun(suite, tracker, summary, console, on_trial).run(todo, kind, ray_address or suite.runner.ray_address)
     summary.seconds = time.perf_counter() - t0
     if make_report:
-        from .report import write_report
-
         summary.report_paths = write_report(suite, console=console)
     return summary
 
 
-def _run_todo(suite: Suite, todo: list[PlannedTrial], tracker: Tracker, summary: RunSummary,
-              common_tags: dict[str, str], ray_address: str | None, backend: str | None, console: Console,
-              on_trial: Callable[[str, str], None] | None) -> None:
-    threads = max(1, int(suite.resources.cpus_per_trial))
-    kind = backend or ("ray" if ray_address else suite.runner.backend)
-    executor = (_RayExecutor(suite, ray_address or suite.runner.ray_address, threads, console) if kind == "ray"
-                else _LocalExecutor(threads))
-    limit = suite.runner.max_concurrent or len(todo)
-    queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models
-    attempts: dict[str, int] = {}
-    status = "FAILED"
-    try:
-        with _progress(console) as progress:
-            task = progress.add_task(suite.name, total=len(todo), running=0, failed=0)
-            while queue or executor.running():
-                while queue and executor.running() < limit:
-                    executor.submit(queue.pop(0))
-                progress.update(task, running=executor.running())
-                p, outcome, error = executor.next_result()
-                tags = {**common_tags, f"{TAG}.data_hash": p.data_hash}
-                if outcome is not None:
-                    tags.update({f"{TAG}.corruption_versions": str(outcome.info.get("corruption_versions"))})
-                    tracker.log_trial(summary.parent_run_id, outcome, tags, suite.tracking.log_predictions,
-                                      suite.tracking.log_checkpoint)
-                    summary.completed.append(p.spec.name)
+class _SuiteRun:
+    """One invocation's trials under its parent run: submitted, retried, tracked, counted."""
+
+    def __init__(self, suite: Suite, tracker: Tracker, summary: RunSummary, console: Console,
+                 on_trial: Callable[[str, str], None] | None):
+        self.suite, self.tracker, self.summary, self.console, self.on_trial = suite, tracker, summary, console, on_trial
+        self.tags = {f"{TAG}.suite": suite.name, f"{TAG}.suite_version": str(suite.version),
+                     f"{TAG}.code_version": code_version()}
+        self.attempts: dict[str, int] = {}
+
+    def run(self, todo: list[PlannedTrial], kind: str, address: str | None) -> None:
+        suite, summary = self.suite, self.summary
+        summary.parent_run_id = self.tracker.start_parent(
+            suite.name, {**self.tags, f"{TAG}.source": str(suite.source)}, suite.to_dict())
+        threads = max(1, int(suite.resources.cpus_per_trial))
+        executor = (_RayExecutor(suite, address, threads, self.console) if kind == "ray" else _LocalExecutor(threads))
+        limit = suite.runner.max_concurrent or len(todo)
+        queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models
+        status = "FAILED"
+        try:
+            with _progress(self.console) as progress:
+                task = progress.add_task(suite.name, total=len(todo), running=0, failed=0)
+                while queue or executor.running():
+                    while queue and executor.running() < limit:
+                        executor.submit(queue.pop(0))
+                    progress.update(task, running=executor.running())
+                    p, outcome, error = executor.next_result()
+                    if not self._record(p, outcome, error, queue):
+                        continue  # queued again for a retry
                     progress.advance(task)
-                else:
-                    attempts[p.trial_id] = attempts.get(p.trial_id, 0) + 1
-                    if attempts[p.trial_id] <= suite.runner.retries:
-                        console.print(f"trial {p.spec.name} failed (attempt {attempts[p.trial_id]}), retrying: "
-                                      f"{(error or '?').strip().splitlines()[-1]}", markup=False, highlight=False)
-                        queue.append(p)
-                        continue
-                    else:
-                        tracker.log_failure(summary.parent_run_id, p.spec.name, p.trial_id, error or "", tags)
-                        summary.failed[p.spec.name] = (error or "").strip().splitlines()[-1] if error else "?"
-                        progress.advance(task)
-                if not console.is_terminal:  # logs and CI: one line per finished trial instead of a live bar
-                    _log_line(console, p.spec.name, outcome is not None, progress.tasks[task], error)
-                if on_trial:
-                    on_trial(p.spec.name, "ok" if outcome is not None else "failed")
-                progress.update(task, running=executor.running(), failed=len(summary.failed))
-        status = "FINISHED" if not summary.failed else "FAILED"
-    finally:
-        executor.close()
-        tracker.finish(summary.parent_run_id, status)
+                    if not self.console.is_terminal:  # logs and CI: one line per finished trial, not a live bar
+                        _log_line(self.console, p.spec.name, outcome is not None, progress.tasks[task], error)
+                    if self.on_trial:
+                        self.on_trial(p.spec.name, "ok" if outcome is not None else "failed")
+                    progress.update(task, running=executor.running(), failed=len(summary.failed))
+            status = "FINISHED" if not summary.failed else "FAILED"
+        finally:
+            executor.close()
+            self.tracker.finish(summary.parent_run_id, status)
+
+    def _record(self, p: PlannedTrial, outcome: TrialOutcome | None, error: str | None,
+                queue: list[PlannedTrial]) -> bool:
+        """Track a finished trial, or retry a failed one (False: queued again) or record its failure."""
+        tags = {**self.tags, f"{TAG}.data_hash": p.data_hash}
+        track = self.suite.tracking
+        if outcome is not None:
+            tags[f"{TAG}.corruption_versions"] = str(outcome.info.get("corruption_versions"))
+            self.tracker.log_trial(self.summary.parent_run_id, outcome, tags, track.log_predictions,
+                                   track.log_checkpoint)
+            self.summary.completed.append(p.spec.name)
+            return True
+        self.attempts[p.trial_id] = self.attempts.get(p.trial_id, 0) + 1
+        last = (error or "?").strip().splitlines()[-1] if (error or "").strip() else "?"
+        if self.attempts[p.trial_id] <= self.suite.runner.retries:
+            self.console.print(f"trial {p.spec.name} failed (attempt {self.attempts[p.trial_id]}), retrying: {last}",
+                               markup=False, highlight=False)
+            queue.append(p)
+            return False
+        self.tracker.log_failure(self.summary.parent_run_id, p.spec.name, p.trial_id, error or "", tags)
+        self.summary.failed[p.spec.name] = last
+        return True

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from corruptions.keys import MODALITIES
 
@@ -26,6 +34,8 @@ __all__ = [
     "ModelSpec",
     "SamplerSpec",
     "GridSpec",
+    "FamilyRef",
+    "Condition",
     "RegimeSpec",
     "TrainingSpec",
     "EvaluationSpec",
@@ -69,13 +79,104 @@ class ModelSpec(_Strict):
         return self.label or self.name
 
 
-FamilyRef = str | dict[str, Any]
+class FamilyRef(BaseModel):
+    """A corruption family by registry name, with its parameters, parsed once.
+
+    A suite writes it as a bare name (``noise``) or a mapping (``{name: noise, snr_db_low: 0}``);
+    :meth:`spec` gives it back in that written form, which is what the corruption engine takes
+    and what a trial's identity hashes, so a reference serialises exactly as it was written.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    written_as_name: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, v: Any) -> Any:
+        if isinstance(v, FamilyRef):
+            return v
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, dict) and "written_as_name" not in v:
+            if not isinstance(v.get("name"), str):
+                raise ValueError("a corruption family is a name or a mapping with a 'name' key "
+                                 "(e.g. {name: noise, snr_db_low: 0})")
+            return {"name": v["name"], "params": {k: x for k, x in v.items() if k != "name"},
+                    "written_as_name": False}
+        return v
+
+    @model_serializer
+    def spec(self) -> str | dict[str, Any]:
+        """The written form: the bare name, or ``{"name": ..., **params}``."""
+        return self.name if self.written_as_name else {"name": self.name, **self.params}
+
+    def key(self) -> str:
+        """A stable text key of the reference (caches, identities)."""
+        return json.dumps(self.spec(), sort_keys=True)
+
+    def members(self) -> list[FamilyRef]:
+        """This family and, for ``compose``, the families it composes (recursively)."""
+        inner = self.params.get("families") if self.name == "compose" else None
+        return [self, *(m for f in inner or [] for m in FamilyRef.model_validate(f).members())]
+
+
+class Condition(_Strict):
+    """A specialist's training condition: one family at one point of the spectrum.
+
+    ``sweep`` is a modality (the others clean) or ``joint``; :meth:`spec` gives the condition as
+    written (the form a trial's identity and its rows' ``condition`` column hold).
+    """
+
+    family: FamilyRef
+    sweep: str = "joint"
+    level: float | int
+
+    @field_validator("sweep")
+    @classmethod
+    def _v_sweep(cls, v: str) -> str:
+        if v not in (*MODALITIES, "joint"):
+            raise ValueError(f"unknown sweep {v!r}; allowed: {', '.join((*MODALITIES, 'joint'))}")
+        return v
+
+    @field_validator("level")
+    @classmethod
+    def _v_level(cls, v: float | int) -> float | int:
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"reliability level {v} is outside [0, 1]")
+        return v
+
+    def spec(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def point(self) -> Any:
+        """The condition's :class:`~corruptions.ReliabilityPoint`."""
+        from corruptions import ReliabilityPoint
+
+        level = float(self.level)
+        return ReliabilityPoint.joint(level) if self.sweep == "joint" else ReliabilityPoint.only(self.sweep, level)
+
+    @property
+    def label(self) -> str:
+        """``family:sweep=level``, as trial names and report groups show it."""
+        return f"{self.family.name}:{self.sweep}={float(self.level):g}"
+
+    @classmethod
+    def from_json(cls, text: str) -> Condition | None:
+        """The condition of a result row's ``condition`` column (empty: none)."""
+        return cls.model_validate(json.loads(text)) if text else None
+
+
+def _refs(*names: str) -> list[FamilyRef]:
+    return [FamilyRef.model_validate(n) for n in names]
 
 
 class SamplerSpec(_Strict):
     """Training sampler of the spectrum regime (see corruptions.samplers.TrainingSampler)."""
 
-    families: list[FamilyRef] = Field(default_factory=lambda: ["noise", "drop", "missing"])
+    families: list[FamilyRef] = Field(default_factory=lambda: _refs("noise", "drop", "missing"))
     weights: list[float] | None = None
     p_clean_sample: float = Field(0.2, ge=0, le=1)
     p_clean_modality: float = Field(0.1, ge=0, le=1)
@@ -92,7 +193,7 @@ class GridSpec(_Strict):
     grid's clean point is evaluated separately).
     """
 
-    families: list[FamilyRef] = Field(default_factory=lambda: ["missing", "drop", "noise"])
+    families: list[FamilyRef] = Field(default_factory=lambda: _refs("missing", "drop", "noise"))
     levels: list[float] = Field(default_factory=lambda: [1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
     sweeps: list[str] = Field(default_factory=lambda: ["text", "audio", "vision", "joint"])
 
@@ -120,7 +221,7 @@ class GridSpec(_Strict):
         from corruptions.spectrum import supported_sweeps
 
         for f in self.families:
-            name = f if isinstance(f, str) else f.get("name")
+            name = f.name
             if name not in FAMILIES.names():
                 continue  # reported with its position by the family-name check
             if not supported_sweeps(name, self.sweeps):
@@ -139,7 +240,7 @@ class GridSpec(_Strict):
                 return self.qmc_points
             return len(self.levels) ** len(s.split("+")) if "+" in s else len(self.levels)
 
-        names = [f if isinstance(f, str) else f["name"] for f in self.families]
+        names = [f.name for f in self.families]
         return sum(n(s) for name in names for s in supported_sweeps(name, self.sweeps))
 
 
@@ -154,7 +255,7 @@ class RegimeSpec(_Strict):
     kind: Literal["clean", "spectrum", "specialist"]
     sampler: SamplerSpec | None = None
     validation: GridSpec | None = None
-    conditions: list[dict[str, Any]] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _defaults(self) -> RegimeSpec:
@@ -404,10 +505,12 @@ def _check_names(suite: Suite, source: str) -> None:
     grids += [(f"regimes.{i}.validation", r.validation) for i, r in enumerate(suite.regimes) if r.validation]
     for key, g in grids:
         for j, f in enumerate(g.families):
-            check(FAMILIES, f if isinstance(f, str) else f.get("name", ""), f"{key}.families.{j}")
+            check(FAMILIES, f.name, f"{key}.families.{j}")
     for i, r in enumerate(suite.regimes):
         for j, f in enumerate(r.sampler.families if r.sampler else []):
-            check(FAMILIES, f if isinstance(f, str) else f.get("name", ""), f"regimes.{i}.sampler.families.{j}")
+            check(FAMILIES, f.name, f"regimes.{i}.sampler.families.{j}")
+        for j, c in enumerate(r.conditions):
+            check(FAMILIES, c.family.name, f"regimes.{i}.conditions.{j}.family")
     labels = [m.display for m in suite.models]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:

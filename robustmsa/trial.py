@@ -8,12 +8,10 @@ single writer), so it runs the same in-process, in a Ray worker or on a remote n
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,142 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from corruptions import FAMILIES
-
-from . import __version__
 from .data.batch import split_to_batch
 from .data.registry import load_dataset
 from .errors import DataError
-from .evaluation import CorruptionContext, evaluate_grid, modalities_of
+from .evaluation import CorruptionContext, GridRun, evaluate_grid
 from .models import count_parameters, create_model, model_config
-from .suite import DatasetSpec, EvaluationSpec, ModelSpec, RegimeSpec, Suite, TrainingSpec
+from .plan import TrialSpec, corruption_versions
 from .tracking import trial_artifacts
-from .training import resolve_device, train_model, validation_grid
+from .training import resolve_device, train_model
 
-__all__ = ["TrialSpec", "TrialOutcome", "expand_trials", "run_trial", "trial_identity", "code_version",
-           "corruption_versions", "load_checkpoint"]
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    suite: str
-    suite_version: int
-    dataset: DatasetSpec
-    model: ModelSpec
-    regime: RegimeSpec
-    seed: int
-    training: TrainingSpec
-    evaluation: EvaluationSpec
-    condition: dict[str, Any] | None = None
-    kind: str = "model"  # "model": train and evaluate; "reference": the reference predictors (references.py)
-
-    @property
-    def is_reference(self) -> bool:
-        return self.kind == "reference"
-
-    @property
-    def name(self) -> str:
-        if self.is_reference:
-            return f"references/{self.dataset.name}"
-        cond = ""
-        if self.condition:
-            c = self.condition
-            cond = f"@{c['family']}:{c.get('sweep', 'joint')}={float(c['level']):g}"
-        return f"{self.model.display}/{self.regime.name}{cond}/{self.dataset.name}/seed{self.seed}"
-
-    def families(self) -> list[str]:
-        """Every corruption family the trial uses (training, validation, evaluation)."""
-        names: set[str] = set()
-
-        def add(fs: Any) -> None:
-            for f in fs or []:
-                if isinstance(f, str):
-                    names.add(f)
-                else:
-                    names.add(f["name"])
-                    if f["name"] == "compose":
-                        add(f.get("families"))
-
-        add(self.evaluation.families)
-        if self.is_reference:
-            return sorted(names)
-        if self.regime.sampler:
-            add(self.regime.sampler.families)
-        vg = validation_grid(self.regime)
-        if vg:
-            add(vg.families)
-        if self.condition:
-            add([self.condition["family"]])
-        return sorted(names)
-
-    def resolved(self) -> dict[str, Any]:
-        """The fully resolved configuration (model defaults from configs/ included)."""
-        if self.is_reference:
-            from .references import REFERENCE_VERSION
-
-            return {"suite": self.suite, "suite_version": self.suite_version, "kind": "reference",
-                    "references": REFERENCE_VERSION, "dataset": self.dataset.model_dump(mode="json"),
-                    "evaluation": self.evaluation.model_dump(mode="json")}
-        return {
-            "suite": self.suite,
-            "suite_version": self.suite_version,
-            "dataset": self.dataset.model_dump(mode="json"),
-            "model": {"name": self.model.name, "label": self.model.display,
-                      "config": model_config(self.model.name, **self.model.overrides)},
-            "regime": self.regime.model_dump(mode="json"),
-            "condition": self.condition,
-            "seed": self.seed,
-            "training": self.training.model_dump(mode="json"),
-            "evaluation": self.evaluation.model_dump(mode="json"),
-        }
-
-
-def corruption_versions(names: list[str]) -> dict[str, str]:
-    return {n: FAMILIES.get(n).version for n in names}
-
-
-def trial_identity(spec: TrialSpec, data_hash: str) -> str:
-    """Identity from the resolved config, the data's content hash and the corruption versions."""
-    payload = {"config": spec.resolved(), "data": data_hash,
-               "corruptions": corruption_versions(spec.families())}
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
-
-
-def code_version() -> str:
-    """Package version plus the git commit (and '+dirty') when run from a checkout."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return f"{__version__}+{sha}{'.dirty' if dirty else ''}"
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-
-
-#: the model and regime entries of a reference trial (it trains nothing)
-REFERENCE_MODEL = ModelSpec(name="references")
-REFERENCE_REGIME = RegimeSpec(name="reference", kind="clean")
-
-
-def expand_trials(suite: Suite) -> list[TrialSpec]:
-    """datasets x models x regimes x seeds (x conditions for specialist regimes), in a stable order,
-    then one reference trial per dataset (``evaluation.references``)."""
-    out: list[TrialSpec] = []
-    for d in suite.datasets:
-        for m in suite.models:
-            for r in suite.regimes:
-                conditions: list[dict | None] = list(r.conditions) if r.kind == "specialist" else [None]
-                for c in conditions:
-                    for s in suite.seeds:
-                        out.append(TrialSpec(suite.name, suite.version, d, m, r, s, suite.training,
-                                             suite.evaluation, c))
-    if suite.evaluation.references:
-        out += [TrialSpec(suite.name, suite.version, d, REFERENCE_MODEL, REFERENCE_REGIME, 0, suite.training,
-                          suite.evaluation, kind="reference") for d in suite.datasets]
-    return out
+__all__ = ["TrialOutcome", "run_trial", "load_checkpoint"]
 
 
 @dataclass
@@ -220,14 +92,11 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     device = resolve_device(spec.training.device)
     model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
                          **spec.model.overrides)
-    trained = train_model(model, dataset, spec.regime, spec.training, seed=spec.seed, device=device,
-                          condition=spec.condition, ctx=ctx)
+    trained = train_model(model, dataset, spec.training_run(), device=device, ctx=ctx)
     te = time.perf_counter()
     ev = spec.evaluation
     data = split_to_batch(dataset[ev.split])
-    results = evaluate_grid(model, data, ctx, ev.families, ev.levels, ev.sweeps, seed=ev.seed,
-                            metric_family=dataset.metric_family, batch_size=ev.batch_size, device=device,
-                            split=ev.split, qmc_points=ev.qmc_points)
+    results = evaluate_grid(model, data, ctx, GridRun.of(ev, dataset.metric_family, device))
     eval_seconds = time.perf_counter() - te
     versions = corruption_versions(spec.families())
     base = _row_base(spec, trial_id, h)
@@ -259,7 +128,7 @@ def _load_checked(spec: TrialSpec, data_hash: str | None) -> tuple[Any, str, Cor
     if data_hash is not None and h != data_hash:
         raise DataError(f"dataset {spec.dataset.name!r} on this worker has hash {h}, the driver saw {data_hash}",
                         hint="every node must see the same data file")
-    ctx = CorruptionContext(modalities_of(split_to_batch(dataset["train"])), raw=getattr(dataset, "raw", None),
+    ctx = CorruptionContext(split_to_batch(dataset["train"]).modalities(), raw=getattr(dataset, "raw", None),
                             dataset=spec.dataset.name)
     return dataset, h, ctx
 
@@ -270,7 +139,7 @@ def _row_base(spec: TrialSpec, trial_id: str, data_hash: str) -> dict[str, Any]:
         "dataset": spec.dataset.name, "data_hash": data_hash, "model": spec.model.display,
         "model_name": spec.model.name, "regime": spec.regime.name,
         "regime_kind": "reference" if spec.is_reference else spec.regime.kind,
-        "condition": json.dumps(spec.condition, sort_keys=True) if spec.condition else "",
+        "condition": json.dumps(spec.condition.spec(), sort_keys=True) if spec.condition else "",
         "seed": spec.seed, "split": spec.evaluation.split,
     }
 

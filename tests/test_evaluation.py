@@ -9,15 +9,17 @@ from corruptions import ReliabilityPoint
 from corruptions.keys import MODALITIES
 from robustmsa.data.batch import split_to_batch
 from robustmsa.data.registry import load_dataset
-from robustmsa.evaluation import CorruptionContext, build_grid, evaluate_grid, modalities_of, with_modalities
+from robustmsa.evaluation import CorruptionContext, GridRun, build_grid, evaluate_grid
 from robustmsa.models import MODELS, create_model
 from robustmsa.models.layers import encoding_cache
+from robustmsa.suite import GridSpec
 
 TINY = {"seed": 0, "n_train": 64, "n_valid": 16, "n_test": 40, "text_dim": 16}
 
 
 def test_build_grid_sweeps_and_products() -> None:
-    grid = build_grid(["noise", {"name": "drop"}], [1.0, 0.5, 0.0], ["audio", "joint", "audio+vision"])
+    grid = build_grid(GridSpec(families=["noise", {"name": "drop"}], levels=[1.0, 0.5, 0.0],
+                               sweeps=["audio", "joint", "audio+vision"]))
     assert len(grid) == 2 * (3 + 3 + 9)
     prod = [g for g in grid if g.family == "noise" and g.sweep == "audio+vision"]
     assert [g.index for g in prod] == list(range(9))
@@ -32,10 +34,11 @@ def test_build_grid_sweeps_and_products() -> None:
 def test_evaluate_grid_product_points_match_direct_prediction() -> None:
     ds = load_dataset("synthetic", TINY)
     model = create_model("late_fusion", dims=ds.dims, lengths=ds.lengths, seed=0)
-    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])))
+    ctx = CorruptionContext(split_to_batch(ds["train"]).modalities())
     test = split_to_batch(ds["test"])
-    res = evaluate_grid(model, test, ctx, ["noise"], [1.0, 0.0], ["audio+vision", "joint"], seed=7,
-                        metric_family="mosi", batch_size=16, device=torch.device("cpu"))
+    run = GridRun(GridSpec(families=["noise"], levels=[1.0, 0.0], sweeps=["audio+vision", "joint"]), seed=7,
+                  metric_family="mosi", batch_size=16)
+    res = evaluate_grid(model, test, ctx, run)
     by = {(r.grid.sweep, r.grid.index): r for r in res}
     assert set(by) == {("audio+vision", i) for i in range(4)} | {("joint", 0), ("joint", 1)}
     # the all-corrupted product point differs from clean; (audio=0, vision=0) with text clean is
@@ -46,9 +49,10 @@ def test_evaluate_grid_product_points_match_direct_prediction() -> None:
 
 
 def test_qmc_sweep_is_deterministic_and_covers_the_joint_space() -> None:
-    a = build_grid(["noise"], [1.0], ["qmc"], qmc_points=8, qmc_seed=3)
-    b = build_grid(["noise"], [1.0], ["qmc"], qmc_points=8, qmc_seed=3)
-    c = build_grid(["noise"], [1.0], ["qmc"], qmc_points=8, qmc_seed=4)
+    qmc = GridSpec(families=["noise"], levels=[1.0], sweeps=["qmc"], qmc_points=8)
+    a = build_grid(qmc, qmc_seed=3)
+    b = build_grid(qmc, qmc_seed=3)
+    c = build_grid(qmc, qmc_seed=4)
     assert [g.point for g in a] == [g.point for g in b] != [g.point for g in c]
     assert [g.index for g in a] == list(range(8)) and {g.sweep for g in a} == {"qmc"}
     rhos = torch.tensor([[g.point.of(m) for m in MODALITIES] for g in a])
@@ -57,16 +61,16 @@ def test_qmc_sweep_is_deterministic_and_covers_the_joint_space() -> None:
 
 def _grid(model, ds, ctx, reuse: bool):
     test = split_to_batch(ds["test"])
-    return evaluate_grid(model, test, ctx, ["missing", "noise"], [1.0, 0.0], ["text", "audio", "joint"],
-                         seed=3, metric_family="mosi", batch_size=16, device=torch.device("cpu"),
-                         reuse_encodings=reuse)
+    grid = GridSpec(families=["missing", "noise"], levels=[1.0, 0.0], sweeps=["text", "audio", "joint"])
+    return evaluate_grid(model, test, ctx, GridRun(grid, seed=3, metric_family="mosi", batch_size=16,
+                                                   reuse_encodings=reuse))
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_reusing_clean_encodings_changes_no_number(name: str) -> None:
     ds = load_dataset("synthetic", TINY)
     model = create_model(name, dims=ds.dims, lengths=ds.lengths, seed=0)
-    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])))
+    ctx = CorruptionContext(split_to_batch(ds["train"]).modalities())
     a, b = _grid(model, ds, ctx, True), _grid(model, ds, ctx, False)
     assert [r.grid for r in a] == [r.grid for r in b]
     for ra, rb in zip(a, b):
@@ -79,8 +83,8 @@ def test_encoding_cache_hits_only_unchanged_clean_inputs() -> None:
     ds = load_dataset("synthetic", TINY)
     model = create_model("late_fusion", dims=ds.dims, lengths=ds.lengths, seed=0).eval()
     test = split_to_batch(ds["test"])
-    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])))
-    noisy_audio = with_modalities(test, ctx.prepared("noise", 0, test, "test").at(ReliabilityPoint.only("audio", 0.5)))
+    ctx = CorruptionContext(split_to_batch(ds["train"]).modalities())
+    noisy_audio = test.with_modalities(ctx.prepared("noise", 0, test, "test").at(ReliabilityPoint.only("audio", 0.5)))
     with torch.no_grad(), encoding_cache(test) as cache:
         clean = model(test)["pred"]
         assert (cache.hits, cache.misses) == (0, 3)

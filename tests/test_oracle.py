@@ -18,7 +18,7 @@ from robustmsa.data.batch import split_to_batch
 from robustmsa.data.cue_design import PRIVATE_CUE, _cues, build_world, private_weights
 from robustmsa.data.oracle import TIME_EFFECTS, CueOracle, has_oracle, time_effect
 from robustmsa.data.synthetic import SyntheticConfig, _sample_population, generate_synthetic, load_synthetic
-from robustmsa.evaluation import CorruptionContext, modalities_of, with_modalities
+from robustmsa.evaluation import CorruptionContext
 from robustmsa.metrics import compute_metrics
 from robustmsa.references import LinearProbe
 
@@ -77,8 +77,8 @@ def test_time_effect_reproduces_each_family(tri, family: str) -> None:
     train = split_to_batch(ds["train"])
     test = split_to_batch(ds["test"])
     spec = {"name": "compose", "families": ["noise", "drop"]} if family == "compose" else family
-    corrupter = make_corrupter(spec, seed=3, train=modalities_of(train))
-    prepared = corrupter.prepare(modalities_of(test), test.keys)
+    corrupter = make_corrupter(spec, seed=3, train=train.modalities())
+    prepared = corrupter.prepare(test.modalities(), test.keys)
     for m in ("text", "audio"):
         dims = orc.world.dims[m]
         clean = test.modality(m)
@@ -107,10 +107,10 @@ def test_oracle_equals_the_closed_form_where_one_exists() -> None:
     orc = CueOracle(ds)
     test = split_to_batch(ds["test"])
     train = split_to_batch(ds["train"])
-    ctx = CorruptionContext(modalities_of(train))
+    ctx = CorruptionContext(train.modalities())
     prep = ctx.prepared("missing", 7, test, "test")
     point = ReliabilityPoint(text=1.0, audio=0.0, vision=0.0)
-    got = orc.predict(test, with_modalities(test, prep.at(point)), "test", prep.families, prep.states, point.as_dict())
+    got = orc.predict(test, test.with_modalities(prep.at(point)), "test", prep.families, prep.states, point.as_dict())
     assert not got.informative[:, 1:].any() and got.informative[:, 0].all()
     y = _true_cues(config, "test")["text"]
     k, j2, lam = config.rating_levels, config.modality_jitter ** 2, private_weights(config)
@@ -129,7 +129,7 @@ def test_oracle_equals_the_closed_form_where_one_exists() -> None:
 def test_oracle_is_monotone_in_rho_and_every_modality_matters(tri) -> None:
     ds, orc = tri
     test, train = split_to_batch(ds["test"]), split_to_batch(ds["train"])
-    ctx = CorruptionContext(modalities_of(train))
+    ctx = CorruptionContext(train.modalities())
     y = test.labels.numpy()
     for family in ("missing", "drop", "noise"):
         prep = ctx.prepared(family, 1234, test, "test")
@@ -137,7 +137,7 @@ def test_oracle_is_monotone_in_rho_and_every_modality_matters(tri) -> None:
             maes = []
             for rho in (1.0, 0.6, 0.3, 0.0):
                 pt = ReliabilityPoint.only(m, rho)
-                p = orc.predict(test, with_modalities(test, prep.at(pt)), "test", prep.families, prep.states, pt.as_dict())
+                p = orc.predict(test, test.with_modalities(prep.at(pt)), "test", prep.families, prep.states, pt.as_dict())
                 maes.append(_mae(p.pred, y))
             assert all(b >= a - 0.02 for a, b in zip(maes, maes[1:])), (family, m, maes)
             assert maes[-1] > maes[0] + 0.05, (family, m, maes)  # losing any modality costs the oracle
@@ -149,14 +149,14 @@ def test_no_predictor_of_the_inputs_beats_the_oracle(tri) -> None:
     beyond two standard errors of the paired difference."""
     ds, orc = tri
     test, train, valid = (split_to_batch(ds[s]) for s in ("test", "train", "valid"))
-    ctx = CorruptionContext(modalities_of(train))
+    ctx = CorruptionContext(train.modalities())
     y = test.labels.numpy()
     probe = LinearProbe.fit(train, valid)
     big = generate_synthetic(SyntheticConfig.preset("trimodal", n_train=3000, n_valid=300, n_test=20))
     strong = LinearProbe.fit(split_to_batch(big["train"]), split_to_batch(big["valid"]))
     prep = ctx.prepared("noise", 1234, test, "test")
     for pt in (ReliabilityPoint(), ReliabilityPoint.only("audio", 0.3), ReliabilityPoint.joint(0.5)):
-        x = with_modalities(test, prep.at(pt))
+        x = test.with_modalities(prep.at(pt))
         o = orc.predict(test, x, "test", prep.families, prep.states, pt.as_dict())
         err_o = np.abs(o.pred - y)
         for name, pred in (("probe", probe(x)["pred"].numpy()), ("10x-data probe", strong(x)["pred"].numpy()),

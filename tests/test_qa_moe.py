@@ -234,26 +234,29 @@ def test_rho_supervised_quality_variant() -> None:
 
 def test_trainer_hands_the_applied_rho_to_spectrum_and_specialist_batches() -> None:
     from corruptions import TrainingSampler
-    from robustmsa.evaluation import CorruptionContext, modalities_of
-    from robustmsa.suite import RegimeSpec
-    from robustmsa.training.trainer import _Corruptor
+    from robustmsa.evaluation import CorruptionContext
+    from robustmsa.suite import RegimeSpec, TrainingSpec
+    from robustmsa.training import RegimeCorruption, TrainingRun
+
+    def corruptor(regime: RegimeSpec) -> RegimeCorruption:
+        return RegimeCorruption(TrainingRun(regime, TrainingSpec(), 0, (regime.conditions or [None])[0]), ctx)
 
     train = make_batch(32, seed=13)
-    ctx = CorruptionContext(modalities_of(train))
+    ctx = CorruptionContext(train.modalities())
     spectrum = RegimeSpec(name="spectrum", kind="spectrum")
-    corrupted, clean = _Corruptor(spectrum, 0, ctx, None)(train, epoch=3)
+    corrupted, clean = corruptor(spectrum)(train, epoch=3)
     assert clean is train and corrupted.reliability is not None and corrupted.reliability.shape == (32, 3)
     s = spectrum.sampler
-    sampler = TrainingSampler(s.families, weights=s.weights, p_clean_sample=s.p_clean_sample,
+    sampler = TrainingSampler([f.spec() for f in s.families], weights=s.weights, p_clean_sample=s.p_clean_sample,
                               p_clean_modality=s.p_clean_modality, rho_low=s.rho_low, rho_high=s.rho_high, seed=0)
     rho, _ = sampler.draw(train.keys, 3)
     torch.testing.assert_close(corrupted.reliability, torch.stack([rho[m] for m in MODS], dim=1))
     assert (corrupted.reliability < 1).any() and (corrupted.reliability == 1).any()
     specialist = RegimeSpec(name="s", kind="specialist",
                             conditions=[{"family": "noise", "sweep": "audio", "level": 0.25}])
-    at, _ = _Corruptor(specialist, 0, ctx, specialist.conditions[0])(train, epoch=0)
+    at, _ = corruptor(specialist)(train, epoch=0)
     assert at.reliability.tolist() == [[1.0, 0.25, 1.0]] * 32
-    plain, none = _Corruptor(RegimeSpec(name="c", kind="clean"), 0, ctx, None)(train, epoch=0)
+    plain, none = corruptor(RegimeSpec(name="c", kind="clean"))(train, epoch=0)
     assert plain.reliability is None and none is None
 
 

@@ -19,9 +19,10 @@ from robustmsa.cli import main  # noqa: E402
 from robustmsa.data.batch import split_to_batch  # noqa: E402
 from robustmsa.data.registry import load_dataset  # noqa: E402
 from robustmsa.errors import DataError  # noqa: E402
-from robustmsa.evaluation import CorruptionContext, evaluate_grid, modalities_of  # noqa: E402
+from robustmsa.evaluation import CorruptionContext, GridRun, evaluate_grid  # noqa: E402
 from robustmsa.models import create_model  # noqa: E402
 from robustmsa.raw import RawPrepared, load_synthetic_raw  # noqa: E402
+from robustmsa.suite import GridSpec  # noqa: E402
 
 RAW = [n for n in FAMILIES.names() if getattr(FAMILIES.get(n), "level", None) == "raw"]
 LEVELS = [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
@@ -75,7 +76,7 @@ def test_raw_path_at_rho_one_is_the_clean_features(tiny, family: str) -> None:
 
 def test_context_hook_and_grid(tiny) -> None:
     test = split_to_batch(tiny["test"])
-    ctx = CorruptionContext(modalities_of(split_to_batch(tiny["train"])), raw=tiny.raw, dataset="synthetic_raw")
+    ctx = CorruptionContext(split_to_batch(tiny["train"]).modalities(), raw=tiny.raw, dataset="synthetic_raw")
     prepared = ctx.prepared("audio_noise", 1234, test, "test")
     assert isinstance(prepared, RawPrepared) and ctx.prepared("audio_noise", 1234, test, "test") is prepared
     at1 = prepared.at(ReliabilityPoint.only("audio", 1.0))
@@ -90,10 +91,12 @@ def test_context_hook_and_grid(tiny) -> None:
         prepared.at(ReliabilityPoint.only("vision", 0.5))
 
     model = create_model("late_fusion", dims=tiny.dims, lengths=tiny.lengths, seed=0)
-    feature_pts = evaluate_grid(model, test, ctx, ["noise"], [1.0, 0.0], ["audio"], seed=1234,
-                                metric_family="mosi", batch_size=64, device=torch.device("cpu"))
-    raw_pts = evaluate_grid(model, test, ctx, ["audio_noise"], [1.0, 0.0], ["audio"], seed=1234,
-                            metric_family="mosi", batch_size=64, device=torch.device("cpu"))
+    def over(family: str) -> GridRun:
+        return GridRun(GridSpec(families=[family], levels=[1.0, 0.0], sweeps=["audio"]), seed=1234,
+                       metric_family="mosi", batch_size=64)
+
+    feature_pts = evaluate_grid(model, test, ctx, over("noise"))
+    raw_pts = evaluate_grid(model, test, ctx, over("audio_noise"))
     f_clean, (r_clean, r_zero) = feature_pts[0], raw_pts[:2]
     assert r_clean.grid.level == 1.0 and np.array_equal(f_clean.pred, r_clean.pred)  # the paths agree at rho = 1
     assert not np.array_equal(r_zero.pred, r_clean.pred)
@@ -102,7 +105,7 @@ def test_context_hook_and_grid(tiny) -> None:
 def test_raw_family_without_raw_clips_is_a_clear_error() -> None:
     ds = load_dataset("synthetic", {"n_train": 16, "n_valid": 8, "n_test": 8, "text_dim": 16})
     test = split_to_batch(ds["test"])
-    ctx = CorruptionContext(modalities_of(split_to_batch(ds["train"])), dataset="synthetic")
+    ctx = CorruptionContext(split_to_batch(ds["train"]).modalities(), dataset="synthetic")
     with pytest.raises(DataError, match=r"'frame_blur' is raw-level .* dataset 'synthetic' has no raw clips"):
         ctx.prepared("frame_blur", 0, test, "test")
     with pytest.raises(DataError, match=r"'text_typos' is raw-level"):
@@ -111,7 +114,7 @@ def test_raw_family_without_raw_clips_is_a_clear_error() -> None:
 
 
 def test_raw_families_are_evaluation_only(tiny) -> None:
-    ctx = CorruptionContext(modalities_of(split_to_batch(tiny["train"])), raw=tiny.raw, dataset="synthetic_raw")
+    ctx = CorruptionContext(split_to_batch(tiny["train"]).modalities(), raw=tiny.raw, dataset="synthetic_raw")
     with pytest.raises(DataError, match="evaluation and validation grids only"):
         ctx.corrupter("audio_noise", 0)
 

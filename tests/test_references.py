@@ -11,7 +11,7 @@ import pytest
 from corruptions.keys import MODALITIES
 from robustmsa.data.batch import split_to_batch
 from robustmsa.data.synthetic import SyntheticConfig, generate_synthetic
-from robustmsa.evaluation import CorruptionContext, modalities_of
+from robustmsa.evaluation import CorruptionContext
 from robustmsa.references import ORACLE, PROBE, LinearProbe, probe_label, reference_results
 from robustmsa.suite import EvaluationSpec
 
@@ -71,7 +71,7 @@ def test_linear_probe_reads_an_absent_modality_as_zero_features(tri) -> None:
 
 def test_reference_trial_evaluates_oracle_and_probes_over_the_grid(tri) -> None:
     ev = EvaluationSpec(families=["missing", "noise"], levels=[1.0, 0.5, 0.0], sweeps=["audio", "joint"])
-    ctx = CorruptionContext(modalities_of(split_to_batch(tri["train"])), dataset=tri.name)
+    ctx = CorruptionContext(split_to_batch(tri["train"]).modalities(), dataset=tri.name)
     rows, info = reference_results(tri, ctx, ev)
     names = {n for n, _ in rows}
     assert names == {ORACLE, PROBE} | {probe_label(p) for p in [("text", "audio"), ("text", "vision"),
@@ -94,5 +94,5 @@ def test_reference_trial_evaluates_oracle_and_probes_over_the_grid(tri) -> None:
 def test_no_oracle_for_the_mosi_like_preset() -> None:
     ds = generate_synthetic(SyntheticConfig.preset("mosi", n_train=120, n_valid=40, n_test=40))
     ev = EvaluationSpec(families=["noise"], levels=[1.0, 0.0], sweeps=["joint"])
-    rows, info = reference_results(ds, CorruptionContext(modalities_of(split_to_batch(ds["train"]))), ev)
+    rows, info = reference_results(ds, CorruptionContext(split_to_batch(ds["train"]).modalities()), ev)
     assert ORACLE not in {n for n, _ in rows} and "oracle_seconds" not in info

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from robustmsa.errors import SuiteError
+from robustmsa.plan import expand_trials
 from robustmsa.suite import load_suite, parse_overrides
-from robustmsa.trial import expand_trials
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:

@@ -32,7 +32,7 @@ from robustmsa.models.layers import CrossAttentionBlock, masked_softmax
 from robustmsa.models.mult import MulT, masked_last
 from robustmsa.models.tfn import TFN, tensor_fusion
 from robustmsa.suite import RegimeSpec, TrainingSpec
-from robustmsa.training import train_model
+from robustmsa.training import TrainingRun, train_model
 
 DIMS = {"text": 6, "audio": 4, "vision": 5}
 MODS = ("text", "audio", "vision")
@@ -402,7 +402,8 @@ def test_learns_better_than_the_mean(name: str, small_synthetic) -> None:
     ds = small_synthetic
     model = create_model(name, ds.dims, ds.lengths, seed=0, **overrides)
     training = TrainingSpec(epochs=epochs, batch_size=32, lr=lr, patience=epochs, device="cpu")
-    train_model(model, ds, RegimeSpec(name="clean", kind="clean"), training, seed=0, device=torch.device("cpu"))
+    train_model(model, ds, TrainingRun(RegimeSpec(name="clean", kind="clean"), training, seed=0),
+                device=torch.device("cpu"))
     test = split_to_batch(ds["test"])
     pred, _ = predict(model, test, 512, torch.device("cpu"))
     y = test.labels.numpy()

@@ -20,7 +20,7 @@ from robustmsa.models.egmf import EGMF
 from robustmsa.models.mmolre import MMoLRE, sentiment_classes
 from robustmsa.models.text_moe import TEXT, TemporalAlignment, resample_valid
 from robustmsa.suite import RegimeSpec, TrainingSpec
-from robustmsa.training import train_model
+from robustmsa.training import TrainingRun, train_model
 
 DIMS = {"text": 10, "audio": 4, "vision": 6}
 T = 9
@@ -335,7 +335,7 @@ def test_learns_on_small_synthetic(small_mosi, name: str, epochs: int) -> None:
     model = create_model(name, ds.dims, ds.lengths, seed=0)
     regime = RegimeSpec(name="clean", kind="clean")
     training = TrainingSpec(epochs=epochs, batch_size=32, lr=2e-3, patience=epochs, device="cpu")
-    train_model(model, ds, regime, training, seed=0, device=torch.device("cpu"))
+    train_model(model, ds, TrainingRun(regime, training, seed=0), device=torch.device("cpu"))
     test = split_to_batch(ds["test"])
     pred, _ = predict(model, test, 256, torch.device("cpu"))
     y = test.labels.numpy()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,17 @@ class Batch:
         if m == "text" and data.ids is not None:
             changes["text_ids"] = data.ids
         return dataclasses.replace(self, **changes)
+
+    def modalities(self) -> dict[str, ModalityBatch]:
+        """Every modality as the corruption engine's :class:`~corruptions.base.ModalityBatch`."""
+        return {m: self.modality(m) for m in MODALITIES}
+
+    def with_modalities(self, data: Mapping[str, ModalityBatch]) -> Batch:
+        """A copy with the given modalities replaced (e.g. by a corrupter's output)."""
+        batch = self
+        for m, mb in data.items():
+            batch = batch.with_modality(m, mb)
+        return batch
 
     def to(self, device: torch.device | str) -> Batch:
         def mv(v: Any) -> Any:

@@ -173,11 +173,9 @@ class RawSource:
 
     def prepared(self, family: str | dict[str, Any], seed: int, data: Any, split: str) -> RawPrepared:
         """The raw counterpart of ``Corrupter.prepare``: ``data`` is a :class:`~robustmsa.data.batch.Batch`."""
-        from ..evaluation import modalities_of
-
         spec, fam = raw_family(family)
         return RawPrepared(self, spec, fam.modality, int(seed), split, self.rows_of(split, data.keys),
-                           modalities_of(data))
+                           data.modalities())
 
 
 class RawPrepared(Prepared):

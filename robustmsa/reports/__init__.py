@@ -21,6 +21,7 @@ from rich.console import Console
 
 from ..errors import RobustMSAError
 from ..metrics import METRIC_INFO
+from ..plan import expand_trials, plan_suite
 from .build import (
     Settings,
     Variant,
@@ -78,16 +79,13 @@ def collect_rows(suite: Any) -> pd.DataFrame:
 
 def suite_cells(suite: Any) -> set[tuple]:
     """The (dataset, model, regime, condition, seed) cells of the suite as defined now (no data loaded)."""
-    from ..trial import expand_trials
-
     return {(t.dataset.name, t.model.display, t.regime.name,
-             json.dumps(t.condition, sort_keys=True) if t.condition else "", t.seed) for t in expand_trials(suite)}
+             json.dumps(t.condition.spec(), sort_keys=True) if t.condition else "", t.seed)
+            for t in expand_trials(suite)}
 
 
 def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[ReportData, list[str]]:
     """The suite's trials from the store, and the identities that differ from the suite as defined now."""
-    from ..runner import plan_suite
-
     try:
         planned: set[str] = {p.trial_id for p in plan_suite(suite)}
     except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial

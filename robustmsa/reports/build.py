@@ -22,6 +22,7 @@ from scipy import stats
 
 from ..metrics import METRIC_INFO, metric_keys
 from ..robustness import corruption_error, effective_robustness, relative_robustness, summarise_curve
+from ..suite import Condition
 from .core import Context, Entity, SigRecord, add_significance, condition_text
 from .references import FLOOR_NOTE, reference_rows
 from .tables import Cell, Column, Provenance, Row, Table, fmt_number, mark_extremes
@@ -415,8 +416,8 @@ def specialist_table(ctx: Context, s: Settings, multi: bool = False) -> tuple[Ta
     metrics = _metrics(ctx, s)
     rows, recipes, skipped = [], {}, []
     for sp in specs:
-        c = json.loads(sp.condition)
-        fam, sw, level = c["family"], c.get("sweep", "joint"), float(c["level"])
+        c = Condition.from_json(sp.condition)
+        fam, sw, level = c.family.name, c.sweep, float(c.level)
         group = f"{sp.model} at {condition_text(sp.condition)}"
         peers = [e for e in ones if e.model == sp.model]
         rec_sp = ctx.point_recipe(sp, fam, sw, level)

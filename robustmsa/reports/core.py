@@ -9,7 +9,6 @@ recipe evaluated on bootstrap replicates of the per-sample predictions gives the
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import pandas as pd
 from corruptions.spectrum import CURVE_SWEEPS, is_curve_sweep
 
 from ..robustness import audc
+from ..suite import Condition
 from .load import ReportData, metric_family_of
 from .stats import bootstrap_compare, holm, mean_ci, resample_counts, seed_test, weighted_metrics
 from .tables import Cell, Row, Table
@@ -34,10 +34,8 @@ def sweep_rank(sweep: str) -> tuple[int, str]:
 
 def condition_text(condition: str) -> str:
     """``{"family": "noise", "sweep": "audio", "level": 0.2}`` -> ``noise:audio=0.2``."""
-    if not condition:
-        return ""
-    c = json.loads(condition)
-    return f"{c['family']}:{c.get('sweep', 'joint')}={float(c['level']):g}"
+    c = Condition.from_json(condition)
+    return c.label if c else ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
 """Training: one checkpoint per (model, regime, seed), selected on the validation split only."""
-from .trainer import TrainResult, resolve_device, train_model, validation_grid
+from .trainer import RegimeCorruption, TrainingRun, TrainResult, resolve_device, train_model
 
-__all__ = ["TrainResult", "train_model", "resolve_device", "validation_grid"]
+__all__ = ["TrainResult", "TrainingRun", "RegimeCorruption", "train_model", "resolve_device"]

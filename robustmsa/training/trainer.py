@@ -16,22 +16,22 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
 
-from corruptions import ReliabilityPoint, TrainingSampler
+from corruptions import TrainingSampler
 from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch, batches, split_to_batch
 from ..data.dataset import MSADataset
 from ..errors import NonFiniteError
-from ..evaluation import CorruptionContext, evaluate_grid, modalities_of, predict, with_modalities
+from ..evaluation import CorruptionContext, GridRun, evaluate_grid, predict
 from ..metrics import compute_metrics
-from ..suite import GridSpec, RegimeSpec, TrainingSpec
+from ..plan import TrainingRun, validation_grid
+from ..suite import GridSpec
 
-__all__ = ["TrainResult", "train_model", "resolve_device", "validation_grid", "condition_point"]
+__all__ = ["TrainResult", "TrainingRun", "RegimeCorruption", "train_model", "resolve_device"]
 
 
 @dataclass
@@ -54,51 +54,37 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def condition_point(cond: dict[str, Any]) -> tuple[str, ReliabilityPoint]:
-    """A specialist condition {family, sweep, level} -> (family name, point)."""
-    family, sweep, level = cond["family"], cond.get("sweep", "joint"), float(cond["level"])
-    point = ReliabilityPoint.joint(level) if sweep == "joint" else ReliabilityPoint.only(sweep, level)
-    return family, point
-
-
-def validation_grid(regime: RegimeSpec) -> GridSpec | None:
-    """The regime's validation spectrum (None: clean only)."""
-    if regime.validation is not None:
-        return regime.validation
-    if regime.kind == "spectrum" and regime.sampler is not None:
-        names = sorted({f if isinstance(f, str) else f["name"] for f in regime.sampler.families})
-        return GridSpec(families=names, levels=[1.0, 0.5], sweeps=["joint"])
-    if regime.kind == "specialist":
-        return None  # set per condition by the caller via ``condition``
-    return None
-
-
 def _loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return torch.nn.functional.l1_loss if kind == "l1" else torch.nn.functional.mse_loss
 
 
-class _Corruptor:
-    """Corrupts training batches according to the regime; returns (batch, clean or None)."""
+class RegimeCorruption:
+    """The regime's corruption of training batches: ``(batch, epoch) -> (corrupted, clean or None)``.
 
-    def __init__(self, regime: RegimeSpec, seed: int, ctx: CorruptionContext, condition: dict[str, Any] | None):
-        self.kind = regime.kind
-        mods = ctx.train
+    ``spectrum``: the training sampler (per sample and modality, keyed by seed, id, modality and
+    epoch); ``specialist``: the condition's family at its point; ``clean``: the batch as it is.
+    The corrupted batch carries the rho applied (``Batch.reliability``, a training target only).
+    """
+
+    def __init__(self, run: TrainingRun, ctx: CorruptionContext):
+        self.kind = run.regime.kind
         if self.kind == "spectrum":
-            s = regime.sampler
+            s = run.regime.sampler
             self.sampler = TrainingSampler(
-                s.families, weights=s.weights, p_clean_sample=s.p_clean_sample,
-                p_clean_modality=s.p_clean_modality, rho_low=s.rho_low, rho_high=s.rho_high, seed=seed,
+                [f.spec() for f in s.families], weights=s.weights, p_clean_sample=s.p_clean_sample,
+                p_clean_modality=s.p_clean_modality, rho_low=s.rho_low, rho_high=s.rho_high, seed=run.seed,
             )
-            self.sampler.fit(mods)
+            self.sampler.fit(ctx.train)
         elif self.kind == "specialist":
-            assert condition is not None
-            family, self.point = condition_point(condition)
-            self.corrupter = ctx.corrupter(family, seed)
+            if run.condition is None:
+                raise ValueError("a specialist regime trains at a condition: TrainingRun.condition is None")
+            self.point = run.condition.point()
+            self.corrupter = ctx.corrupter(run.condition.family.spec(), run.seed)
 
     def __call__(self, batch: Batch, epoch: int) -> tuple[Batch, Batch | None]:
         if self.kind == "clean":
             return batch, None
-        mods = modalities_of(batch)
+        mods = batch.modalities()
         if self.kind == "spectrum":
             out = self.sampler.apply(mods, batch.keys, stream=epoch)
             data, rho = out.data, torch.stack([out.rho[m].float() for m in MODALITIES], dim=1)
@@ -106,89 +92,97 @@ class _Corruptor:
             data = self.corrupter.prepare(mods, batch.keys, stream=epoch).at(self.point)
             rho = torch.tensor([[self.point.of(m) for m in MODALITIES]], device=batch.labels.device)
             rho = rho.expand(len(batch), 3)
-        corrupted = replace(with_modalities(batch, data), reliability=rho)
+        corrupted = replace(batch.with_modalities(data), reliability=rho)
         return corrupted, batch
 
 
-def _valid_score(model, dataset: MSADataset, valid: Batch, ctx: CorruptionContext, grid: GridSpec | None,
-                 condition: dict | None, seed: int, device) -> tuple[float, dict[str, float]]:
-    if condition is not None:
-        family, point = condition_point(condition)
-        prepared = ctx.prepared(family, seed, valid, "valid")
-        pred, _ = predict(model, with_modalities(valid, prepared.at(point)), 512, device)
-        m = compute_metrics(pred, valid.labels.numpy(), dataset.metric_family)
-        return m["mae"], {"valid_mae": m["mae"], "valid_corr": m["corr"]}
-    if grid is None:
-        res = evaluate_grid(model, valid, ctx, [], [1.0], [], seed=seed, split="valid",
-                            metric_family=dataset.metric_family, batch_size=512, device=device)
-    else:
-        res = evaluate_grid(model, valid, ctx, grid.families, grid.levels, grid.sweeps, seed=seed, split="valid",
-                            metric_family=dataset.metric_family, batch_size=512, device=device)
-    clean = next(r for r in res if r.grid.point.is_clean)
-    score = float(np.mean([r.metrics["mae"] for r in res]))
-    return score, {"valid_mae": score, "valid_clean_mae": clean.metrics["mae"],
-                   "valid_clean_corr": clean.metrics["corr"]}
+class _Validator:
+    """The validation score of an epoch (lower is better): the mean MAE over the regime's validation
+    grid (clean included), or the MAE at a specialist's condition."""
+
+    def __init__(self, dataset: MSADataset, run: TrainingRun, ctx: CorruptionContext, device: torch.device):
+        self.valid = split_to_batch(dataset["valid"])
+        self.run, self.ctx = run, ctx
+        grid = validation_grid(run.regime) or GridSpec(families=[], levels=[1.0], sweeps=[])
+        self.grid = GridRun(grid, run.valid_seed, dataset.metric_family, split="valid", batch_size=512, device=device)
+
+    def __call__(self, model: torch.nn.Module) -> tuple[float, dict[str, float]]:
+        cond = self.run.condition
+        if cond is not None:
+            prepared = self.ctx.prepared(cond.family.spec(), self.run.valid_seed, self.valid, "valid")
+            pred, _ = predict(model, self.valid.with_modalities(prepared.at(cond.point())), 512, self.grid.device)
+            m = compute_metrics(pred, self.valid.labels.numpy(), self.grid.metric_family)
+            return m["mae"], {"valid_mae": m["mae"], "valid_corr": m["corr"]}
+        res = evaluate_grid(model, self.valid, self.ctx, self.grid)
+        clean = next(r for r in res if r.grid.point.is_clean)
+        score = float(np.mean([r.metrics["mae"] for r in res]))
+        return score, {"valid_mae": score, "valid_clean_mae": clean.metrics["mae"],
+                       "valid_clean_corr": clean.metrics["corr"]}
+
+
+def _train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption, opt: torch.optim.Optimizer,
+                 run: TrainingRun, epoch: int, device: torch.device) -> float:
+    """One pass over the training split; the mean task loss. A non-finite loss stops training."""
+    training = run.training
+    loss_fn = _loss_fn(training.loss)
+    model.train()
+    total, count = 0.0, 0
+    for b in batches(train, training.batch_size, shuffle_seed=run.seed * 100003 + epoch):
+        xb, clean = corrupt(b, epoch)
+        xb = xb.to(device)
+        out = model(xb, clean=None if clean is None else clean.to(device))
+        task = loss_fn(out["pred"], xb.labels)
+        loss = task + sum(out.get("losses", {}).values(), torch.zeros((), device=device))
+        if not torch.isfinite(loss):
+            raise NonFiniteError(
+                f"non-finite training loss at epoch {epoch} (task {task.item():.4g}); "
+                "inputs or learning rate are the usual causes",
+                hint="check the data for NaN/inf and lower training.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if training.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
+        opt.step()
+        total += float(task.detach()) * len(xb)
+        count += len(xb)
+    return total / max(count, 1)
 
 
 def train_model(
     model: torch.nn.Module,
     dataset: MSADataset,
-    regime: RegimeSpec,
-    training: TrainingSpec,
+    run: TrainingRun,
     *,
-    seed: int,
     device: torch.device,
-    condition: dict[str, Any] | None = None,
     ctx: CorruptionContext | None = None,
-    valid_seed: int = 4321,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` under ``regime``; select the epoch on the validation split; keep the best state.
+    """Train ``model`` as ``run`` says; select the epoch on the validation split; keep the best state.
 
     ``ctx`` (corrupters fitted on the training split) may be shared with the evaluation.
     """
     t0 = time.perf_counter()
     train = split_to_batch(dataset["train"])
-    valid = split_to_batch(dataset["valid"])
-    ctx = ctx or CorruptionContext(modalities_of(train))
-    corrupt = _Corruptor(regime, seed, ctx, condition)
-    grid = validation_grid(regime)
+    ctx = ctx or CorruptionContext(train.modalities())
+    corrupt = RegimeCorruption(run, ctx)
+    validate = _Validator(dataset, run, ctx, device)
     model.fit_inputs(train)
     model.to(device)
+    training = run.training
     opt = torch.optim.AdamW(model.param_groups(training.lr, training.weight_decay))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, training.patience // 2))
-    loss_fn = _loss_fn(training.loss)
     best: TrainResult | None = None
     history: list[dict[str, float]] = []
     bad_epochs = 0
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        torch.manual_seed(run.seed)
         for epoch in range(training.epochs):
             te = time.perf_counter()
-            model.train()
-            total, count = 0.0, 0
-            for b in batches(train, training.batch_size, shuffle_seed=seed * 100003 + epoch):
-                xb, clean = corrupt(b, epoch)
-                xb = xb.to(device)
-                out = model(xb, clean=None if clean is None else clean.to(device))
-                task = loss_fn(out["pred"], xb.labels)
-                loss = task + sum(out.get("losses", {}).values(), torch.zeros((), device=device))
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(
-                        f"non-finite training loss at epoch {epoch} (task {task.item():.4g}); "
-                        "inputs or learning rate are the usual causes",
-                        hint="check the data for NaN/inf and lower training.lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if training.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
-                opt.step()
-                total += float(task.detach()) * len(xb)
-                count += len(xb)
-            score, vmetrics = _valid_score(model, dataset, valid, ctx, grid, condition, valid_seed, device)
+            train_loss = _train_epoch(model, train, corrupt, opt, run, epoch, device)
+            score, vmetrics = validate(model)
             sched.step(score)
-            row = {"epoch": epoch, "train_loss": total / max(count, 1), **vmetrics,
+            row = {"epoch": epoch, "train_loss": train_loss, **vmetrics,
                    "lr": opt.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - te}
             history.append(row)
             if on_epoch:
@@ -203,7 +197,5 @@ def train_model(
                     break
     assert best is not None
     model.load_state_dict(best.best_state)
-    best.history = history
-    best.epochs_run = len(history)
-    best.train_seconds = time.perf_counter() - t0
+    best.history, best.epochs_run, best.train_seconds = history, len(history), time.perf_counter() - t0
     return best

@@ -1,0 +1,210 @@
+"""The planning layer: a suite expanded into trials, each with its identity and cost.
+
+A trial is one grid cell, (dataset, model, regime, seed[, specialist condition]), or the reference
+trial of a dataset (the oracle and the linear probes, :mod:`robustmsa.references`). Its identity
+hashes the fully resolved configuration, the data's content hash and the versions of the
+corruption families it uses, so a finished trial is recognised on resume and a changed one is
+not. Planning loads each dataset once (for its hash) and runs nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corruptions import FAMILIES
+
+from . import __version__
+from .data.registry import load_dataset
+from .models import model_config
+from .suite import (
+    Condition,
+    DatasetSpec,
+    EvaluationSpec,
+    FamilyRef,
+    GridSpec,
+    ModelSpec,
+    RegimeSpec,
+    Suite,
+    TrainingSpec,
+)
+
+__all__ = ["TrialSpec", "TrainingRun", "PlannedTrial", "Cost", "expand_trials", "plan_suite", "trial_identity", "estimate_cost",
+           "validation_grid", "code_version", "corruption_versions", "REFERENCE_VERSION"]
+
+#: version of what the reference trial computes (:mod:`robustmsa.references`), part of its identity:
+#: bump it whenever a reference predictor would give other numbers for the same data
+REFERENCE_VERSION = "1"
+
+
+def validation_grid(regime: RegimeSpec) -> GridSpec | None:
+    """The grid on which the validation split selects the epoch (None: the clean point only; a
+    specialist validates at its own condition)."""
+    if regime.validation is not None:
+        return regime.validation
+    if regime.kind == "spectrum" and regime.sampler is not None:
+        names = sorted({f.name for f in regime.sampler.families})
+        return GridSpec(families=names, levels=[1.0, 0.5], sweeps=["joint"])
+    return None
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What the trainer needs of a trial: the regime, the recipe, the seed, a specialist's condition.
+    ``valid_seed`` keys the corruption draws of the validation grid."""
+
+    regime: RegimeSpec
+    training: TrainingSpec
+    seed: int
+    condition: Condition | None = None
+    valid_seed: int = 4321
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs; ``kind`` "model" trains and evaluates, "reference" evaluates the
+    reference predictors of its dataset."""
+
+    suite: str
+    suite_version: int
+    dataset: DatasetSpec
+    model: ModelSpec
+    regime: RegimeSpec
+    seed: int
+    training: TrainingSpec
+    evaluation: EvaluationSpec
+    condition: Condition | None = None
+    kind: str = "model"
+
+    @property
+    def is_reference(self) -> bool:
+        return self.kind == "reference"
+
+    @property
+    def name(self) -> str:
+        if self.is_reference:
+            return f"references/{self.dataset.name}"
+        cond = f"@{self.condition.label}" if self.condition else ""
+        return f"{self.model.display}/{self.regime.name}{cond}/{self.dataset.name}/seed{self.seed}"
+
+    def training_run(self) -> TrainingRun:
+        return TrainingRun(self.regime, self.training, self.seed, self.condition)
+
+    def families(self) -> list[str]:
+        """Every corruption family the trial uses (training, validation, evaluation; compose's members)."""
+        refs: list[FamilyRef] = list(self.evaluation.families)
+        if not self.is_reference:
+            refs += self.regime.sampler.families if self.regime.sampler else []
+            vg = validation_grid(self.regime)
+            refs += vg.families if vg else []
+            refs += [self.condition.family] if self.condition else []
+        return sorted({m.name for f in refs for m in f.members()})
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved configuration (the model's defaults included)."""
+        common = {"suite": self.suite, "suite_version": self.suite_version,
+                  "dataset": self.dataset.model_dump(mode="json")}
+        if self.is_reference:
+            return {**common, "kind": "reference", "references": REFERENCE_VERSION,
+                    "evaluation": self.evaluation.model_dump(mode="json")}
+        return {
+            **common,
+            "model": {"name": self.model.name, "label": self.model.display,
+                      "config": model_config(self.model.name, **self.model.overrides)},
+            "regime": self.regime.model_dump(mode="json"),
+            "condition": self.condition.spec() if self.condition else None,
+            "seed": self.seed,
+            "training": self.training.model_dump(mode="json"),
+            "evaluation": self.evaluation.model_dump(mode="json"),
+        }
+
+
+#: the model and regime entries of a reference trial (it trains nothing)
+REFERENCE_MODEL = ModelSpec(name="references")
+REFERENCE_REGIME = RegimeSpec(name="reference", kind="clean")
+
+
+def expand_trials(suite: Suite) -> list[TrialSpec]:
+    """datasets x models x regimes x seeds (x conditions for specialist regimes), in a stable order,
+    then one reference trial per dataset (``evaluation.references``)."""
+    out: list[TrialSpec] = []
+    for d in suite.datasets:
+        for m in suite.models:
+            for r in suite.regimes:
+                conditions: list[Condition | None] = list(r.conditions) if r.kind == "specialist" else [None]
+                out += [TrialSpec(suite.name, suite.version, d, m, r, s, suite.training, suite.evaluation, c)
+                        for c in conditions for s in suite.seeds]
+    if suite.evaluation.references:
+        out += [TrialSpec(suite.name, suite.version, d, REFERENCE_MODEL, REFERENCE_REGIME, 0, suite.training,
+                          suite.evaluation, kind="reference") for d in suite.datasets]
+    return out
+
+
+def corruption_versions(names: list[str]) -> dict[str, str]:
+    return {n: FAMILIES.get(n).version for n in names}
+
+
+def trial_identity(spec: TrialSpec, data_hash: str) -> str:
+    """Identity from the resolved config, the data's content hash and the corruption versions."""
+    payload = {"config": spec.resolved(), "data": data_hash,
+               "corruptions": corruption_versions(spec.families())}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+@dataclass
+class PlannedTrial:
+    spec: TrialSpec
+    trial_id: str
+    data_hash: str
+
+
+def plan_suite(suite: Suite) -> list[PlannedTrial]:
+    """Expand the suite and compute every trial's identity (loads each dataset once)."""
+    hashes: dict[str, str] = {}
+    out = []
+    for spec in expand_trials(suite):
+        key = spec.dataset.model_dump_json()
+        if key not in hashes:
+            hashes[key] = load_dataset(spec.dataset.name, spec.dataset.params).content_hash()
+        out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key]))
+    return out
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An upper bound on a suite's work, in sample passes (one sample through one model once)."""
+
+    sample_passes: int
+    grid_points: int
+    sizes: dict[str, tuple[int, int]]  # dataset -> (train samples, evaluated samples)
+
+
+def estimate_cost(suite: Suite, planned: list[PlannedTrial]) -> Cost:
+    """Training (epochs x train x 2: the epoch and its validation) plus evaluation (grid points x
+    evaluated split) of every model trial; loads each dataset for its split sizes."""
+    ev = suite.evaluation
+    sizes: dict[str, tuple[int, int]] = {}
+    for d in suite.datasets:
+        ds = load_dataset(d.name, d.params)
+        sizes[d.name] = (len(ds["train"]), len(ds[ev.split]))
+    n_points = ev.points()
+    passes = sum(suite.training.epochs * sizes[p.spec.dataset.name][0] * 2 + n_points * sizes[p.spec.dataset.name][1]
+                 for p in planned if not p.spec.is_reference)
+    return Cost(passes, n_points, sizes)
+
+
+def code_version() -> str:
+    """Package version plus the git commit (and '+dirty') when run from a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return f"{__version__}+{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
