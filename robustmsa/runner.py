@@ -77,8 +77,7 @@ class _RayExecutor:
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                                          runtime_env={"env_vars": {"NO_ALBUMENTATIONS_UPDATE": "1"}})
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             if address:
                 ray.init(address=address, **kwargs)
             else:

@@ -84,7 +84,6 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     A reference trial evaluates the reference predictors instead (:func:`run_references`)."""
     if threads:
         torch.set_num_threads(max(1, int(threads)))
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if spec.is_reference:
         return run_references(spec, trial_id, data_hash)
     t0 = time.perf_counter()
