@@ -33,6 +33,7 @@ per fresh environment and worker process; these few numpy lines give the same qu
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,27 @@ def continuous_pitch(f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(f0)), t, semis)
 
 
+@dataclass(frozen=True)
+class AcousticSettings:
+    """The acoustic extractor's settings (frames of ``frame_ms`` every ``hop_ms``; pitch searched
+    in [fmin, fmax] Hz)."""
+
+    sample_rate: int = 16000
+    frame_ms: float = 40.0
+    hop_ms: float = 40.0
+    n_mfcc: int = 13
+    n_mels: int = 26
+    fmin: float = 60.0
+    fmax: float = 500.0
+    yin_threshold: float = 0.15
+    voicing_threshold: float = 0.3
+    max_frames: int = 50
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # the types as declared (YAML may hand an int where a float is meant)
+            object.__setattr__(self, f.name, (int if f.type == "int" else float)(getattr(self, f.name)))
+
+
 @register_extractor
 class AcousticFeatures(Extractor):
     """Energy, YIN pitch and voicing, MFCCs, spectral centroid, flatness and zero-crossing rate."""
@@ -124,27 +146,16 @@ class AcousticFeatures(Extractor):
     description = "energy, YIN pitch (continuous) + slope + voicing, MFCC, centroid, flatness, ZCR per 40 ms frame"
     accepts = ("sample_rate", "max_frames")
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        frame_ms: float = 40.0,
-        hop_ms: float = 40.0,
-        n_mfcc: int = 13,
-        n_mels: int = 26,
-        fmin: float = 60.0,
-        fmax: float = 500.0,
-        yin_threshold: float = 0.15,
-        voicing_threshold: float = 0.3,
-        max_frames: int = 50,
-    ):
-        if int(sample_rate) <= 0 or frame_ms <= 0 or hop_ms <= 0 or int(max_frames) < 1:
+    def __init__(self, **settings: Any):
+        c = AcousticSettings(**settings)
+        if c.sample_rate <= 0 or c.frame_ms <= 0 or c.hop_ms <= 0 or c.max_frames < 1:
             raise DataError("acoustic extractor: sample_rate, frame_ms, hop_ms, max_frames must be positive")
-        if not (0 < fmin < fmax < sample_rate / 2) or not (1 <= n_mfcc <= n_mels):
+        if not (0 < c.fmin < c.fmax < c.sample_rate / 2) or not (1 <= c.n_mfcc <= c.n_mels):
             raise DataError("acoustic extractor: need 0 < fmin < fmax < sample_rate / 2 and 1 <= n_mfcc <= n_mels")
-        self.sample_rate, self.frame_ms, self.hop_ms = int(sample_rate), float(frame_ms), float(hop_ms)
-        self.n_mfcc, self.n_mels, self.fmin, self.fmax = int(n_mfcc), int(n_mels), float(fmin), float(fmax)
-        self.yin_threshold, self.voicing_threshold = float(yin_threshold), float(voicing_threshold)
-        self.max_frames = int(max_frames)
+        self.sample_rate, self.frame_ms, self.hop_ms = c.sample_rate, c.frame_ms, c.hop_ms
+        self.n_mfcc, self.n_mels, self.fmin, self.fmax = c.n_mfcc, c.n_mels, c.fmin, c.fmax
+        self.yin_threshold, self.voicing_threshold = c.yin_threshold, c.voicing_threshold
+        self.max_frames = c.max_frames
         self.frame = int(round(self.sample_rate * self.frame_ms / 1000.0))
         self.hop = int(round(self.sample_rate * self.hop_ms / 1000.0))
         self.n_fft = 1 << int(math.ceil(math.log2(self.frame)))
