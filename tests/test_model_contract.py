@@ -21,6 +21,7 @@ from robustmsa.errors import RobustMSAError
 from robustmsa.models import CONFIG_DIR, MODELS, MSAModel, count_parameters, create_model, model_config
 from robustmsa.models import base as model_base
 from robustmsa.models.layers import (
+    EncoderSpec,
     ExpertMixture,
     GatedRouter,
     SequenceEncoder,
@@ -246,7 +247,7 @@ def test_masked_mean_ignores_masked_and_gives_zeros_when_empty() -> None:
 def test_sequence_encoder_empty_rows(kind: str) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        enc = SequenceEncoder(5, 8, kind=kind, num_heads=2)
+        enc = SequenceEncoder(5, EncoderSpec(8, kind, num_heads=2))
     x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
     mask = torch.tensor([[True, True, False, False], [False] * 4, [True] * 4])
     seq, pooled, _ = enc(x, mask)

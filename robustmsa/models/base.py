@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 import yaml
@@ -33,6 +33,8 @@ from corruptions.registry import Registry
 
 from ..data.batch import Batch
 from ..errors import RobustMSAError
+from .layers import EncoderSpec, ModalityEncoders, SequenceEncoder, TextFeatureEncoder
+from .text_encoders import HFTextEncoder, build_text_encoder, text_param_groups
 
 __all__ = [
     "MSAModel",
@@ -123,36 +125,64 @@ class MSAModel(nn.Module, ABC):
 
     ``clean`` is the uncorrupted version of the same samples in the same order; the trainer passes
     it during corrupted training. It may only feed self-supervised targets, never the prediction.
+
+    What the base class does, so that a model file holds only what is its own:
+
+    - ``__init__`` stores ``config``, ``dims`` and ``lengths`` and, when the class sets
+      ``shared_encoders`` (the default), builds ``self.encoders``: the per-modality
+      :class:`~robustmsa.models.layers.ModalityEncoders` its :class:`BaseConfig` describes (text
+      from features or a Hugging Face encoder). These are the first parameters created, so a
+      model's own layers, built after ``super().__init__``, come next. A model with other encoders
+      sets ``shared_encoders = False`` and builds its own with :meth:`build_text_encoder` and
+      :meth:`build_sequence_encoder`;
+    - :meth:`param_groups` gives a pretrained text encoder its own learning rate;
+    - :meth:`fit_inputs` fits the input standardisation of every shared sequence encoder.
     """
 
-    name: str = ""
-    config_cls: type = BaseConfig
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type] = BaseConfig
+    shared_encoders: ClassVar[bool] = True
 
     def __init__(self, config: Any, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__()
         self.config = config
         self.dims = dict(dims)
         self.lengths = None if lengths is None else dict(lengths)
+        if self.shared_encoders:
+            self.encoders = ModalityEncoders(self.dims, self.encoder_spec(), build_text_encoder(config))
 
     @abstractmethod
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         """Predict ``batch``; see the class docstring for the returned dict."""
+
+    def encoder_spec(self) -> EncoderSpec:
+        """The shape of every modality encoder, from the shared :class:`BaseConfig` keys."""
+        c = self.config
+        return EncoderSpec(c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout, c.encoder_pooling,
+                           c.encoder_layers)
+
+    def build_text_encoder(self) -> nn.Module:
+        """A text encoder as ``text_encoder`` asks: a Hugging Face encoder or precomputed features."""
+        pretrained = build_text_encoder(self.config)
+        return pretrained if pretrained is not None else TextFeatureEncoder(self.dims["text"], self.encoder_spec())
+
+    def build_sequence_encoder(self, modality: str) -> SequenceEncoder:
+        """The shared encoder of ``modality``'s features (standardised with its training statistics)."""
+        return SequenceEncoder(self.dims[modality], self.encoder_spec(), source=modality)
 
     def fit_inputs(self, train: Batch) -> None:
         """Fit input statistics on the training split before training (the trainer calls this once):
         every shared sequence encoder standardises its modality when ``standardize_inputs`` is on."""
         if not getattr(self.config, "standardize_inputs", False):
             return
-        from .layers import SequenceEncoder
-
         for module in self.modules():
             if isinstance(module, SequenceEncoder):
                 module.fit_inputs(train)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """Optimiser parameter groups; one group by default (pretrained encoders override this)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": params, "lr": lr, "weight_decay": weight_decay}]
+        """Optimiser parameter groups: everything trainable at ``lr``, except the weights of a
+        fine-tuned pretrained text encoder, which get their own group at its ``text_lr``."""
+        return text_param_groups(self, lr, weight_decay)
 
 
 MODELS: Registry[type[MSAModel]] = Registry("model")
@@ -293,8 +323,6 @@ def create_model(
         torch.manual_seed(int(seed))
         model = cls(config, dims, lengths)
     if getattr(config, "text_encoder", "features") == "hf":
-        from .text_encoders import HFTextEncoder
-
         if not any(isinstance(m, HFTextEncoder) for m in model.modules()):
             raise RobustMSAError(f"model {name!r} does not use a Hugging Face text encoder, but its config "
                                  "sets text_encoder: hf", hint="remove text_encoder/text_model from its overrides")

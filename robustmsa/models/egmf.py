@@ -39,7 +39,7 @@ from ..data.batch import Batch
 from ..errors import RobustMSAError
 from .base import BaseConfig, MSAModel, check_config, register_model
 from .layers import CrossAttentionBlock, MLPHead, masked_mean
-from .text_encoders import build_encoders, load_pretrained, text_param_groups
+from .text_encoders import load_pretrained
 
 __all__ = ["EGMFConfig", "EGMF", "BottleneckExpert", "HierarchicalGate", "build_llm"]
 
@@ -145,7 +145,6 @@ class EGMF(MSAModel):
     def __init__(self, config: EGMFConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.av_type = nn.Embedding(2, d)
         self.text_to_av = CrossAttentionBlock(d, c.num_heads, c.dropout)
         self.av_to_text = CrossAttentionBlock(d, c.num_heads, c.dropout)
@@ -161,8 +160,6 @@ class EGMF(MSAModel):
         self.suffix = nn.Parameter(0.02 * torch.randn(c.prompt_tokens, width))
         self.head = MLPHead(width, c.head_hidden, 1, c.dropout)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)
 
     def fused(self, batch: Batch) -> torch.Tensor:
         """The cross-attention fused feature f [B, d]."""

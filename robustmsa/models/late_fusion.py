@@ -18,7 +18,6 @@ from corruptions.keys import MODALITIES
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
 from .layers import MLPHead, modality_absent
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["LateFusionConfig", "LateFusion"]
 
@@ -48,12 +47,9 @@ class LateFusion(MSAModel):
     def __init__(self, config: LateFusionConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c = config
-        self.encoders = build_encoders(c, dims)
         self.heads = nn.ModuleDict({m: MLPHead(c.d_model, c.head_hidden, 1, c.dropout) for m in MODALITIES})
         self.empty_bias = nn.Parameter(torch.zeros(()))
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         enc = self.encoders(batch)

@@ -35,7 +35,6 @@ from .layers import (
     masked_mean,
     sinusoid_positions,
 )
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["MulTConfig", "MulT", "masked_last"]
 
@@ -84,7 +83,6 @@ class MulT(MSAModel):
     def __init__(self, config: MulTConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.cross = nn.ModuleDict({
             _pair(t, s): nn.ModuleList(CrossAttentionBlock(d, c.num_heads, c.dropout) for _ in range(c.cross_layers))
             for t in MODALITIES for s in MODALITIES if s != t})
@@ -93,8 +91,6 @@ class MulT(MSAModel):
             for t in MODALITIES})
         self.head = MLPHead(len(MODALITIES) * 2 * d, c.head_hidden, 1, c.dropout)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

@@ -47,7 +47,6 @@ from .layers import (
     random_routing,
     topk_routing,
 )
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
 
@@ -191,7 +190,6 @@ class QAMoE(MSAModel):
     def __init__(self, config: QAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.uncertainty = nn.ModuleDict(
             {m: UncertaintyHead(d, c.uncertainty_hidden, c.log_var_min, c.log_var_max,
                                 extra=2 if c.quality_statistics else 0) for m in MODALITIES})
@@ -249,8 +247,6 @@ class QAMoE(MSAModel):
         weight = (~absent).to(log_var.dtype)
         return self.config.quality_weight * (per * weight).sum() / weight.sum().clamp(min=1.0)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

@@ -25,7 +25,6 @@ from corruptions.keys import MODALITIES
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
 from .layers import modality_absent
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["TFNConfig", "TFN", "tensor_fusion"]
 
@@ -72,7 +71,6 @@ class TFN(MSAModel):
     def __init__(self, config: TFNConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         sizes = {"text": c.text_proj, "audio": c.audio_proj, "vision": c.vision_proj}
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, sizes[m]), nn.ReLU()) for m in MODALITIES})
         self.drop = nn.Dropout(c.dropout)
@@ -88,8 +86,6 @@ class TFN(MSAModel):
               for i, m in enumerate(MODALITIES)]
         return tensor_fusion(zs), torch.stack([z.norm(dim=1) for z in zs], dim=1)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         fused, norms = self.fuse(batch)
