@@ -3,23 +3,22 @@
 Every model must: give a finite [B] prediction and finite gradients on aligned and unaligned
 inputs with ragged masks, under every missing-modality combination and at rho = 0 everywhere;
 ignore masked-out elements; be built deterministically from its seed without touching the global
-RNG; reject unknown config keys loudly; and ship a YAML file equal to its dataclass defaults.
+RNG; reject unknown config keys loudly; and keep its defaults in its config dataclass only.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import typing
+from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from corruptions.registry import UnknownNameError
 from robustmsa.data.batch import Batch
 from robustmsa.errors import RobustMSAError
-from robustmsa.models import CONFIG_DIR, MODELS, MSAModel, count_parameters, create_model, model_config
-from robustmsa.models import base as model_base
+from robustmsa.models import MODELS, MSAModel, count_parameters, create_model, model_config
 from robustmsa.models.layers import (
     EncoderSpec,
     ExpertMixture,
@@ -202,13 +201,11 @@ def test_bad_override_type(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_yaml_defaults_equal_dataclass(name: str) -> None:
-    path = CONFIG_DIR / f"{name}.yaml"
-    assert path.is_file(), f"{path} is missing"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def test_defaults_live_in_the_dataclass(name: str, repo: Path) -> None:
+    """A model's defaults are written once, in its config dataclass (no per-model default files)."""
     defaults = dataclasses.asdict(MODELS.get(name).config_cls())
-    assert data == defaults
     assert model_config(name) == defaults
+    assert not (repo / "configs" / "models").exists()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -218,13 +215,10 @@ def test_overrides_apply_and_change_model(name: str) -> None:
     forward_backward(build(name, encoder="attention", num_heads=2, lengths=UNALIGNED), make_batch(UNALIGNED))
 
 
-def test_yaml_unknown_key_names_the_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "late_fusion.yaml").write_text("d_model: 32\nhead_hiden: 8\n")
-    monkeypatch.setattr(model_base, "CONFIG_DIR", tmp_path)
-    with pytest.raises(RobustMSAError, match=r"late_fusion\.yaml: unknown model config key 'head_hiden'.*'head_hidden'"):
-        model_config("late_fusion")
-    (tmp_path / "late_fusion.yaml").write_text("d_model: 32\n")
-    assert model_config("late_fusion")["d_model"] == 32
+def test_unknown_override_key_names_the_close_match() -> None:
+    with pytest.raises(RobustMSAError, match=r"override: unknown model config key 'head_hiden'.*'head_hidden'"):
+        model_config("late_fusion", head_hiden=8)
+    assert model_config("late_fusion", d_model=32)["d_model"] == 32
     assert model_config("late_fusion", d_model=16)["d_model"] == 16
 
 

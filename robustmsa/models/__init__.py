@@ -2,7 +2,7 @@
 
 ``create_model(name, dims, lengths, seed, **overrides)`` builds a model; ``MODELS.names()`` lists
 them. Importing this package imports every module of the package (registration side effect), so a
-new model is one new file with a ``@register_model`` class and a ``configs/models/<name>.yaml``.
+new model is one new file: its config dataclass (the defaults) and its ``@register_model`` class.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import importlib
 import pkgutil
 
 from .base import (
-    CONFIG_DIR,
     MODELS,
     BaseConfig,
     MSAModel,
@@ -28,7 +27,6 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
-    "CONFIG_DIR",
     "MODELS",
     "BaseConfig",
     "MSAModel",

@@ -1,17 +1,14 @@
 """The model interface, the model registry and the factory.
 
 Every model is an :class:`MSAModel` registered with :func:`register_model` under a name, together
-with a frozen dataclass holding its configuration and documented defaults. :func:`create_model`
-resolves the configuration in three layers, each validated key by key:
+with a frozen dataclass holding its configuration: its documented defaults are the dataclass
+defaults, the one place they are written. :func:`create_model` resolves the configuration from
+those defaults and keyword overrides (e.g. a suite's ``models[i].overrides``), validated key by key.
 
-1. the dataclass defaults,
-2. ``configs/models/<name>.yaml`` at the repository root (optional; keys must be dataclass fields),
-3. keyword overrides (e.g. from a suite's ``models[i].overrides``).
-
-An unknown key raises :class:`~robustmsa.errors.RobustMSAError` naming its source, the key, the
-close matches and the allowed keys; a value of the wrong type names the source, the key and the
-expected type. Parameters are initialised under ``torch.random.fork_rng(devices=[])`` with
-``torch.manual_seed(seed)``: creation is deterministic and leaves the caller's global RNG untouched.
+An unknown key raises :class:`~robustmsa.errors.RobustMSAError` naming the key, the close matches
+and the allowed keys; a value of the wrong type names the key and the expected type. Parameters
+are initialised under ``torch.random.fork_rng(devices=[])`` with ``torch.manual_seed(seed)``:
+creation is deterministic and leaves the caller's global RNG untouched.
 """
 from __future__ import annotations
 
@@ -21,11 +18,9 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
-import yaml
 from torch import nn
 
 from corruptions.keys import MODALITIES
@@ -40,7 +35,6 @@ __all__ = [
     "MSAModel",
     "BaseConfig",
     "MODELS",
-    "CONFIG_DIR",
     "register_model",
     "create_model",
     "model_config",
@@ -48,10 +42,6 @@ __all__ = [
     "count_parameters",
     "check_config",
 ]
-
-CONFIG_DIR: Path = Path(__file__).resolve().parents[2] / "configs" / "models"
-"""Where the ``<name>.yaml`` default files live (repository root / configs / models)."""
-
 
 @dataclass(frozen=True)
 class BaseConfig:
@@ -110,7 +100,7 @@ class BaseConfig:
 def check_config(ok: bool, key: str, message: str) -> None:
     """Raise a RobustMSAError about config key ``key`` unless ``ok`` (for ``__post_init__`` checks)."""
     if not ok:
-        raise RobustMSAError(f"model config key {key!r} {message}", hint=f"fix {key!r} in the overrides or YAML")
+        raise RobustMSAError(f"model config key {key!r} {message}", hint=f"fix {key!r} in the overrides")
 
 
 class MSAModel(nn.Module, ABC):
@@ -263,29 +253,11 @@ def _merge(values: dict[str, Any], hints: dict[str, Any], new: Mapping[str, Any]
         values[key] = _coerce(hints[key], value, source, key)
 
 
-def _yaml_defaults(name: str) -> tuple[str, dict[str, Any]]:
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        return str(path), {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise RobustMSAError(f"{path}: invalid YAML: {e}", hint="fix the model config file") from None
-    if data is None:
-        return str(path), {}
-    if not isinstance(data, dict):
-        raise RobustMSAError(f"{path}: a model config file must be a mapping of keys to values",
-                             hint="write one 'key: value' per line")
-    return str(path), data
-
-
 def resolve_config(name: str, **overrides: Any) -> Any:
-    """The config dataclass instance of model ``name``: defaults, then its YAML file, then overrides."""
+    """The config dataclass instance of model ``name``: its defaults with ``overrides`` applied."""
     cls = MODELS.get(name)
     hints = typing.get_type_hints(cls.config_cls)
     values = {f.name: getattr(cls.config_cls(), f.name) for f in dataclasses.fields(cls.config_cls)}
-    path, from_yaml = _yaml_defaults(name)
-    _merge(values, hints, from_yaml, path)
     _merge(values, hints, overrides, "override")
     return cls.config_cls(**values)
 

@@ -27,6 +27,12 @@ class LateFusionConfig(BaseConfig):
     """Late fusion settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
 
     head_hidden: hidden width of each unimodal regression head (64).
+
+    The field's late-fusion baseline is MMSA's LF_DNN (sub-networks 128/16/128, text out 256,
+    dropout 0.2, batch 128, lr 1e-3, weight decay 0.01): with that weight decay it collapses to the
+    mean predictor on an exported pickle (bench/bench_mmsa_parity.py). This late fusion averages
+    per-modality predictions from the shared encoders; batch size, learning rate and weight decay
+    are suite settings.
     """
 
     head_hidden: int = 64

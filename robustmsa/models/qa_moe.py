@@ -54,6 +54,7 @@ __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
 @dataclass(frozen=True)
 class QAMoEConfig(BaseConfig):
     """QA-MoE settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
+    Ablations: ``quality_gate``, ``prior_fallback``, ``uncertainty_loss``, ``routing``.
 
     num_experts:        E GLU experts (8, as reported).
     top_k:              experts per sample for "topk" routing (3, as reported).

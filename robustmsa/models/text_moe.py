@@ -75,6 +75,8 @@ __all__ = ["TEXTConfig", "TEXT", "TemporalAlignment", "AggregationStream", "Text
 @dataclass(frozen=True)
 class TEXTConfig(BaseConfig):
     """TEXT settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
+    Ablations: ``use_clues`` (w/o explanations), ``temporal_alignment`` (TA -> Concat),
+    ``gated_fusion``, ``router_noise``.
 
     depth:          text-routed MoE transformer layers (2; the paper uses 3 on MOSI/SIMS, 2 on MOSEI).
     num_experts:    experts per MoE layer (5, as in the code).
