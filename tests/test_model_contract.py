@@ -12,6 +12,7 @@ import itertools
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -227,6 +228,56 @@ def test_unknown_model_and_bad_dims() -> None:
         create_model("qa_mo", DIMS)
     with pytest.raises(RobustMSAError, match="dims"):
         create_model("late_fusion", {"text": 16, "audio": 5})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_extras_are_declared(name: str) -> None:
+    """Every extra a model returns (eval or training mode) is declared, and every declaration is used."""
+    model = build(name)
+    batch = make_batch(ALIGNED, seed=12)
+    with torch.no_grad():
+        seen = set(model.eval()(batch).get("extras") or {}) | set(model.train()(batch).get("extras") or {})
+    declared = [e.name for e in type(model).extras]
+    assert seen == set(declared), (sorted(seen), declared)
+
+
+def test_extra_declarations_drive_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's declaration alone decides its prediction-table columns and metric rows."""
+    from robustmsa import trial
+    from robustmsa.models import extras as extras_module
+    from robustmsa.models.extras import Extra, declare_extras
+
+    monkeypatch.setattr(extras_module, "_DECLARED", dict(extras_module._DECLARED))
+    declare_extras("new_model", (Extra("confidence", columns=("low", "high"), summary=True), Extra("gate")))
+    values = {"confidence": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+              "gate": np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32),
+              "wide": np.zeros((2, 17), dtype=np.float32), "scalar": np.float32(1.0)}
+    cols = trial._extra_columns(values, 2)
+    assert list(cols) == ["confidence_low", "confidence_high", "gate_0", "gate_1", "gate_2"]
+    assert cols["confidence_high"] == [0.75, 0.5] and cols["gate_2"] == [3.0, 6.0]
+    rows = trial._quality_rows({"model": "m"}, values)
+    assert rows == [{"model": "m", "metric": "confidence_low", "value": 0.375},
+                    {"model": "m", "metric": "confidence_high", "value": 0.625}]
+    with pytest.raises(TypeError, match="one name must have one layout"):
+        declare_extras("other_model", (Extra("confidence"),))
+    with pytest.raises(TypeError, match="twice"):
+        declare_extras("third_model", (Extra("x"), Extra("x")))
+
+
+def test_qa_moe_quality_reaches_tracking_as_before() -> None:
+    """QA-MoE's quality: columns quality_text/audio/vision and their means as metric rows."""
+    from robustmsa import trial
+
+    model = build("qa_moe").eval()
+    with torch.no_grad():
+        ex = {k: v.float().numpy() for k, v in model(make_batch(ALIGNED, seed=13))["extras"].items()}
+    cols = trial._extra_columns(ex, B)
+    assert list(cols) == [*(f"expert_weights_{j}" for j in range(8)), "quality_text", "quality_audio",
+                          "quality_vision", "sigma2_0", "sigma2_1", "sigma2_2"]
+    assert cols["quality_audio"] == ex["quality"][:, 1].astype(np.float64).tolist()
+    rows = trial._quality_rows({"seed": 0}, ex)
+    assert rows == [{"seed": 0, "metric": f"quality_{m}", "value": float(ex["quality"][:, i].mean())}
+                    for i, m in enumerate(MODS)]
 
 
 # --- shared layers -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from corruptions.registry import Registry
 
 from ..data.batch import Batch
 from ..errors import RobustMSAError
+from .extras import Extra, declare_extras
 from .layers import EncoderSpec, ModalityEncoders, SequenceEncoder, TextFeatureEncoder
 from .text_encoders import HFTextEncoder, build_text_encoder, text_param_groups
 
@@ -127,11 +128,15 @@ class MSAModel(nn.Module, ABC):
       :meth:`build_sequence_encoder`;
     - :meth:`param_groups` gives a pretrained text encoder its own learning rate;
     - :meth:`fit_inputs` fits the input standardisation of every shared sequence encoder.
+
+    ``extras`` declares every extra ``forward`` may return (:class:`~robustmsa.models.extras.Extra`:
+    its prediction-table columns, and whether each column's mean is a metric row).
     """
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = BaseConfig
     shared_encoders: ClassVar[bool] = True
+    extras: ClassVar[tuple[Extra, ...]] = ()
 
     def __init__(self, config: Any, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__()
@@ -181,7 +186,8 @@ M = TypeVar("M", bound=type)
 
 
 def register_model(name: str, config_cls: type) -> Callable[[M], M]:
-    """Class decorator: register an :class:`MSAModel` subclass under ``name`` with its config class."""
+    """Class decorator: register an :class:`MSAModel` subclass under ``name`` with its config class
+    (and the extras it declares, see :mod:`robustmsa.models.extras`)."""
     if not (dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen):
         raise TypeError(f"model {name!r}: config class {config_cls!r} must be a frozen dataclass")
     for key, hint in typing.get_type_hints(config_cls).items():
@@ -190,6 +196,7 @@ def register_model(name: str, config_cls: type) -> Callable[[M], M]:
     def add(cls: M) -> M:
         if not (isinstance(cls, type) and issubclass(cls, MSAModel)):
             raise TypeError(f"model {name!r}: {cls!r} is not an MSAModel subclass")
+        declare_extras(name, cls.extras)
         cls.name = name
         cls.config_cls = config_cls
         MODELS.register(name, cls)

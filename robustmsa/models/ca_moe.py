@@ -65,6 +65,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MLPHead, load_balance_loss, masked_softmax, modality_absent
 
 __all__ = [
@@ -233,6 +234,9 @@ class CAMoE(MSAModel):
     ``active`` [B, E], ``geometric_affinity`` [B, 3] (pairs t-a, t-v, a-v); in training also
     ``affinity`` [B, 3] = A.
     """
+
+    extras = (Extra("routing"), Extra("expert_weights"), Extra("active"), Extra("geometric_affinity"),
+              Extra("affinity"))
 
     def __init__(self, config: CAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)

@@ -38,6 +38,7 @@ from torch import nn
 from ..data.batch import Batch
 from ..errors import RobustMSAError
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import CrossAttentionBlock, MLPHead, masked_mean
 from .text_encoders import load_pretrained
 
@@ -141,6 +142,8 @@ class EGMF(MSAModel):
 
     extras: ``expert_weights`` [B, 3] (refined alpha), ``gate_weights`` [B, 3] (first-stage w).
     """
+
+    extras = (Extra("expert_weights"), Extra("gate_weights"))
 
     def __init__(self, config: EGMFConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)

@@ -42,6 +42,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MLPHead, masked_mean, masked_softmax, modality_absent
 
 __all__ = ["EMOEConfig", "EMOE", "EMOERouter", "target_weights", "entropy_balance", "distill_loss"]
@@ -147,6 +148,8 @@ class EMOE(MSAModel):
     losses (training mode only): ``unimodal``, ``router``, ``distill`` (weighted; weight 0 drops one).
     extras: ``modality_weights`` [B, 3] = w, ``unimodal`` [B, 3] = pred_m, ``present`` [B, 3].
     """
+
+    extras = (Extra("modality_weights"), Extra("unimodal"), Extra("present"))
 
     def __init__(self, config: EMOEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)

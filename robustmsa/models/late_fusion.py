@@ -17,6 +17,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MLPHead, modality_absent
 
 __all__ = ["LateFusionConfig", "LateFusion"]
@@ -49,6 +50,8 @@ class LateFusion(MSAModel):
     extras: ``unimodal`` [B, 3] the per-modality predictions (text, audio, vision),
     ``present`` [B, 3] which of them entered the mean.
     """
+
+    extras = (Extra("unimodal"), Extra("present"))
 
     def __init__(self, config: LateFusionConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MaskedAttention, MLPHead, masked_mean
 
 __all__ = ["MMoLREConfig", "MMoLRE", "LowRankExperts", "MoLREBlock", "sentiment_classes", "NUM_CLASSES"]
@@ -149,6 +150,8 @@ class MMoLRE(MSAModel):
     extras: ``class_probs`` [B, 7] (classes -3..3), ``gates`` [B, num_blocks, 2, N + 1]
     (task 0 regression, task 1 classification; last column the task-specific expert).
     """
+
+    extras = (Extra("class_probs"), Extra("gates"))
 
     shared_encoders = False  # text and audio only, built in __init__
 

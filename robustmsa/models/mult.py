@@ -28,6 +28,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import (
     AttentionBlock,
     CrossAttentionBlock,
@@ -88,6 +89,8 @@ def _pair(target: str, source: str) -> str:
 @register_model("mult", MulTConfig)
 class MulT(MSAModel):
     """Multimodal Transformer; see the module docstring. extras: ``pooled_norm`` [B, 3]."""
+
+    extras = (Extra("pooled_norm"),)
 
     def __init__(self, config: MulTConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)

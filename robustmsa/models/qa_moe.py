@@ -36,6 +36,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import (
     ExpertMixture,
     GatedRouter,
@@ -187,6 +188,9 @@ class QAMoE(MSAModel):
     extras: ``quality`` [B, 3] = r, ``sigma2`` [B, 3] = the heads' sigma^2 (also for absent
     modalities, where r is forced to 0), ``expert_weights`` [B, E].
     """
+
+    # r per modality: columns quality_text/audio/vision, and their means as metric rows (quality vs rho)
+    extras = (Extra("quality", columns=MODALITIES, summary=True), Extra("sigma2"), Extra("expert_weights"))
 
     def __init__(self, config: QAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)

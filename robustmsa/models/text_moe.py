@@ -57,6 +57,7 @@ from corruptions.keys import derive_keys, normal
 from ..data.batch import Batch
 from ..errors import RobustMSAError
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import (
     AttentionBlock,
     MaskedAttention,
@@ -237,6 +238,8 @@ class TEXT(MSAModel):
     extras: ``fusion_weights`` [B, 3] (text, audio, vision aggregation tokens),
     ``expert_weights`` [B, depth, E], ``clues_used`` [B] (1.0 where the clue path ran).
     """
+
+    extras = (Extra("fusion_weights"), Extra("expert_weights"), Extra("clues_used"))
 
     display_name = "TEXT"
 

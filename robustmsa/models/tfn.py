@@ -24,6 +24,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import modality_absent
 
 __all__ = ["TFNConfig", "TFN", "tensor_fusion"]
@@ -74,6 +75,8 @@ def tensor_fusion(zs: list[torch.Tensor]) -> torch.Tensor:
 @register_model("tfn", TFNConfig)
 class TFN(MSAModel):
     """Tensor Fusion Network; see the module docstring. extras: ``projected_norm`` [B, 3] = ||z_m||."""
+
+    extras = (Extra("projected_norm"),)
 
     def __init__(self, config: TFNConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
