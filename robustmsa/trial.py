@@ -49,34 +49,19 @@ MAX_EXTRA_WIDTH = 16
 
 
 def _extra_columns(extras: dict[str, np.ndarray], n: int) -> dict[str, list[float]]:
-    """Per-sample model outputs besides ``pred`` as prediction-table columns.
+    """Per-sample model outputs besides ``pred`` as prediction-table columns, laid out as the models
+    declare them (:mod:`robustmsa.models.extras`; e.g. QA-MoE's ``quality`` -> ``quality_text``..;
+    an undeclared [N, k] extra with k <= MAX_EXTRA_WIDTH -> ``<name>_<j>``)."""
+    from .models import extra_columns
 
-    ``quality`` [N, 3] -> ``quality_text/audio/vision`` (QA-MoE's r_m, for quality-vs-rho
-    analyses); any other extra of shape [N] -> ``<name>``, [N, k] with k <= 16 -> ``<name>_<j>``
-    (e.g. ``expert_weights_0..7``: expert usage). Wider or higher-rank extras are not stored.
-    """
-    out: dict[str, list[float]] = {}
-    for name in sorted(extras):
-        a = np.asarray(extras[name], dtype=np.float64)
-        if a.ndim == 0 or a.shape[0] != n:
-            continue
-        if name == "quality" and a.shape[1:] == (3,):
-            for i, m in enumerate(("text", "audio", "vision")):
-                out[f"quality_{m}"] = a[:, i].tolist()
-        elif a.ndim == 1:
-            out[name] = a.tolist()
-        elif a.ndim == 2 and a.shape[1] <= MAX_EXTRA_WIDTH:
-            for j in range(a.shape[1]):
-                out[f"{name}_{j}"] = a[:, j].tolist()
-    return out
+    return extra_columns(extras, n, MAX_EXTRA_WIDTH)
 
 
 def _quality_rows(base: dict, extras: dict[str, np.ndarray]) -> list[dict]:
-    q = extras.get("quality")
-    if q is None:
-        return []
-    return [{**base, "metric": f"quality_{m}", "value": float(q[:, i].mean())}
-            for i, m in enumerate(("text", "audio", "vision"))]
+    """Metric rows of the extras a model declares as summarised (e.g. QA-MoE's mean quality per modality)."""
+    from .models import extra_summaries
+
+    return [{**base, "metric": metric, "value": value} for metric, value in extra_summaries(extras)]
 
 
 def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, threads: int | None = None) -> TrialOutcome:

@@ -3,24 +3,30 @@
 Every model must: give a finite [B] prediction and finite gradients on aligned and unaligned
 inputs with ragged masks, under every missing-modality combination and at rho = 0 everywhere;
 ignore masked-out elements; be built deterministically from its seed without touching the global
-RNG; reject unknown config keys loudly; and ship a YAML file equal to its dataclass defaults.
+RNG; reject unknown config keys loudly; keep its defaults in its config dataclass only; declare
+its extras; and clearly beat the mean predictor after a few epochs on a small synthetic set.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import typing
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-import yaml
 
+from corruptions.keys import MODALITIES
 from corruptions.registry import UnknownNameError
-from robustmsa.data.batch import Batch
+from robustmsa.data.batch import Batch, split_to_batch
+from robustmsa.data.synthetic import load_synthetic
 from robustmsa.errors import RobustMSAError
-from robustmsa.models import CONFIG_DIR, MODELS, MSAModel, count_parameters, create_model, model_config
-from robustmsa.models import base as model_base
+from robustmsa.evaluation import predict
+from robustmsa.metrics import compute_metrics
+from robustmsa.models import MODELS, MSAModel, count_parameters, create_model, model_config
 from robustmsa.models.layers import (
+    EncoderSpec,
     ExpertMixture,
     GatedRouter,
     SequenceEncoder,
@@ -30,46 +36,19 @@ from robustmsa.models.layers import (
     random_routing,
     topk_routing,
 )
+from robustmsa.suite import RegimeSpec, TrainingSpec
+from robustmsa.training import TrainingRun, train_model
+
+from helpers import ModelKit, with_missing
 
 DIMS = {"text": 16, "audio": 5, "vision": 7}
 ALIGNED = {"text": 12, "audio": 12, "vision": 12}
 UNALIGNED = {"text": 10, "audio": 30, "vision": 20}
 B = 6
 NAMES = MODELS.names()
-MODS = ("text", "audio", "vision")
 
 
-def make_batch(lengths: dict[str, int], seed: int = 0, missing: tuple[bool, bool, bool] | None = None,
-               batch_size: int = B) -> Batch:
-    """A random batch with ragged masks (valid prefix of random length >= 1, padding zeroed)."""
-    g = torch.Generator().manual_seed(seed)
-    parts: dict[str, torch.Tensor] = {}
-    for m in MODS:
-        t = lengths[m]
-        valid = torch.randint(1, t + 1, (batch_size,), generator=g)
-        mask = torch.arange(t).unsqueeze(0) < valid.unsqueeze(1)
-        parts[m] = torch.randn(batch_size, t, DIMS[m], generator=g) * mask.unsqueeze(-1)
-        parts[f"{m}_mask"] = mask
-    miss = torch.zeros(batch_size, 3, dtype=torch.bool)
-    if missing is not None:
-        miss[:] = torch.tensor(missing)
-    batch = Batch(missing=miss, labels=torch.rand(batch_size, generator=g) * 6 - 3,
-                  keys=torch.randint(0, 2**62, (batch_size,), generator=g), **parts)
-    return with_missing(batch, miss)
-
-
-def with_missing(batch: Batch, missing: torch.Tensor) -> Batch:
-    """Apply the missing-modality contract: zero features and all-False mask where missing."""
-    changes: dict[str, torch.Tensor] = {"missing": missing}
-    for i, m in enumerate(MODS):
-        keep = ~missing[:, i]
-        changes[m] = getattr(batch, m) * keep[:, None, None]
-        changes[f"{m}_mask"] = getattr(batch, f"{m}_mask") & keep[:, None]
-    return dataclasses.replace(batch, **changes)
-
-
-def build(name: str, seed: int = 0, lengths: dict[str, int] | None = None, **overrides: typing.Any) -> MSAModel:
-    return create_model(name, DIMS, lengths or ALIGNED, seed=seed, **overrides)
+KIT = ModelKit(DIMS, ALIGNED)
 
 
 def forward_backward(model: MSAModel, batch: Batch) -> dict[str, typing.Any]:
@@ -96,8 +75,8 @@ def forward_backward(model: MSAModel, batch: Batch) -> dict[str, typing.Any]:
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("lengths", [ALIGNED, UNALIGNED], ids=["aligned", "unaligned"])
 def test_forward_backward(name: str, lengths: dict[str, int]) -> None:
-    model = build(name, lengths=lengths)
-    forward_backward(model, make_batch(lengths, seed=1))
+    model = KIT.build(name, lengths=lengths)
+    forward_backward(model, KIT.batch(lengths=lengths, seed=1))
     nonzero = sum(bool((p.grad is not None) and p.grad.abs().sum() > 0) for p in model.parameters())
     assert nonzero > 0
 
@@ -107,33 +86,33 @@ def test_forward_backward(name: str, lengths: dict[str, int]) -> None:
                          ids=lambda m: "".join("TAV"[i] if not x else "-" for i, x in enumerate(m)))
 def test_missing_combinations(name: str, missing: tuple[bool, bool, bool]) -> None:
     """Every sample of the batch has the same missing modalities (batch-level statistics included)."""
-    forward_backward(build(name, lengths=UNALIGNED), make_batch(UNALIGNED, seed=2, missing=missing))
+    forward_backward(KIT.build(name, lengths=UNALIGNED), KIT.batch(lengths=UNALIGNED, seed=2, missing=missing))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_mixed_missing_in_one_batch(name: str) -> None:
     """All eight combinations in one batch of eight samples."""
-    batch = make_batch(UNALIGNED, seed=3, batch_size=8)
+    batch = KIT.batch(lengths=UNALIGNED, seed=3, n=8)
     combos = torch.tensor(list(itertools.product([False, True], repeat=3)))
-    forward_backward(build(name, lengths=UNALIGNED), with_missing(batch, combos))
+    forward_backward(KIT.build(name, lengths=UNALIGNED), with_missing(batch, combos))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_rho_zero_everywhere(name: str) -> None:
     """Zeros, all-False masks and missing flags on every modality: finite, no NaN anywhere."""
-    batch = make_batch(ALIGNED, seed=4, missing=(True, True, True))
-    assert not any(getattr(batch, f"{m}_mask").any() for m in MODS)
-    assert all(getattr(batch, m).abs().sum() == 0 for m in MODS)
-    forward_backward(build(name), batch)
+    batch = KIT.batch(lengths=ALIGNED, seed=4, missing=(True, True, True))
+    assert not any(getattr(batch, f"{m}_mask").any() for m in MODALITIES)
+    assert all(getattr(batch, m).abs().sum() == 0 for m in MODALITIES)
+    forward_backward(KIT.build(name), batch)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_masked_elements_are_ignored(name: str) -> None:
-    model = build(name, lengths=UNALIGNED).eval()
-    batch = make_batch(UNALIGNED, seed=5)
+    model = KIT.build(name, lengths=UNALIGNED).eval()
+    batch = KIT.batch(lengths=UNALIGNED, seed=5)
     g = torch.Generator().manual_seed(6)
     changes = {m: torch.where(getattr(batch, f"{m}_mask").unsqueeze(-1), getattr(batch, m),
-                              100 * torch.randn(getattr(batch, m).shape, generator=g)) for m in MODS}
+                              100 * torch.randn(getattr(batch, m).shape, generator=g)) for m in MODALITIES}
     garbage = dataclasses.replace(batch, **changes)
     assert not torch.equal(garbage.audio, batch.audio)
     with torch.no_grad():
@@ -142,19 +121,19 @@ def test_masked_elements_are_ignored(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_clean_is_not_a_model_input(name: str) -> None:
-    model = build(name).eval()
-    batch, other = make_batch(ALIGNED, seed=7), make_batch(ALIGNED, seed=8)
+    model = KIT.build(name).eval()
+    batch, other = KIT.batch(lengths=ALIGNED, seed=7), KIT.batch(lengths=ALIGNED, seed=8)
     with torch.no_grad():
         torch.testing.assert_close(model(batch, clean=other)["pred"], model(batch)["pred"])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_creation_is_deterministic(name: str) -> None:
-    a, b, c = build(name, seed=3), build(name, seed=3), build(name, seed=4)
+    a, b, c = KIT.build(name, seed=3), KIT.build(name, seed=3), KIT.build(name, seed=4)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert any(not torch.equal(sa[k], sc[k]) for k in sa)
-    batch = make_batch(ALIGNED, seed=9)
+    batch = KIT.batch(lengths=ALIGNED, seed=9)
     with torch.no_grad():
         assert torch.equal(a.eval()(batch)["pred"], b.eval()(batch)["pred"])
         assert not torch.equal(a(batch)["pred"], c.eval()(batch)["pred"])
@@ -163,13 +142,13 @@ def test_creation_is_deterministic(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_creation_leaves_global_rng_untouched(name: str) -> None:
     before = torch.random.get_rng_state()
-    build(name, seed=11)
+    KIT.build(name, seed=11)
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count(name: str) -> None:
-    model = build(name)
+    model = KIT.build(name)
     n = count_parameters(model)
     print(f"{name}: {n} parameters")
     n_train = count_parameters(model, trainable_only=True)
@@ -185,7 +164,7 @@ def test_parameter_count(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_unknown_override_names_key_and_allowed(name: str) -> None:
     with pytest.raises(RobustMSAError) as err:
-        build(name, d_modle=32)
+        KIT.build(name, d_modle=32)
     msg = str(err.value)
     assert "override" in msg and "'d_modle'" in msg and "Did you mean 'd_model'" in msg
     for key in model_config(name):
@@ -195,35 +174,30 @@ def test_unknown_override_names_key_and_allowed(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_override_type(name: str) -> None:
     with pytest.raises(RobustMSAError, match="d_model.*integer"):
-        build(name, d_model="wide")
+        KIT.build(name, d_model="wide")
     with pytest.raises(RobustMSAError, match="encoder.*'conv'"):
-        build(name, encoder="lstm")
+        KIT.build(name, encoder="lstm")
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_yaml_defaults_equal_dataclass(name: str) -> None:
-    path = CONFIG_DIR / f"{name}.yaml"
-    assert path.is_file(), f"{path} is missing"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def test_defaults_live_in_the_dataclass(name: str, repo: Path) -> None:
+    """A model's defaults are written once, in its config dataclass (no per-model default files)."""
     defaults = dataclasses.asdict(MODELS.get(name).config_cls())
-    assert data == defaults
     assert model_config(name) == defaults
+    assert not (repo / "configs" / "models").exists()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_overrides_apply_and_change_model(name: str) -> None:
     assert model_config(name, d_model=32)["d_model"] == 32
-    assert count_parameters(build(name, d_model=32)) < count_parameters(build(name))
-    forward_backward(build(name, encoder="attention", num_heads=2, lengths=UNALIGNED), make_batch(UNALIGNED))
+    assert count_parameters(KIT.build(name, d_model=32)) < count_parameters(KIT.build(name))
+    forward_backward(KIT.build(name, encoder="attention", num_heads=2, lengths=UNALIGNED), KIT.batch(lengths=UNALIGNED))
 
 
-def test_yaml_unknown_key_names_the_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "late_fusion.yaml").write_text("d_model: 32\nhead_hiden: 8\n")
-    monkeypatch.setattr(model_base, "CONFIG_DIR", tmp_path)
-    with pytest.raises(RobustMSAError, match=r"late_fusion\.yaml: unknown model config key 'head_hiden'.*'head_hidden'"):
-        model_config("late_fusion")
-    (tmp_path / "late_fusion.yaml").write_text("d_model: 32\n")
-    assert model_config("late_fusion")["d_model"] == 32
+def test_unknown_override_key_names_the_close_match() -> None:
+    with pytest.raises(RobustMSAError, match=r"override: unknown model config key 'head_hiden'.*'head_hidden'"):
+        model_config("late_fusion", head_hiden=8)
+    assert model_config("late_fusion", d_model=32)["d_model"] == 32
     assert model_config("late_fusion", d_model=16)["d_model"] == 16
 
 
@@ -232,6 +206,95 @@ def test_unknown_model_and_bad_dims() -> None:
         create_model("qa_mo", DIMS)
     with pytest.raises(RobustMSAError, match="dims"):
         create_model("late_fusion", {"text": 16, "audio": 5})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_extras_are_declared(name: str) -> None:
+    """Every extra a model returns (eval or training mode) is declared, and every declaration is used."""
+    model = KIT.build(name)
+    batch = KIT.batch(lengths=ALIGNED, seed=12)
+    with torch.no_grad():
+        seen = set(model.eval()(batch).get("extras") or {}) | set(model.train()(batch).get("extras") or {})
+    declared = [e.name for e in type(model).extras]
+    assert seen == set(declared), (sorted(seen), declared)
+
+
+def test_extra_declarations_drive_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's declaration alone decides its prediction-table columns and metric rows."""
+    from robustmsa import trial
+    from robustmsa.models import extras as extras_module
+    from robustmsa.models.extras import Extra, declare_extras
+
+    monkeypatch.setattr(extras_module, "_DECLARED", dict(extras_module._DECLARED))
+    declare_extras("new_model", (Extra("confidence", columns=("low", "high"), summary=True), Extra("gate")))
+    values = {"confidence": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+              "gate": np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32),
+              "wide": np.zeros((2, 17), dtype=np.float32), "scalar": np.float32(1.0)}
+    cols = trial._extra_columns(values, 2)
+    assert list(cols) == ["confidence_low", "confidence_high", "gate_0", "gate_1", "gate_2"]
+    assert cols["confidence_high"] == [0.75, 0.5] and cols["gate_2"] == [3.0, 6.0]
+    rows = trial._quality_rows({"model": "m"}, values)
+    assert rows == [{"model": "m", "metric": "confidence_low", "value": 0.375},
+                    {"model": "m", "metric": "confidence_high", "value": 0.625}]
+    with pytest.raises(TypeError, match="one name must have one layout"):
+        declare_extras("other_model", (Extra("confidence"),))
+    with pytest.raises(TypeError, match="twice"):
+        declare_extras("third_model", (Extra("x"), Extra("x")))
+
+
+def test_qa_moe_quality_reaches_tracking_as_before() -> None:
+    """QA-MoE's quality: columns quality_text/audio/vision and their means as metric rows."""
+    from robustmsa import trial
+
+    model = KIT.build("qa_moe").eval()
+    with torch.no_grad():
+        ex = {k: v.float().numpy() for k, v in model(KIT.batch(lengths=ALIGNED, seed=13))["extras"].items()}
+    cols = trial._extra_columns(ex, B)
+    assert list(cols) == [*(f"expert_weights_{j}" for j in range(8)), "quality_text", "quality_audio",
+                          "quality_vision", "sigma2_0", "sigma2_1", "sigma2_2"]
+    assert cols["quality_audio"] == ex["quality"][:, 1].astype(np.float64).tolist()
+    rows = trial._quality_rows({"seed": 0}, ex)
+    assert rows == [{"seed": 0, "metric": f"quality_{m}", "value": float(ex["quality"][:, i].mean())}
+                    for i, m in enumerate(MODALITIES)]
+
+
+# --- learning: every registered model clearly beats the mean predictor -------------------------
+
+LEARNING_DATA = {"n_train": 256, "n_valid": 64, "n_test": 160, "text_dim": 32,
+                 "text_len": 24, "audio_len": 24, "vision_len": 24}
+LEARNING_BUDGET = {  # model -> (overrides, epochs, lr); a model not listed: its defaults, 8 epochs, lr 1e-3
+    "tfn": ({}, 8, 1e-3),
+    "mult": ({"d_model": 32}, 6, 1e-3),
+    "ca_moe": ({}, 10, 2e-3),
+    "emoe": ({"d_model": 128, "head_hidden": 128}, 8, 1e-3),
+    "text_moe": ({}, 4, 2e-3),
+    "mmolre": ({}, 6, 2e-3),
+    "egmf": ({}, 8, 2e-3),  # cheap steps, but it learns slowly through the LM
+}
+
+
+@pytest.fixture(scope="module")
+def small_synthetic():
+    return load_synthetic("mosi", seed=0, **LEARNING_DATA)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learns_better_than_the_mean(name: str, small_synthetic) -> None:
+    """A few epochs on a small synthetic set (1-8 s per model on one thread)."""
+    overrides, epochs, lr = LEARNING_BUDGET.get(name, ({}, 8, 1e-3))
+    ds = small_synthetic
+    model = create_model(name, ds.dims, ds.lengths, seed=0, **overrides)
+    training = TrainingSpec(epochs=epochs, batch_size=32, lr=lr, patience=epochs, device="cpu")
+    train_model(model, ds, TrainingRun(RegimeSpec(name="clean", kind="clean"), training, seed=0),
+                device=torch.device("cpu"))
+    test = split_to_batch(ds["test"])
+    pred, _ = predict(model, test, 512, torch.device("cpu"))
+    y = test.labels.numpy()
+    mean_mae = float(np.abs(y - ds["train"].labels.mean()).mean())
+    metrics = compute_metrics(pred, y, ds.metric_family)
+    print(f"{name}: test MAE {metrics['mae']:.3f} corr {metrics['corr']:.3f}; mean predictor MAE {mean_mae:.3f}")
+    assert metrics["mae"] < 0.8 * mean_mae
+    assert metrics["corr"] > 0.4
 
 
 # --- shared layers -----------------------------------------------------------------------------
@@ -246,7 +309,7 @@ def test_masked_mean_ignores_masked_and_gives_zeros_when_empty() -> None:
 def test_sequence_encoder_empty_rows(kind: str) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        enc = SequenceEncoder(5, 8, kind=kind, num_heads=2)
+        enc = SequenceEncoder(5, EncoderSpec(8, kind, num_heads=2))
     x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
     mask = torch.tensor([[True, True, False, False], [False] * 4, [True] * 4])
     seq, pooled, _ = enc(x, mask)

@@ -107,9 +107,14 @@ def test_product_sweeps_and_metrics(tmp_path: Path) -> None:
 def test_every_shipped_suite_is_valid() -> None:
     suites = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml"))
     assert len(suites) >= 4
+    from robustmsa.models import model_config
+
     for path in suites:
         suite = load_suite(path)
-        assert suite.models and suite.seeds
+        for model in suite.models:  # a registered model, its overrides valid keys and values, and applied
+            config = model_config(model.name, **model.overrides)
+            for key, value in model.overrides.items():
+                assert config[key] == (tuple(value) if isinstance(value, list) else value), (path.name, model.name, key)
 
 
 def test_families_are_swept_where_they_apply(tmp_path: Path) -> None:

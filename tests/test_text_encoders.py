@@ -20,10 +20,13 @@ from robustmsa.errors import RobustMSAError
 from robustmsa.models import create_model
 from robustmsa.models.text_encoders import HFTextEncoder
 
+from helpers import ModelKit
+
 assert os.environ.get("HF_HUB_OFFLINE") == "1"
 
 DIMS = {"text": 8, "audio": 4, "vision": 5}
 T = 12
+KIT = ModelKit(DIMS, {m: T for m in DIMS})
 SENTENCES = ["the movie was really great", "i did not like it at all", "bad acting and boring plot",
              "good", "what a wonderful and moving film", "it was fine i guess"]
 WORDS = ("the movie was really great i did not like it at all bad acting and boring plot good what a "
@@ -49,7 +52,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_batch(path: Path, seed: int = 0) -> Batch:
+def tokenized_batch(path: Path, seed: int = 0) -> Batch:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -64,9 +67,9 @@ def make_batch(path: Path, seed: int = 0) -> Batch:
                  keys=torch.arange(n, dtype=torch.int64) * 7919, text_ids=ids, **parts)
 
 
-def build(path: Path, name: str = "late_fusion", **overrides) -> torch.nn.Module:
-    return create_model(name, DIMS, {m: T for m in DIMS}, seed=0, text_encoder="hf", text_model=str(path),
-                        **overrides)
+def hf_model(path: Path, name: str = "late_fusion", **overrides) -> torch.nn.Module:
+    """Model ``name`` with the tiny BERT at ``path`` as its text encoder."""
+    return KIT.build(name, text_encoder="hf", text_model=str(path), **overrides)
 
 
 def backbone(model: torch.nn.Module) -> torch.nn.Module:
@@ -76,8 +79,8 @@ def backbone(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_loads_from_path_and_trains(tiny_bert: Path) -> None:
-    model = build(tiny_bert).train()
-    batch = make_batch(tiny_bert)
+    model = hf_model(tiny_bert).train()
+    batch = tokenized_batch(tiny_bert)
     out = model(batch)
     assert out["pred"].shape == (len(batch),) and torch.isfinite(out["pred"]).all()
     (out["pred"] - batch.labels).pow(2).mean().backward()
@@ -91,16 +94,16 @@ def test_loads_from_path_and_trains(tiny_bert: Path) -> None:
 
 
 def test_creation_is_deterministic(tiny_bert: Path) -> None:
-    a, b = build(tiny_bert), build(tiny_bert)
+    a, b = hf_model(tiny_bert), hf_model(tiny_bert)
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_frozen_encoder(tiny_bert: Path) -> None:
-    model = build(tiny_bert, freeze_text=True).train()
+    model = hf_model(tiny_bert, freeze_text=True).train()
     bb = backbone(model)
     assert not any(p.requires_grad for p in bb.parameters()) and not bb.training  # no dropout either
-    batch = make_batch(tiny_bert)
+    batch = tokenized_batch(tiny_bert)
     first = model(batch)["pred"]
     first.sum().backward()
     assert all(p.grad is None for p in bb.parameters())
@@ -114,7 +117,7 @@ def test_frozen_encoder(tiny_bert: Path) -> None:
 
 @pytest.mark.parametrize("name", ["late_fusion", "qa_moe", "text_moe", "egmf", "mmolre"])
 def test_param_groups_give_the_encoder_its_own_lr(tiny_bert: Path, name: str) -> None:
-    model = build(tiny_bert, name, text_lr=1e-5)
+    model = hf_model(tiny_bert, name, text_lr=1e-5)
     groups = model.param_groups(1e-3, 0.0)
     assert [g["lr"] for g in groups] == [1e-3, 1e-5]
     text_ids = {id(p) for p in backbone_of(model).parameters()}
@@ -127,7 +130,7 @@ def test_param_groups_give_the_encoder_its_own_lr(tiny_bert: Path, name: str) ->
     before = {id(p): p.detach().clone() for p in trainable}
     opt = torch.optim.AdamW(groups)
     model.train()
-    batch = make_batch(tiny_bert)
+    batch = tokenized_batch(tiny_bert)
     (model(batch)["pred"] - batch.labels).pow(2).mean().backward()
     opt.step()
     text_step = max(float((p.detach() - before[id(p)]).abs().max()) for p in groups[1]["params"])
@@ -143,8 +146,8 @@ def backbone_of(model: torch.nn.Module) -> torch.nn.Module:
 
 @pytest.mark.parametrize("token", ["unk", "mask"])
 def test_token_drop_changes_the_output(tiny_bert: Path, token: str) -> None:
-    model = build(tiny_bert).eval()
-    batch = make_batch(tiny_bert)
+    model = hf_model(tiny_bert).eval()
+    batch = tokenized_batch(tiny_bert)
     text = batch.modality("text")
     drop = Drop(report_mask=False, text_token=token)  # MMSA protocol: the model is not told
     state = drop.sample(batch.keys, text)
@@ -162,8 +165,8 @@ def test_token_drop_changes_the_output(tiny_bert: Path, token: str) -> None:
 
 
 def test_masked_tokens_and_missing_text_are_ignored(tiny_bert: Path) -> None:
-    model = build(tiny_bert).eval()
-    batch = make_batch(tiny_bert)
+    model = hf_model(tiny_bert).eval()
+    batch = tokenized_batch(tiny_bert)
     enc = model.encoders.text
     garbage = batch.text_ids.masked_fill(~batch.text_mask, 104)
     assert not torch.equal(garbage, batch.text_ids)
@@ -181,8 +184,8 @@ def test_errors_are_loud(tiny_bert: Path, tmp_path: Path) -> None:
         create_model("late_fusion", DIMS, seed=0, text_encoder="hf")
     with pytest.raises(RobustMSAError, match="offline"):
         create_model("late_fusion", DIMS, seed=0, text_encoder="hf", text_model=str(tmp_path / "nothing"))
-    model = build(tiny_bert)
-    batch = make_batch(tiny_bert)
+    model = hf_model(tiny_bert)
+    batch = tokenized_batch(tiny_bert)
     with pytest.raises(RobustMSAError, match="vocabulary"):
         model(dataclasses.replace(batch, text_ids=batch.text_ids.masked_fill(batch.text_mask, 5000)))
     with pytest.raises(RobustMSAError, match="text_ids"):
@@ -190,9 +193,9 @@ def test_errors_are_loud(tiny_bert: Path, tmp_path: Path) -> None:
 
 
 def test_text_moe_encodes_clues_with_the_shared_encoder(tiny_bert: Path) -> None:
-    model = build(tiny_bert, "text_moe").eval()
+    model = hf_model(tiny_bert, "text_moe").eval()
     assert model.clue_embed is None
-    batch = make_batch(tiny_bert)
+    batch = tokenized_batch(tiny_bert)
     g = torch.Generator().manual_seed(1)
     clues = {m: torch.cat([torch.ones(len(batch), 1, dtype=torch.long),
                            torch.randint(3, 27, (len(batch), 7), generator=g)], 1) for m in ("audio", "vision")}

@@ -2,7 +2,9 @@
 
 ``create_model(name, dims, lengths, seed, **overrides)`` builds a model; ``MODELS.names()`` lists
 them. Importing this package imports every module of the package (registration side effect), so a
-new model is one new file with a ``@register_model`` class and a ``configs/models/<name>.yaml``.
+new model is one new file: its config dataclass (the defaults) and its ``@register_model`` class,
+which declares its extras (:mod:`robustmsa.models.extras`: :func:`extra_columns` and
+:func:`extra_summaries` turn any registered model's extras into tracking columns and rows).
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import importlib
 import pkgutil
 
 from .base import (
-    CONFIG_DIR,
     MODELS,
     BaseConfig,
     MSAModel,
@@ -21,20 +22,23 @@ from .base import (
     register_model,
     resolve_config,
 )
+from .extras import Extra, extra_columns, extra_summaries
 
-_NOT_MODELS = {"base", "layers"}
+_NOT_MODELS = {"base", "extras", "layers", "text_encoders"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _NOT_MODELS and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
-    "CONFIG_DIR",
     "MODELS",
     "BaseConfig",
+    "Extra",
     "MSAModel",
     "check_config",
     "count_parameters",
     "create_model",
+    "extra_columns",
+    "extra_summaries",
     "model_config",
     "register_model",
     "resolve_config",

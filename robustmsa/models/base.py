@@ -1,17 +1,14 @@
 """The model interface, the model registry and the factory.
 
 Every model is an :class:`MSAModel` registered with :func:`register_model` under a name, together
-with a frozen dataclass holding its configuration and documented defaults. :func:`create_model`
-resolves the configuration in three layers, each validated key by key:
+with a frozen dataclass holding its configuration: its documented defaults are the dataclass
+defaults, the one place they are written. :func:`create_model` resolves the configuration from
+those defaults and keyword overrides (e.g. a suite's ``models[i].overrides``), validated key by key.
 
-1. the dataclass defaults,
-2. ``configs/models/<name>.yaml`` at the repository root (optional; keys must be dataclass fields),
-3. keyword overrides (e.g. from a suite's ``models[i].overrides``).
-
-An unknown key raises :class:`~robustmsa.errors.RobustMSAError` naming its source, the key, the
-close matches and the allowed keys; a value of the wrong type names the source, the key and the
-expected type. Parameters are initialised under ``torch.random.fork_rng(devices=[])`` with
-``torch.manual_seed(seed)``: creation is deterministic and leaves the caller's global RNG untouched.
+An unknown key raises :class:`~robustmsa.errors.RobustMSAError` naming the key, the close matches
+and the allowed keys; a value of the wrong type names the key and the expected type. Parameters
+are initialised under ``torch.random.fork_rng(devices=[])`` with ``torch.manual_seed(seed)``:
+creation is deterministic and leaves the caller's global RNG untouched.
 """
 from __future__ import annotations
 
@@ -21,11 +18,9 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
-import yaml
 from torch import nn
 
 from corruptions.keys import MODALITIES
@@ -33,12 +28,14 @@ from corruptions.registry import Registry
 
 from ..data.batch import Batch
 from ..errors import RobustMSAError
+from .extras import Extra, declare_extras
+from .layers import EncoderSpec, ModalityEncoders, SequenceEncoder, TextFeatureEncoder
+from .text_encoders import HFTextEncoder, build_text_encoder, text_param_groups
 
 __all__ = [
     "MSAModel",
     "BaseConfig",
     "MODELS",
-    "CONFIG_DIR",
     "register_model",
     "create_model",
     "model_config",
@@ -46,10 +43,6 @@ __all__ = [
     "count_parameters",
     "check_config",
 ]
-
-CONFIG_DIR: Path = Path(__file__).resolve().parents[2] / "configs" / "models"
-"""Where the ``<name>.yaml`` default files live (repository root / configs / models)."""
-
 
 @dataclass(frozen=True)
 class BaseConfig:
@@ -108,7 +101,7 @@ class BaseConfig:
 def check_config(ok: bool, key: str, message: str) -> None:
     """Raise a RobustMSAError about config key ``key`` unless ``ok`` (for ``__post_init__`` checks)."""
     if not ok:
-        raise RobustMSAError(f"model config key {key!r} {message}", hint=f"fix {key!r} in the overrides or YAML")
+        raise RobustMSAError(f"model config key {key!r} {message}", hint=f"fix {key!r} in the overrides")
 
 
 class MSAModel(nn.Module, ABC):
@@ -123,36 +116,68 @@ class MSAModel(nn.Module, ABC):
 
     ``clean`` is the uncorrupted version of the same samples in the same order; the trainer passes
     it during corrupted training. It may only feed self-supervised targets, never the prediction.
+
+    What the base class does, so that a model file holds only what is its own:
+
+    - ``__init__`` stores ``config``, ``dims`` and ``lengths`` and, when the class sets
+      ``shared_encoders`` (the default), builds ``self.encoders``: the per-modality
+      :class:`~robustmsa.models.layers.ModalityEncoders` its :class:`BaseConfig` describes (text
+      from features or a Hugging Face encoder). These are the first parameters created, so a
+      model's own layers, built after ``super().__init__``, come next. A model with other encoders
+      sets ``shared_encoders = False`` and builds its own with :meth:`build_text_encoder` and
+      :meth:`build_sequence_encoder`;
+    - :meth:`param_groups` gives a pretrained text encoder its own learning rate;
+    - :meth:`fit_inputs` fits the input standardisation of every shared sequence encoder.
+
+    ``extras`` declares every extra ``forward`` may return (:class:`~robustmsa.models.extras.Extra`:
+    its prediction-table columns, and whether each column's mean is a metric row).
     """
 
-    name: str = ""
-    config_cls: type = BaseConfig
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type] = BaseConfig
+    shared_encoders: ClassVar[bool] = True
+    extras: ClassVar[tuple[Extra, ...]] = ()
 
     def __init__(self, config: Any, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__()
         self.config = config
         self.dims = dict(dims)
         self.lengths = None if lengths is None else dict(lengths)
+        if self.shared_encoders:
+            self.encoders = ModalityEncoders(self.dims, self.encoder_spec(), build_text_encoder(config))
 
     @abstractmethod
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         """Predict ``batch``; see the class docstring for the returned dict."""
+
+    def encoder_spec(self) -> EncoderSpec:
+        """The shape of every modality encoder, from the shared :class:`BaseConfig` keys."""
+        c = self.config
+        return EncoderSpec(c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout, c.encoder_pooling,
+                           c.encoder_layers)
+
+    def build_text_encoder(self) -> nn.Module:
+        """A text encoder as ``text_encoder`` asks: a Hugging Face encoder or precomputed features."""
+        pretrained = build_text_encoder(self.config)
+        return pretrained if pretrained is not None else TextFeatureEncoder(self.dims["text"], self.encoder_spec())
+
+    def build_sequence_encoder(self, modality: str) -> SequenceEncoder:
+        """The shared encoder of ``modality``'s features (standardised with its training statistics)."""
+        return SequenceEncoder(self.dims[modality], self.encoder_spec(), source=modality)
 
     def fit_inputs(self, train: Batch) -> None:
         """Fit input statistics on the training split before training (the trainer calls this once):
         every shared sequence encoder standardises its modality when ``standardize_inputs`` is on."""
         if not getattr(self.config, "standardize_inputs", False):
             return
-        from .layers import SequenceEncoder
-
         for module in self.modules():
             if isinstance(module, SequenceEncoder):
                 module.fit_inputs(train)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """Optimiser parameter groups; one group by default (pretrained encoders override this)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": params, "lr": lr, "weight_decay": weight_decay}]
+        """Optimiser parameter groups: everything trainable at ``lr``, except the weights of a
+        fine-tuned pretrained text encoder, which get their own group at its ``text_lr``."""
+        return text_param_groups(self, lr, weight_decay)
 
 
 MODELS: Registry[type[MSAModel]] = Registry("model")
@@ -161,7 +186,8 @@ M = TypeVar("M", bound=type)
 
 
 def register_model(name: str, config_cls: type) -> Callable[[M], M]:
-    """Class decorator: register an :class:`MSAModel` subclass under ``name`` with its config class."""
+    """Class decorator: register an :class:`MSAModel` subclass under ``name`` with its config class
+    (and the extras it declares, see :mod:`robustmsa.models.extras`)."""
     if not (dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen):
         raise TypeError(f"model {name!r}: config class {config_cls!r} must be a frozen dataclass")
     for key, hint in typing.get_type_hints(config_cls).items():
@@ -170,6 +196,7 @@ def register_model(name: str, config_cls: type) -> Callable[[M], M]:
     def add(cls: M) -> M:
         if not (isinstance(cls, type) and issubclass(cls, MSAModel)):
             raise TypeError(f"model {name!r}: {cls!r} is not an MSAModel subclass")
+        declare_extras(name, cls.extras)
         cls.name = name
         cls.config_cls = config_cls
         MODELS.register(name, cls)
@@ -233,29 +260,11 @@ def _merge(values: dict[str, Any], hints: dict[str, Any], new: Mapping[str, Any]
         values[key] = _coerce(hints[key], value, source, key)
 
 
-def _yaml_defaults(name: str) -> tuple[str, dict[str, Any]]:
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        return str(path), {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise RobustMSAError(f"{path}: invalid YAML: {e}", hint="fix the model config file") from None
-    if data is None:
-        return str(path), {}
-    if not isinstance(data, dict):
-        raise RobustMSAError(f"{path}: a model config file must be a mapping of keys to values",
-                             hint="write one 'key: value' per line")
-    return str(path), data
-
-
 def resolve_config(name: str, **overrides: Any) -> Any:
-    """The config dataclass instance of model ``name``: defaults, then its YAML file, then overrides."""
+    """The config dataclass instance of model ``name``: its defaults with ``overrides`` applied."""
     cls = MODELS.get(name)
     hints = typing.get_type_hints(cls.config_cls)
     values = {f.name: getattr(cls.config_cls(), f.name) for f in dataclasses.fields(cls.config_cls)}
-    path, from_yaml = _yaml_defaults(name)
-    _merge(values, hints, from_yaml, path)
     _merge(values, hints, overrides, "override")
     return cls.config_cls(**values)
 
@@ -293,8 +302,6 @@ def create_model(
         torch.manual_seed(int(seed))
         model = cls(config, dims, lengths)
     if getattr(config, "text_encoder", "features") == "hf":
-        from .text_encoders import HFTextEncoder
-
         if not any(isinstance(m, HFTextEncoder) for m in model.modules()):
             raise RobustMSAError(f"model {name!r} does not use a Hugging Face text encoder, but its config "
                                  "sets text_encoder: hf", hint="remove text_encoder/text_model from its overrides")

@@ -65,8 +65,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MLPHead, load_balance_loss, masked_softmax, modality_absent
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = [
     "CAMoEConfig",
@@ -235,10 +235,12 @@ class CAMoE(MSAModel):
     ``affinity`` [B, 3] = A.
     """
 
+    extras = (Extra("routing"), Extra("expert_weights"), Extra("active"), Extra("geometric_affinity"),
+              Extra("affinity"))
+
     def __init__(self, config: CAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.routers = nn.ModuleList(nn.Linear(d, c.num_experts, bias=False) for _ in MODALITIES)
         self.experts = nn.ModuleList(MLPHead(d, c.expert_hidden, d, c.dropout) for _ in range(c.num_experts))
         self.centres = nn.Parameter(torch.randn(c.num_classes, d))
@@ -320,8 +322,6 @@ class CAMoE(MSAModel):
                  for i in range(len(MODALITIES)) if present[:, i].any()]
         return torch.stack(terms).mean() if terms else probs.new_zeros(())
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

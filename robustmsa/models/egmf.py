@@ -38,8 +38,9 @@ from torch import nn
 from ..data.batch import Batch
 from ..errors import RobustMSAError
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import CrossAttentionBlock, MLPHead, masked_mean
-from .text_encoders import build_encoders, load_pretrained, text_param_groups
+from .text_encoders import load_pretrained
 
 __all__ = ["EGMFConfig", "EGMF", "BottleneckExpert", "HierarchicalGate", "build_llm"]
 
@@ -142,10 +143,11 @@ class EGMF(MSAModel):
     extras: ``expert_weights`` [B, 3] (refined alpha), ``gate_weights`` [B, 3] (first-stage w).
     """
 
+    extras = (Extra("expert_weights"), Extra("gate_weights"))
+
     def __init__(self, config: EGMFConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.av_type = nn.Embedding(2, d)
         self.text_to_av = CrossAttentionBlock(d, c.num_heads, c.dropout)
         self.av_to_text = CrossAttentionBlock(d, c.num_heads, c.dropout)
@@ -161,8 +163,6 @@ class EGMF(MSAModel):
         self.suffix = nn.Parameter(0.02 * torch.randn(c.prompt_tokens, width))
         self.head = MLPHead(width, c.head_hidden, 1, c.dropout)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)
 
     def fused(self, batch: Batch) -> torch.Tensor:
         """The cross-attention fused feature f [B, d]."""

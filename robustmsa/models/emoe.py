@@ -42,8 +42,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MLPHead, masked_mean, masked_softmax, modality_absent
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["EMOEConfig", "EMOE", "EMOERouter", "target_weights", "entropy_balance", "distill_loss"]
 
@@ -149,10 +149,11 @@ class EMOE(MSAModel):
     extras: ``modality_weights`` [B, 3] = w, ``unimodal`` [B, 3] = pred_m, ``present`` [B, 3].
     """
 
+    extras = (Extra("modality_weights"), Extra("unimodal"), Extra("present"))
+
     def __init__(self, config: EMOEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.unimodal = nn.ModuleDict({m: _ResidualHead(d, c.head_hidden, c.dropout) for m in MODALITIES})
         if c.router_input == "raw":
             router_in = (dims["text"] if c.text_encoder == "features" else d) + dims["audio"] + dims["vision"]
@@ -174,8 +175,6 @@ class EMOE(MSAModel):
             parts.append(masked_mean(getattr(batch, m), mask))
         return torch.cat(parts, dim=1)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

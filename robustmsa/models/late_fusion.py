@@ -17,8 +17,8 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import MLPHead, modality_absent
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["LateFusionConfig", "LateFusion"]
 
@@ -28,6 +28,12 @@ class LateFusionConfig(BaseConfig):
     """Late fusion settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
 
     head_hidden: hidden width of each unimodal regression head (64).
+
+    The field's late-fusion baseline is MMSA's LF_DNN (sub-networks 128/16/128, text out 256,
+    dropout 0.2, batch 128, lr 1e-3, weight decay 0.01): with that weight decay it collapses to the
+    mean predictor on an exported pickle (bench/bench_mmsa_parity.py). This late fusion averages
+    per-modality predictions from the shared encoders; batch size, learning rate and weight decay
+    are suite settings.
     """
 
     head_hidden: int = 64
@@ -45,15 +51,14 @@ class LateFusion(MSAModel):
     ``present`` [B, 3] which of them entered the mean.
     """
 
+    extras = (Extra("unimodal"), Extra("present"))
+
     def __init__(self, config: LateFusionConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c = config
-        self.encoders = build_encoders(c, dims)
         self.heads = nn.ModuleDict({m: MLPHead(c.d_model, c.head_hidden, 1, c.dropout) for m in MODALITIES})
         self.empty_bias = nn.Parameter(torch.zeros(()))
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         enc = self.encoders(batch)

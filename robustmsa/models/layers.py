@@ -28,6 +28,7 @@ from ..data.batch import Batch
 
 __all__ = [
     "Encoded",
+    "EncoderSpec",
     "masked_mean",
     "modality_absent",
     "ConvBlock",
@@ -182,33 +183,56 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.any(1, keepdim=True), filled, torch.zeros_like(filled))
 
 
-class SequenceEncoder(nn.Module):
-    """Input standardisation, linear projection to ``d_model`` + LayerNorm, then ``layers`` masked
-    blocks ("conv" or "attention") and a pooling ("mean", "attention" or "max").
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The shape of a modality encoder (:class:`SequenceEncoder`), shared by every modality of a model.
 
-    ``forward(x [B,T,D], mask [B,T]) -> Encoded``; ``fit_inputs(x, mask)`` sets the
-    standardisation from training features (the trainer calls it through ``MSAModel.fit_inputs``).
+    d_model: output width; kind: "conv" or "attention" blocks; kernel_size: of the "conv" blocks;
+    num_heads: of the "attention" blocks and the attention pooling; dropout: rate; pooling: one of
+    :data:`POOLINGS`; layers: number of masked blocks.
     """
 
-    def __init__(self, in_dim: int, d_model: int, kind: str = "conv", kernel_size: int = 3,
-                 num_heads: int = 4, dropout: float = 0.0, pooling: str = "mean", layers: int = 1,
-                 source: str | None = None):
+    d_model: int
+    kind: str = "conv"
+    kernel_size: int = 3
+    num_heads: int = 4
+    dropout: float = 0.0
+    pooling: str = "mean"
+    layers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("conv", "attention"):
+            raise ValueError(f"unknown encoder kind {self.kind!r} (allowed: conv, attention)")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r} (allowed: {', '.join(POOLINGS)})")
+
+    def block(self) -> nn.Module:
+        """A new masked block of this spec's kind."""
+        if self.kind == "conv":
+            return ConvBlock(self.d_model, self.kernel_size, self.dropout)
+        return AttentionBlock(self.d_model, self.num_heads, self.dropout)
+
+
+class SequenceEncoder(nn.Module):
+    """Input standardisation, linear projection to ``spec.d_model`` + LayerNorm, then ``spec.layers``
+    masked blocks ("conv" or "attention") and a pooling ("mean", "attention", "max" or "attention_mean").
+
+    ``forward(x [B,T,D], mask [B,T]) -> Encoded``; ``fit_inputs(batch)`` sets the standardisation
+    from training features of modality ``source`` (the trainer calls it through ``MSAModel.fit_inputs``).
+    """
+
+    def __init__(self, in_dim: int, spec: EncoderSpec, source: str | None = None):
         super().__init__()
+        d_model = spec.d_model
         self.source = source
         self.standardize = InputStandardizer(in_dim)
         self.proj = nn.Linear(in_dim, d_model)
         self.norm = nn.LayerNorm(d_model)
-        self.kind = kind
-        if kind not in ("conv", "attention"):
-            raise ValueError(f"unknown encoder kind {kind!r} (allowed: conv, attention)")
-        make = (lambda: ConvBlock(d_model, kernel_size, dropout)) if kind == "conv" else (
-            lambda: AttentionBlock(d_model, num_heads, dropout))
-        self.blocks = nn.ModuleList(make() for _ in range(layers))
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r} (allowed: {', '.join(POOLINGS)})")
-        self.pooling = pooling
-        self.pool = AttentionPool(d_model, num_heads) if pooling.startswith("attention") else None
-        self.pool_mix = nn.Linear(2 * d_model, d_model) if pooling == "attention_mean" else None
+        self.kind = spec.kind
+        self.blocks = nn.ModuleList(spec.block() for _ in range(spec.layers))
+        self.pooling = spec.pooling
+        self.pool = AttentionPool(d_model, spec.num_heads) if spec.pooling.startswith("attention") else None
+        self.pool_mix = nn.Linear(2 * d_model, d_model) if spec.pooling == "attention_mean" else None
 
     def fit_inputs(self, batch: Batch) -> None:
         """Standardise with the statistics of ``batch``'s ``source`` modality (valid frames of present
@@ -244,8 +268,8 @@ class TextEncoder(Protocol):
 
     The default, :class:`TextFeatureEncoder`, reads precomputed features (``batch.text``). A Hugging
     Face encoder over ``batch.text_ids`` implements the same call and is passed to
-    :class:`ModalityEncoders` as ``text_encoder``; the model then overrides ``param_groups`` to give
-    it its own learning rate.
+    :class:`ModalityEncoders` as ``text_encoder``; ``MSAModel.param_groups`` gives its pretrained
+    weights their own learning rate.
     """
 
     def __call__(self, batch: Batch, mask: torch.Tensor) -> Encoded: ...
@@ -254,11 +278,9 @@ class TextEncoder(Protocol):
 class TextFeatureEncoder(nn.Module):
     """Text from precomputed features ``batch.text`` [B, L, Dt] through a :class:`SequenceEncoder`."""
 
-    def __init__(self, in_dim: int, d_model: int, kind: str = "conv", kernel_size: int = 3,
-                 num_heads: int = 4, dropout: float = 0.0, pooling: str = "mean", layers: int = 1):
+    def __init__(self, in_dim: int, spec: EncoderSpec):
         super().__init__()
-        self.encoder = SequenceEncoder(in_dim, d_model, kind, kernel_size, num_heads, dropout, pooling, layers,
-                                       source="text")
+        self.encoder = SequenceEncoder(in_dim, spec, source="text")
 
     def forward(self, batch: Batch, mask: torch.Tensor) -> Encoded:
         return self.encoder(batch.text, mask)
@@ -271,14 +293,11 @@ class ModalityEncoders(nn.Module):
     replaces the default :class:`TextFeatureEncoder` (extension point for pretrained encoders).
     """
 
-    def __init__(self, dims: Mapping[str, int], d_model: int, kind: str = "conv", kernel_size: int = 3,
-                 num_heads: int = 4, dropout: float = 0.0, text_encoder: nn.Module | None = None,
-                 pooling: str = "mean", layers: int = 1):
+    def __init__(self, dims: Mapping[str, int], spec: EncoderSpec, text_encoder: nn.Module | None = None):
         super().__init__()
-        args = (d_model, kind, kernel_size, num_heads, dropout, pooling, layers)
-        self.text = text_encoder if text_encoder is not None else TextFeatureEncoder(dims["text"], *args)
-        self.audio = SequenceEncoder(dims["audio"], *args, source="audio")
-        self.vision = SequenceEncoder(dims["vision"], *args, source="vision")
+        self.text = text_encoder if text_encoder is not None else TextFeatureEncoder(dims["text"], spec)
+        self.audio = SequenceEncoder(dims["audio"], spec, source="audio")
+        self.vision = SequenceEncoder(dims["vision"], spec, source="vision")
 
     def forward(self, batch: Batch) -> dict[str, Encoded]:
         out: dict[str, Encoded] = {}

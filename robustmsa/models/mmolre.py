@@ -35,8 +35,8 @@ from torch import nn
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
-from .layers import MaskedAttention, MLPHead, SequenceEncoder, TextFeatureEncoder, masked_mean
-from .text_encoders import build_text_encoder, text_param_groups
+from .extras import Extra
+from .layers import MaskedAttention, MLPHead, masked_mean
 
 __all__ = ["MMoLREConfig", "MMoLRE", "LowRankExperts", "MoLREBlock", "sentiment_classes", "NUM_CLASSES"]
 
@@ -151,12 +151,15 @@ class MMoLRE(MSAModel):
     (task 0 regression, task 1 classification; last column the task-specific expert).
     """
 
+    extras = (Extra("class_probs"), Extra("gates"))
+
+    shared_encoders = False  # text and audio only, built in __init__
+
     def __init__(self, config: MMoLREConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        args = (d, c.encoder, c.kernel_size, c.num_heads, c.dropout, c.encoder_pooling, c.encoder_layers)
-        self.text = build_text_encoder(c, dims) or TextFeatureEncoder(dims["text"], *args)
-        self.audio = SequenceEncoder(dims["audio"], *args, source="audio")
+        self.text = self.build_text_encoder()
+        self.audio = self.build_sequence_encoder("audio")
         self.modality = nn.Embedding(2, d)
         self.blocks = nn.ModuleList(
             MoLREBlock(d, c.num_heads, c.num_shared, c.rank, 2, c.expert_activation, c.dropout)
@@ -164,8 +167,6 @@ class MMoLRE(MSAModel):
         self.reg_head = MLPHead(d, c.head_hidden, 1, c.dropout)
         self.cls_head = MLPHead(d, c.head_hidden, NUM_CLASSES, c.dropout)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

@@ -36,6 +36,7 @@ from corruptions.keys import MODALITIES
 
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import (
     ExpertMixture,
     GatedRouter,
@@ -47,7 +48,6 @@ from .layers import (
     random_routing,
     topk_routing,
 )
-from .text_encoders import build_encoders, text_param_groups
 
 __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
 
@@ -55,6 +55,7 @@ __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
 @dataclass(frozen=True)
 class QAMoEConfig(BaseConfig):
     """QA-MoE settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
+    Ablations: ``quality_gate``, ``prior_fallback``, ``uncertainty_loss``, ``routing``.
 
     num_experts:        E GLU experts (8, as reported).
     top_k:              experts per sample for "topk" routing (3, as reported).
@@ -188,10 +189,12 @@ class QAMoE(MSAModel):
     modalities, where r is forced to 0), ``expert_weights`` [B, E].
     """
 
+    # r per modality: columns quality_text/audio/vision, and their means as metric rows (quality vs rho)
+    extras = (Extra("quality", columns=MODALITIES, summary=True), Extra("sigma2"), Extra("expert_weights"))
+
     def __init__(self, config: QAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        self.encoders = build_encoders(c, dims)
         self.uncertainty = nn.ModuleDict(
             {m: UncertaintyHead(d, c.uncertainty_hidden, c.log_var_min, c.log_var_max,
                                 extra=2 if c.quality_statistics else 0) for m in MODALITIES})
@@ -249,8 +252,6 @@ class QAMoE(MSAModel):
         weight = (~absent).to(log_var.dtype)
         return self.config.quality_weight * (per * weight).sum() / weight.sum().clamp(min=1.0)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)  # own lr for a pretrained text encoder
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         c = self.config

@@ -22,7 +22,6 @@ or a local directory), ``text_lr`` and ``freeze_text``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -30,9 +29,9 @@ from torch import nn
 
 from ..data.batch import Batch
 from ..errors import RobustMSAError
-from .layers import Encoded, ModalityEncoders, masked_mean
+from .layers import Encoded, masked_mean
 
-__all__ = ["HFTextEncoder", "load_pretrained", "build_text_encoder", "build_encoders", "text_param_groups"]
+__all__ = ["HFTextEncoder", "load_pretrained", "build_text_encoder", "text_param_groups"]
 
 
 def load_pretrained(name_or_path: str, what: str, **kwargs: Any) -> nn.Module:
@@ -112,31 +111,19 @@ class HFTextEncoder(nn.Module):
         return self.encode_ids(batch.text_ids.to(mask.device), mask)
 
 
-def build_text_encoder(config: Any, dims: Mapping[str, int] | None = None) -> HFTextEncoder | None:
-    """The text encoder a :class:`~robustmsa.models.base.BaseConfig` asks for.
-
-    None for ``text_encoder: features`` (the caller keeps its default feature encoder; ``dims`` is
-    accepted for symmetry), an :class:`HFTextEncoder` for ``hf``.
-    """
+def build_text_encoder(config: Any) -> HFTextEncoder | None:
+    """The pretrained text encoder a :class:`~robustmsa.models.base.BaseConfig` asks for: None for
+    ``text_encoder: features`` (the caller keeps its feature encoder), an :class:`HFTextEncoder` for ``hf``."""
     if config.text_encoder == "features":
         return None
     return HFTextEncoder(config.text_model, config.d_model, freeze=config.freeze_text, lr=config.text_lr)
 
 
-def build_encoders(config: Any, dims: Mapping[str, int], text_encoder: nn.Module | None = None) -> ModalityEncoders:
-    """The shared per-modality encoders a :class:`~robustmsa.models.base.BaseConfig` describes
-    (``text_encoder``: a replacement text encoder; default: :func:`build_text_encoder`)."""
-    c = config
-    return ModalityEncoders(dims, c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout,
-                            text_encoder=text_encoder if text_encoder is not None else build_text_encoder(c, dims),
-                            pooling=c.encoder_pooling, layers=c.encoder_layers)
-
-
 def text_param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """Optimiser groups: pretrained text weights at their encoder's ``lr``, the rest at ``lr``.
 
-    Frozen parameters are left out. Without a fine-tuned :class:`HFTextEncoder` this is the single
-    group of :meth:`MSAModel.param_groups <robustmsa.models.base.MSAModel.param_groups>`.
+    Frozen parameters are left out; without a fine-tuned :class:`HFTextEncoder` this is one group.
+    Every model uses it through :meth:`MSAModel.param_groups <robustmsa.models.base.MSAModel.param_groups>`.
     """
     seen: set[int] = set()
     text_groups: list[dict[str, Any]] = []

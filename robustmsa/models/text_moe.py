@@ -57,6 +57,7 @@ from corruptions.keys import derive_keys, normal
 from ..data.batch import Batch
 from ..errors import RobustMSAError
 from .base import BaseConfig, MSAModel, check_config, register_model
+from .extras import Extra
 from .layers import (
     AttentionBlock,
     MaskedAttention,
@@ -66,7 +67,7 @@ from .layers import (
     sinusoid_positions,
     topk_routing,
 )
-from .text_encoders import HFTextEncoder, build_encoders, build_text_encoder, text_param_groups
+from .text_encoders import HFTextEncoder
 
 __all__ = ["TEXTConfig", "TEXT", "TemporalAlignment", "AggregationStream", "TextRoutedMoELayer",
            "resample_valid"]
@@ -75,6 +76,8 @@ __all__ = ["TEXTConfig", "TEXT", "TemporalAlignment", "AggregationStream", "Text
 @dataclass(frozen=True)
 class TEXTConfig(BaseConfig):
     """TEXT settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
+    Ablations: ``use_clues`` (w/o explanations), ``temporal_alignment`` (TA -> Concat),
+    ``gated_fusion``, ``router_noise``.
 
     depth:          text-routed MoE transformer layers (2; the paper uses 3 on MOSI/SIMS, 2 on MOSEI).
     num_experts:    experts per MoE layer (5, as in the code).
@@ -236,16 +239,16 @@ class TEXT(MSAModel):
     ``expert_weights`` [B, depth, E], ``clues_used`` [B] (1.0 where the clue path ran).
     """
 
+    extras = (Extra("fusion_weights"), Extra("expert_weights"), Extra("clues_used"))
+
     display_name = "TEXT"
 
     def __init__(self, config: TEXTConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c, d = config, config.d_model
-        text_encoder = build_text_encoder(c, dims)
-        self.encoders = build_encoders(c, dims, text_encoder)
         self.streams = nn.ModuleDict({name: AggregationStream(d, c.num_heads, c.dropout)
                                       for name in ("text", "audio", "vision", "clue_audio", "clue_vision")})
-        learned = text_encoder is None  # clue ids: a learned embedding, or the shared pretrained encoder
+        learned = not isinstance(self.encoders.text, HFTextEncoder)  # clue ids: own embedding or the shared encoder
         self.clue_embed = nn.Embedding(c.clue_vocab, d, padding_idx=0) if learned else None
         self.clue_norm = nn.LayerNorm(d) if learned else None
         self.align = nn.ModuleDict({m: MaskedAttention(d, c.num_heads, c.dropout) for m in ("audio", "vision")})
@@ -260,8 +263,6 @@ class TEXT(MSAModel):
         self.head = MLPHead(d, c.head_hidden, 1, c.dropout)
         self._noise_calls = 0  # training forward calls so far: the stream of the keyed router noise
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        return text_param_groups(self, lr, weight_decay)
 
     # --- explanation alignment ------------------------------------------------------------------
 

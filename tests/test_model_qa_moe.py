@@ -4,89 +4,71 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import typing
 
 import pytest
 import torch
 
 from robustmsa.data.batch import Batch
-from robustmsa.models import create_model
 from robustmsa.models.qa_moe import QAMoE, heteroscedastic_loss, reliability_statistics
+
+from helpers import ModelKit, run
 
 DIMS = {"text": 6, "audio": 4, "vision": 5}
 T = 8
 MODS = ("text", "audio", "vision")
+KIT = ModelKit(DIMS, {m: T for m in MODS}, normal_labels=True)
 
 
-def make_batch(n: int, seed: int, missing: torch.Tensor | None = None) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    parts: dict[str, torch.Tensor] = {}
-    miss = torch.zeros(n, 3, dtype=torch.bool) if missing is None else missing
-    for i, m in enumerate(MODS):
-        mask = (torch.arange(T).unsqueeze(0) < torch.randint(1, T + 1, (n, 1), generator=g)) & ~miss[:, i : i + 1]
-        parts[m] = torch.randn(n, T, DIMS[m], generator=g) * mask.unsqueeze(-1)
-        parts[f"{m}_mask"] = mask
-    return Batch(missing=miss, labels=torch.randn(n, generator=g),
-                 keys=torch.randint(0, 2**62, (n,), generator=g), **parts)
-
-
-def build(seed: int = 0, **overrides: typing.Any) -> QAMoE:
-    model = create_model("qa_moe", DIMS, seed=seed, **overrides)
-    assert isinstance(model, QAMoE)
-    return model
-
-
-def run(model: QAMoE, batch: Batch, clean: Batch | None = None) -> dict[str, typing.Any]:
-    with torch.no_grad():
-        return model.eval()(batch, clean=clean)
+def test_the_factory_builds_qa_moe() -> None:
+    assert isinstance(KIT.build("qa_moe"), QAMoE)
 
 
 def test_quality_in_unit_interval_and_zero_when_missing() -> None:
     combos = torch.tensor(list(itertools.product([False, True], repeat=3))).repeat(2, 1)
-    batch = make_batch(len(combos), seed=1, missing=combos)
-    ex = run(build(), batch)["extras"]
+    batch = KIT.batch(len(combos), seed=1, missing=combos)
+    ex = run(KIT.build("qa_moe"), batch)["extras"]
     r, s2 = ex["quality"], ex["sigma2"]
     assert r.shape == s2.shape == (16, 3)
     assert (r[combos] == 0).all()
     present = r[~combos]
     assert ((present > 0) & (present <= 1)).all()
     torch.testing.assert_close(present, 1 / (1 + s2[~combos]))
-    kept = run(build(zero_quality_if_missing=False), batch)["extras"]["quality"]
+    kept = run(KIT.build("qa_moe", zero_quality_if_missing=False), batch)["extras"]["quality"]
     assert (kept > 0).all()
 
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_topk_picks_exactly_k(k: int) -> None:
-    w = run(build(top_k=k), make_batch(12, seed=2))["extras"]["expert_weights"]
+    w = run(KIT.build("qa_moe", top_k=k), KIT.batch(12, seed=2))["extras"]["expert_weights"]
     assert w.shape == (12, 8)
     assert ((w > 0).sum(1) == k).all()
     torch.testing.assert_close(w.sum(1), torch.ones(12))
 
 
 def test_dense_routing_uses_all_experts() -> None:
-    out = run(build(routing="dense"), make_batch(12, seed=3))
+    out = run(KIT.build("qa_moe", routing="dense"), KIT.batch(12, seed=3))
     assert (out["extras"]["expert_weights"] > 0).all()
     assert "load_balance" not in out["losses"]
 
 
 def test_random_routing_ignores_the_input() -> None:
-    model = build(routing="random")
-    a, b = make_batch(12, seed=4), make_batch(12, seed=5)
+    model = KIT.build("qa_moe", routing="random")
+    a, b = KIT.batch(12, seed=4), KIT.batch(12, seed=5)
     b = dataclasses.replace(b, keys=a.keys)
     wa, wb = run(model, a)["extras"]["expert_weights"], run(model, b)["extras"]["expert_weights"]
     assert torch.equal(wa, wb)
     assert ((wa > 0).sum(1) == 3).all() and torch.allclose(wa[wa > 0], torch.tensor(1 / 3))
     other = run(model, dataclasses.replace(a, keys=a.keys + 1))["extras"]["expert_weights"]
     assert not torch.equal(wa, other)
-    topk = run(build(), a)["extras"]["expert_weights"]
-    assert not torch.equal(topk, run(build(), b)["extras"]["expert_weights"])
+    topk = run(KIT.build("qa_moe"), a)["extras"]["expert_weights"]
+    assert not torch.equal(topk, run(KIT.build("qa_moe"), b)["extras"]["expert_weights"])
 
 
 @pytest.mark.parametrize("quality_gate", [True, False])
 def test_quality_gate_is_the_only_path_from_r_to_routing(quality_gate: bool) -> None:
     """With fused features fixed (no prior fallback), changing r changes routing iff the gate is on."""
-    model = build(quality_gate=quality_gate, prior_fallback=False)
-    batch = make_batch(12, seed=6)
+    model = KIT.build("qa_moe", quality_gate=quality_gate, prior_fallback=False)
+    batch = KIT.batch(12, seed=6)
     before = run(model, batch)["extras"]
     with torch.no_grad():
         for head in model.uncertainty.values():
@@ -103,8 +85,8 @@ def test_quality_gate_is_the_only_path_from_r_to_routing(quality_gate: bool) -> 
 
 @pytest.mark.parametrize("prior_fallback", [True, False])
 def test_prior_fallback_switch(prior_fallback: bool) -> None:
-    model = build(prior_fallback=prior_fallback)
-    batch = make_batch(8, seed=7, missing=torch.tensor([[False, True, False]]).repeat(8, 1))
+    model = KIT.build("qa_moe", prior_fallback=prior_fallback)
+    batch = KIT.batch(8, seed=7, missing=torch.tensor([[False, True, False]]).repeat(8, 1))
     before = run(model, batch)["pred"]
     with torch.no_grad():
         model.prior[1].add_(5.0)
@@ -114,8 +96,8 @@ def test_prior_fallback_switch(prior_fallback: bool) -> None:
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_uncertainty_loss_switch(flag: bool) -> None:
-    model = build(uncertainty_loss=flag)
-    batch, clean = make_batch(8, seed=8), make_batch(8, seed=9)
+    model = KIT.build("qa_moe", uncertainty_loss=flag)
+    batch, clean = KIT.batch(8, seed=8), KIT.batch(8, seed=9)
     self_target, clean_target = run(model, batch), run(model, batch, clean=clean)
     assert ("uncertainty" in self_target["losses"]) == flag
     assert "quality" in self_target["extras"]
@@ -125,19 +107,19 @@ def test_uncertainty_loss_switch(flag: bool) -> None:
 
 
 def test_load_balance_loss_present_and_weighted() -> None:
-    batch = make_batch(16, seed=10)
-    lb = run(build(), batch)["losses"]["load_balance"]
-    lb2 = run(build(balance_weight=0.02), batch)["losses"]["load_balance"]
+    batch = KIT.batch(16, seed=10)
+    lb = run(KIT.build("qa_moe"), batch)["losses"]["load_balance"]
+    lb2 = run(KIT.build("qa_moe", balance_weight=0.02), batch)["losses"]["load_balance"]
     assert lb > 0 and torch.isfinite(lb)
     torch.testing.assert_close(lb2, 2 * lb)
-    assert "load_balance" not in run(build(balance_weight=0.0), batch)["losses"]
-    assert "load_balance" not in run(build(routing="random"), batch)["losses"]
+    assert "load_balance" not in run(KIT.build("qa_moe", balance_weight=0.0), batch)["losses"]
+    assert "load_balance" not in run(KIT.build("qa_moe", routing="random"), batch)["losses"]
 
 
 @pytest.mark.parametrize("detach", [True, False])
 def test_detach_quality_keeps_task_gradient_out_of_sigma(detach: bool) -> None:
-    model = build(detach_quality=detach).train()
-    out = model(make_batch(8, seed=11))
+    model = KIT.build("qa_moe", detach_quality=detach).train()
+    out = model(KIT.batch(8, seed=11))
     out["pred"].sum().backward()
     grads = [p.grad for p in model.uncertainty.parameters() if p.grad is not None]
     assert any(g.abs().sum() > 0 for g in grads) != detach
@@ -174,7 +156,7 @@ def test_sigma_grows_on_corrupted_inputs() -> None:
     smaller) on corrupted samples than on clean ones, at test time without any clean input."""
     g = torch.Generator().manual_seed(0)
     proj = {m: torch.randn(2, DIMS[m], generator=g) for m in MODS}
-    model = build(seed=0, d_model=32, expert_hidden=64, head_hidden=32, uncertainty_hidden=32).train()
+    model = KIT.build("qa_moe", seed=0, d_model=32, expert_hidden=64, head_hidden=32, uncertainty_hidden=32).train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
         batch, _, clean = _spectrum_data(64, g, proj)
@@ -212,9 +194,9 @@ def test_reliability_statistics_see_holes_and_white_noise() -> None:
 def test_rho_supervised_quality_variant() -> None:
     """The variant trains r on the applied rho when the batch carries it (spectrum training); the
     paper's heteroscedastic loss otherwise; its default is off (the paper's mechanism)."""
-    assert not build().config.quality_supervision
-    model = build(quality_supervision=True, quality_weight=1.0).train()
-    batch = make_batch(8, seed=12)
+    assert not KIT.build("qa_moe").config.quality_supervision
+    model = KIT.build("qa_moe", quality_supervision=True, quality_weight=1.0).train()
+    batch = KIT.batch(8, seed=12)
     assert "uncertainty" in model(batch)["losses"] and "quality" not in model(batch)["losses"]
     rho = torch.rand(8, 3, generator=torch.Generator().manual_seed(1))
     out = model(dataclasses.replace(batch, reliability=rho))
@@ -225,10 +207,10 @@ def test_rho_supervised_quality_variant() -> None:
     torch.testing.assert_close(out["losses"]["quality"], manual, rtol=1e-4, atol=1e-5)
     out["losses"]["quality"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.uncertainty["audio"].log_var.parameters())
-    doubled = build(quality_supervision=True, quality_weight=2.0).train()(dataclasses.replace(batch, reliability=rho))
+    doubled = KIT.build("qa_moe", quality_supervision=True, quality_weight=2.0).train()(dataclasses.replace(batch, reliability=rho))
     torch.testing.assert_close(doubled["losses"]["quality"], 2 * manual, rtol=1e-4, atol=1e-5)
     # the paper's model ignores the reliability entirely
-    paper = build()
+    paper = KIT.build("qa_moe")
     torch.testing.assert_close(run(paper, batch)["pred"], run(paper, dataclasses.replace(batch, reliability=rho))["pred"])
 
 
@@ -241,7 +223,7 @@ def test_trainer_hands_the_applied_rho_to_spectrum_and_specialist_batches() -> N
     def corruptor(regime: RegimeSpec) -> RegimeCorruption:
         return RegimeCorruption(TrainingRun(regime, TrainingSpec(), 0, (regime.conditions or [None])[0]), ctx)
 
-    train = make_batch(32, seed=13)
+    train = KIT.batch(32, seed=13)
     ctx = CorruptionContext(train.modalities())
     spectrum = RegimeSpec(name="spectrum", kind="spectrum")
     corrupted, clean = corruptor(spectrum)(train, epoch=3)
@@ -263,10 +245,10 @@ def test_trainer_hands_the_applied_rho_to_spectrum_and_specialist_batches() -> N
 def test_input_statistics_variant_feeds_the_damage_statistics_to_the_sigma_head() -> None:
     """quality_statistics: the sigma^2 head reads [h, kept share, lag-1 autocorrelation]; holes in a
     modality's input then change its r even where the encoding is held fixed."""
-    model = build(quality_statistics=True, prior_fallback=False)
+    model = KIT.build("qa_moe", quality_statistics=True, prior_fallback=False)
     assert model.uncertainty["audio"].log_var.net[0].in_features == model.config.d_model + 2
-    assert build().uncertainty["audio"].log_var.net[0].in_features == model.config.d_model
-    batch = make_batch(6, seed=14)
+    assert KIT.build("qa_moe").uncertainty["audio"].log_var.net[0].in_features == model.config.d_model
+    batch = KIT.batch(6, seed=14)
     with torch.no_grad():
         h = model._encode(batch)
         absent = torch.zeros(6, 3, dtype=torch.bool)
