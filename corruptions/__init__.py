@@ -18,24 +18,22 @@ from typing import Any
 from . import feature
 from ._families import FAMILIES, get_family, register_family
 from .base import FeatureCorruption, ModalityBatch, as_rho
+from .corrupter import Corrupter, Prepared, make_corrupter
 from .feature import TEXT_TOKENS, Blur, Compose, Drop, Missing, Noise, build_family
-from .keys import MODALITIES, derive_keys, normal, sample_keys, stable_hash64, uniform
-from .registry import DuplicateNameError, Registry, UnknownNameError
-from .samplers import SamplerOutput, TrainingSampler
-from .spectrum import (
+from .grids import (
     SWEEPS,
-    Corrupter,
     GridPoint,
-    Prepared,
     ReliabilityPoint,
     joint_sweep,
-    make_corrupter,
     normalise_levels,
     product_grid,
     qmc_grid,
     single_modality_sweep,
     standard_grid,
 )
+from .keys import MODALITIES, derive_keys, normal, sample_keys, stable_hash64, uniform
+from .registry import DuplicateNameError, Registry, UnknownNameError
+from .samplers import SamplerOutput, TrainingSampler
 
 if importlib.util.find_spec(f"{__name__}.raw") is not None:
     importlib.import_module(f"{__name__}.raw")
@@ -67,7 +65,7 @@ __all__ = [
     "Blur",
     "Compose",
     "TEXT_TOKENS",
-    # spectrum
+    # grids
     "ReliabilityPoint",
     "GridPoint",
     "SWEEPS",
@@ -77,6 +75,7 @@ __all__ = [
     "product_grid",
     "qmc_grid",
     "standard_grid",
+    # corrupter
     "Corrupter",
     "Prepared",
     "make_corrupter",

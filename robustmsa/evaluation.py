@@ -17,8 +17,8 @@ import torch
 
 from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
 from corruptions._families import FAMILIES
+from corruptions.grids import qmc_grid, standard_grid, supported_sweeps
 from corruptions.keys import MODALITIES
-from corruptions.spectrum import qmc_grid, standard_grid, supported_sweeps
 
 from .data.batch import Batch
 from .errors import DataError, NonFiniteError
