@@ -16,8 +16,8 @@ import importlib.util
 from typing import Any
 
 from . import feature
-from ._families import FAMILIES, get_family, register_family
-from .base import FeatureCorruption, ModalityBatch, as_rho
+from ._families import FAMILIES, family_level, get_family, register_family
+from .base import LEVELS, Corruption, FeatureCorruption, ModalityBatch, as_rho
 from .corrupter import Corrupter, Prepared, make_corrupter
 from .feature import TEXT_TOKENS, Blur, Compose, Drop, Missing, Noise, build_family
 from .grids import (
@@ -43,11 +43,14 @@ __all__ = [
     "FAMILIES",
     "register_family",
     "get_family",
+    "family_level",
     "build_family",
     "Registry",
     "UnknownNameError",
     "DuplicateNameError",
+    "Corruption",
     "FeatureCorruption",
+    "LEVELS",
     "ModalityBatch",
     "as_rho",
     # keys

@@ -38,9 +38,9 @@ def _row(name: str) -> dict[str, Any]:
         "name": name,
         "version": str(cls.version),
         "level": str(cls.level),
-        "modalities": ", ".join(getattr(family, "modalities", ())),
+        "modalities": ", ".join(family.modalities),
         "parameter": str(cls.parameter_name),
-        "unit": str(getattr(cls, "parameter_unit", "")),
+        "unit": str(cls.parameter_unit),
         "mapping": str(cls.mapping),
         "absent": str(cls.absent),
     }

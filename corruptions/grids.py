@@ -153,7 +153,7 @@ def normalise_levels(levels: Iterable[float]) -> list[float]:
 def check_family_modalities(family: str, modalities: Iterable[str]) -> None:
     """Raise ``ValueError`` unless the registered ``family`` supports every one of ``modalities``."""
     cls = FAMILIES.get(family)
-    supported = getattr(cls, "modalities", MODALITIES)
+    supported = cls.modalities
     for m in modalities:
         if m not in supported:
             raise ValueError(f"family {family!r} does not support modality {m!r}; it supports {', '.join(supported)}")
@@ -263,7 +263,7 @@ def supported_sweeps(family: str, sweeps: Iterable[str]) -> list[str]:
 
     A suite may mix families of different modalities; each family is swept where it applies.
     """
-    supported = set(getattr(FAMILIES.get(family), "modalities", MODALITIES))
+    supported = set(FAMILIES.get(family).modalities)
     return [s for s in sweeps if set(sweep_modalities(s)) <= supported]
 
 

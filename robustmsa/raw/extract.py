@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from corruptions import FAMILIES, get_family
+from corruptions import family_level, get_family
 from corruptions.keys import derive_keys, sample_keys
+from corruptions.raw import RawCorruption
 
 from ..errors import DataError
 from .clips import ClipCorpus
@@ -41,14 +42,14 @@ def default_workers() -> int:
         return 1
 
 
-def raw_family(spec: str | dict[str, Any], modality: str | None = None) -> tuple[dict[str, Any], Any]:
+def raw_family(spec: str | dict[str, Any], modality: str | None = None) -> tuple[dict[str, Any], RawCorruption]:
     """(normalised spec ``{"name": ..., **params}``, family instance); checks level and modality."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     if "name" not in spec:
         raise DataError(f"a corruption family given as a dict needs a 'name' key, got {sorted(spec)}")
-    cls = FAMILIES.get(spec["name"])
-    if getattr(cls, "level", None) != "raw":
-        raise DataError(f"corruption family {spec['name']!r} is {getattr(cls, 'level', '?')}-level, not raw-level")
+    level = family_level(spec["name"])
+    if level != "raw":
+        raise DataError(f"corruption family {spec['name']!r} is {level}-level, not raw-level")
     family = get_family(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
     if modality is not None and modality not in family.modalities:
         raise DataError(f"raw family {spec['name']!r} corrupts {family.modality} only, not {modality}")
@@ -74,12 +75,9 @@ def corrupt_and_extract(
     if rhos is None or len(rhos) != len(indices):
         raise ValueError("corrupt_and_extract needs one rho per clip")
     _, fam = raw_family(family, m)
-    keys = derive_keys(seed, sample_keys([corpus.ids[i] for i in indices]), m, fam.name, stream).tolist()
-    out = []
-    for i, key, rho in zip(indices, keys, rhos):
-        data = corpus.load(i, m)
-        out.append(extractor.extract(fam.apply(data, float(rho), fam.sample(int(key), data))))
-    return out
+    keys = derive_keys(seed, sample_keys([corpus.ids[i] for i in indices]), m, fam.name, stream)
+    return [extractor.extract(fam.corrupt(corpus.load(i, m), float(rho), key))
+            for i, key, rho in zip(indices, keys, rhos)]
 
 
 def _init_worker() -> None:
