@@ -34,6 +34,7 @@ from .grids import (
 from .keys import MODALITIES, derive_keys, normal, sample_keys, stable_hash64, uniform
 from .registry import DuplicateNameError, Registry, UnknownNameError
 from .samplers import SamplerOutput, TrainingSampler
+from .source import CorruptionSource, PointLike
 
 if importlib.util.find_spec(f"{__name__}.raw") is not None:
     importlib.import_module(f"{__name__}.raw")
@@ -82,6 +83,9 @@ __all__ = [
     "Corrupter",
     "Prepared",
     "make_corrupter",
+    # the interface of prepared corruptions (feature and raw level)
+    "CorruptionSource",
+    "PointLike",
     # training samplers
     "TrainingSampler",
     "SamplerOutput",

@@ -14,8 +14,9 @@ import torch
 
 from .base import FeatureCorruption, ModalityBatch, as_rho
 from .feature.compose import build_family
-from .grids import ReliabilityPoint, canonical_modalities, check_family_modalities, check_modality
+from .grids import canonical_modalities, check_family_modalities, check_modality
 from .keys import MODALITIES, derive_keys
+from .source import CorruptionSource, PointLike, point_rhos
 
 __all__ = ["Corrupter", "Prepared", "make_corrupter"]
 
@@ -27,7 +28,7 @@ def _is_clean(rho: float | torch.Tensor) -> bool:
 
 
 def _corrupted_levels(
-    point: ReliabilityPoint | Mapping[str, float | torch.Tensor],
+    point: PointLike,
     data: Mapping[str, ModalityBatch],
     families: Mapping[str, FeatureCorruption],
     holder: str,
@@ -37,9 +38,7 @@ def _corrupted_levels(
     ``point`` is a :class:`ReliabilityPoint` or ``{modality: rho}`` with rho a float or a
     per-sample tensor [B]; modalities left out of a mapping are clean.
     """
-    rhos = point.as_dict() if isinstance(point, ReliabilityPoint) else dict(point)
-    for m in rhos:
-        check_modality(m)
+    rhos = point_rhos(point)
     levels = []
     for m, rho in rhos.items():
         if _is_clean(rho):
@@ -52,8 +51,12 @@ def _corrupted_levels(
     return levels
 
 
-class Prepared:
-    """Data plus each modality's drawn state: ``at(point)`` applies the families at any rho."""
+class Prepared(CorruptionSource):
+    """Data plus each modality's drawn state: ``at(point)`` applies the feature families at any rho.
+
+    The feature-level :class:`~corruptions.source.CorruptionSource`; ``families`` and ``states``
+    (per modality) are what reference predictors such as an oracle read.
+    """
 
     def __init__(
         self,
@@ -65,7 +68,7 @@ class Prepared:
         self.families = dict(families)
         self.states = dict(states)
 
-    def at(self, point: ReliabilityPoint | Mapping[str, float | torch.Tensor]) -> dict[str, ModalityBatch]:
+    def at(self, point: PointLike) -> dict[str, ModalityBatch]:
         """Every modality of the data at ``point`` (modalities at rho = 1 are returned untouched).
 
         ``point`` is a :class:`ReliabilityPoint` or ``{modality: rho}`` with rho a float or a
@@ -123,7 +126,7 @@ class Corrupter:
         self,
         data: Mapping[str, ModalityBatch],
         keys: torch.Tensor,
-        point: ReliabilityPoint | Mapping[str, float | torch.Tensor],
+        point: PointLike,
         stream: int = 0,
     ) -> dict[str, ModalityBatch]:
         """The data at one ``point`` in one go: ``prepare(data, keys, stream).at(point)`` bit for bit,

@@ -7,7 +7,6 @@ and one batched forward pass.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
-from corruptions._families import FAMILIES
+from corruptions import GridPoint, ModalityBatch, Prepared, ReliabilityPoint
 from corruptions.grids import qmc_grid, standard_grid, supported_sweeps
 from corruptions.keys import MODALITIES
 
+from .corruption_context import CorruptionContext
 from .data.batch import Batch
-from .errors import DataError, NonFiniteError
+from .errors import NonFiniteError
 from .metrics import compute_metrics
 from .models.layers import encoding_cache
 
@@ -92,57 +91,6 @@ def build_grid(families: Iterable[str | dict], levels: list[float], sweeps: Iter
             else:
                 out += standard_grid([_family_name(f)], levels, [s])
     return out
-
-
-class CorruptionContext:
-    """Per-trial cache of corrupters fitted once on the training split, and of sampled states.
-
-    Fitting (e.g. feature statistics of ``noise``) and sampling (the random state of a split) are
-    done once per (family, seed) and (family, seed, split); every later grid point, validation
-    epoch or evaluation reuses them. States depend only on keys, so caching changes no number.
-
-    Raw-level families (audio, frames, transcripts) need the dataset's raw clips: ``raw`` is the
-    dataset's :class:`~robustmsa.raw.dataset.RawSource` (None for feature-only datasets, named
-    ``dataset`` in errors); their ``prepared`` state corrupts the clips of the split and
-    re-extracts features at each point (:class:`~robustmsa.raw.dataset.RawPrepared`).
-    """
-
-    def __init__(self, train: Mapping[str, ModalityBatch], raw: Any = None, dataset: str = ""):
-        self.train = train
-        self.raw = raw
-        self.dataset = dataset
-        self._corrupters: dict[tuple[str, int], Corrupter] = {}
-        self._prepared: dict[tuple[str, int, str], Prepared] = {}
-
-    def _raw_level(self, f: str | dict[str, Any], use: str) -> bool:
-        name = _family_name(f)
-        if getattr(FAMILIES.get(name), "level", None) != "raw":
-            return False
-        if self.raw is None or use != "prepared":
-            why = (f"dataset {self.dataset or '(unnamed)'!r} has no raw clips (use synthetic_raw or raw)"
-                   if self.raw is None else "raw families apply in evaluation and validation grids only, "
-                   "not to training batches")
-            raise DataError(f"corruption family {name!r} is raw-level (it corrupts media before feature "
-                            f"extraction): {why}", hint="use a feature-level family (missing, drop, noise, blur)")
-        return True
-
-    def corrupter(self, f: str | dict[str, Any], seed: int) -> Corrupter:
-        self._raw_level(f, "corrupter")
-        key = (json.dumps(f, sort_keys=True), seed)
-        if key not in self._corrupters:
-            params = {} if isinstance(f, str) else {k: v for k, v in f.items() if k != "name"}
-            self._corrupters[key] = make_corrupter(_family_name(f), seed=seed, train=self.train, **params)
-        return self._corrupters[key]
-
-    def prepared(self, f: str | dict[str, Any], seed: int, data: Batch, split: str) -> Prepared:
-        """The sampled state of ``data`` (named ``split``: one state per split and family)."""
-        key = (json.dumps(f, sort_keys=True), seed, split)
-        if key not in self._prepared:
-            if self._raw_level(f, "prepared"):
-                self._prepared[key] = self.raw.prepared(f, seed, data, split)
-            else:
-                self._prepared[key] = self.corrupter(f, seed).prepare(modalities_of(data), data.keys)
-        return self._prepared[key]
 
 
 def evaluate_grid(

@@ -32,7 +32,7 @@ from corruptions.keys import derive_keys, sample_keys  # noqa: E402
 from corruptions.raw import AudioClip, RawCorruption, corrupt_many  # noqa: E402
 from corruptions.raw.text_typos import KEYBOARD_NEIGHBOURS  # noqa: E402
 
-RAW = [n for n in FAMILIES.names() if getattr(FAMILIES.get(n), "level", None) == "raw"]
+RAW = [n for n in FAMILIES.names() if FAMILIES.get(n).level == "raw"]
 LEVELS = [round(0.1 * i, 1) for i in range(11)]
 #: one 0-d int64 key per clip (the key convention of corruptions.base.Corruption)
 KEYS = list(derive_keys(1111, sample_keys(["v0$_$0", "v0$_$1", "v1$_$0", "v2$_$3"]), "any", "raw"))
