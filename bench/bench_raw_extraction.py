@@ -66,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(1)
-    from robustmsa.raw import corrupt_and_extract, extract_rows, load_synthetic_raw, shutdown_pools
+    from robustmsa.raw import (
+        ClipCorruption,
+        corrupt_and_extract,
+        extract_rows,
+        load_synthetic_raw,
+        shutdown_pools,
+    )
 
     n_test = max(args.clips, 16)
     t0 = time.perf_counter()
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         ext = ds.raw.extractors[m]
         fam = {"name": families[m]}
         clean = time_run(lambda ext=ext: corrupt_and_extract(corpus, idx, ext), args.repeats)
-        corr = time_run(lambda ext=ext, fam=fam: corrupt_and_extract(corpus, idx, ext, fam, 1234, [args.rho] * len(idx)),
+        corr = time_run(lambda ext=ext, fam=fam: corrupt_and_extract(corpus, idx, ext, ClipCorruption(fam, 1234, [args.rho] * len(idx))),
                         args.repeats)
         rows.append((f"{m} ({families[m]})", clean, corr))
         clean_all += clean
@@ -98,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         ext, fam = ds.raw.extractors["vision"], {"name": families["vision"]}
 
         def par(family: dict | None) -> None:
-            extract_rows(corpus, idx, ext, family, 1234, None if family is None else [args.rho] * len(idx),
-                         workers=args.workers, progress=False)
+            corruption = None if family is None else ClipCorruption(family, 1234, [args.rho] * len(idx))
+            extract_rows(corpus, idx, ext, corruption, workers=args.workers, progress=False)
 
         try:
             clean = time_run(lambda: par(None), args.repeats, time.perf_counter)

@@ -55,7 +55,7 @@ from ..errors import DataError
 from . import acoustic, minilm, textual, visual  # noqa: F401  (registers the extractors)
 from .cache import FeatureCache, cell_key
 from .clips import ArrayCorpus, ClipCorpus, FileCorpus, MediaOptions, load_clip_records, validate_records
-from .extract import default_workers, extract_rows, raw_family
+from .extract import ClipCorruption, default_workers, extract_rows, raw_family
 from .features import Extractor, FeatureRow, build_extractor
 
 __all__ = ["RawSource", "RawPrepared", "RawMSADataset", "ModalityArrays", "load_synthetic_raw", "load_raw_folder",
@@ -165,8 +165,9 @@ class RawSource:
             if missing:
                 todo = [rows[pos[j]] for j in missing]
                 what = f"{modality} clean ({split})" if spec is None else f"{modality} {spec['name']} rho={r:g} ({split})"
-                new = extract_rows(corpus, todo, extractor, spec, seed, None if spec is None else [r] * len(todo),
-                                   workers=self.workers, progress=self.progress, description=what)
+                corruption = None if spec is None else ClipCorruption(spec, seed, (r,) * len(todo))
+                new = extract_rows(corpus, todo, extractor, corruption, workers=self.workers, progress=self.progress,
+                                   description=what)
                 for j, row in zip(missing, new):
                     result[pos[j]] = row
                 self.cache.store(shard, {keys[j]: row for j, row in zip(missing, new)})
