@@ -4,6 +4,13 @@ Reliability rho in [0, 1] per sample and modality: rho = 1 is the clean input bi
 rho = 0 the modality absent as each family defines it. Randomness comes only from per-sample
 keys (:mod:`corruptions.keys`); one drawn state serves every level of a grid.
 
+Every family speaks one vocabulary (:class:`~corruptions.base.Corruption`): ``sample(keys, data)``
+draws, ``apply(data, rho, state)`` applies, ``corrupt(data, rho, keys)`` does both; ``keys`` is an
+int64 tensor with the batch shape of ``data``. Modules: :mod:`.grids` (reliability points and
+sweeps), :mod:`.corrupter` (feature-level :class:`Corrupter` / :class:`Prepared`), :mod:`.source`
+(the :class:`CorruptionSource` interface every prepared corruption implements), :mod:`.samplers`
+(training), :mod:`.feature` and :mod:`.raw` (the families).
+
 Importing this package registers the feature-level families (:mod:`corruptions.feature`) and,
 when present, the raw-level families (:mod:`corruptions.raw`) in :data:`FAMILIES`. This package
 never imports :mod:`robustmsa`. The catalogue functions are loaded lazily so that
