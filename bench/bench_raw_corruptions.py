@@ -61,7 +61,7 @@ def make_inputs(modality: str, quick: bool = False) -> list[Any]:
     return [" ".join(rng.choice(_WORDS, size=int(rng.integers(6, 20)))) for _ in range(100 if quick else 1000)]
 
 
-def direct_runner(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[int],
+def direct_runner(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[torch.Tensor],
                   native: bool = False) -> tuple[str, Direct]:
     """``(description, fn(x, rho, per_clip_params))`` calling the library directly.
 
@@ -117,7 +117,7 @@ def direct_runner(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[int
     return "no library: family.apply(params)", fam.apply
 
 
-def _direct_params(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[int]) -> list[Any]:
+def _direct_params(fam: Any, items: Sequence[Any], rho: float, keys: Sequence[torch.Tensor]) -> list[Any]:
     """Per-clip inputs of the direct path, prepared before the timer."""
     if fam.name == "audio_dropout":
         return [silenced_runs(fam.sample(k, x)["rank"], rho, fam.chunk_length(x.sample_rate),
@@ -153,7 +153,7 @@ def bench_family(name: str, rho: float, repeats: int, quick: bool = False, nativ
     """One row: clips/s through the wrapper and directly, and the wrapper overhead in percent."""
     fam = FAMILIES.get(name)()
     items = make_inputs(fam.modality, quick)
-    keys = derive_keys(0, sample_keys([f"clip{i}" for i in range(len(items))]), fam.modality, name).tolist()
+    keys = list(derive_keys(0, sample_keys([f"clip{i}" for i in range(len(items))]), fam.modality, name))
     path, direct = direct_runner(fam, items, rho, keys, native)
     prepared = _direct_params(fam, items, rho, keys)
     t_wrap, t_direct = _median_times([lambda: [fam(x, rho, k) for x, k in zip(items, keys)],
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    names = args.families or [n for n in FAMILIES.names() if getattr(FAMILIES.get(n), "level", "") == "raw"]
+    names = args.families or [n for n in FAMILIES.names() if FAMILIES.get(n).level == "raw"]
     print(f"rho = {args.rho}, median CPU time of {args.repeats} repeats, one core\n")
     print("| family | clips | wrapper clips/s | direct clips/s | overhead | direct path |")
     print("|---|---:|---:|---:|---:|---|")

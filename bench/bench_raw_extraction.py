@@ -28,6 +28,7 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 __all__ = ["main", "time_run"]
 
@@ -43,7 +44,7 @@ def time_run(fn: Callable[[], object], repeats: int, clock: Callable[[], float] 
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=80, help="clips timed per run (from the test split)")
     p.add_argument("--repeats", type=int, default=3)
@@ -53,8 +54,57 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vision", default="frame_blur")
     p.add_argument("--text", default="text_typos")
     p.add_argument("--cache", help="cache folder for the generated clips (default: a temporary folder)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def _serial_table(ds: Any, idx: list[int], families: dict[str, str], args: argparse.Namespace) -> None:
+    """One core: clean and corrupted clips/s per modality, and for the whole clip."""
+    from robustmsa.raw import ClipCorruption, corrupt_and_extract
+
+    corpus = ds.raw.corpora["test"]
+    rows: list[tuple[str, float, float]] = []
+    clean_all = corrupted_all = 0.0
+    for m in ("audio", "vision", "text"):
+        ext = ds.raw.extractors[m]
+        corruption = ClipCorruption({"name": families[m]}, 1234, [args.rho] * len(idx))
+        clean = time_run(lambda ext=ext: corrupt_and_extract(corpus, idx, ext), args.repeats)
+        corr = time_run(lambda ext=ext, c=corruption: corrupt_and_extract(corpus, idx, ext, c), args.repeats)
+        rows.append((f"{m} ({families[m]})", clean, corr))
+        clean_all += clean
+        corrupted_all += corr
+    rows.append(("whole clip (3 modalities)", clean_all, corrupted_all))
+    print(f"\n{args.clips} clips, rho = {args.rho}, one core, median of {args.repeats} (CPU time)\n")
+    print(f"| {'modality (family)':32s} | clean clips/s | corrupted clips/s | ratio corrupted/clean |")
+    print(f"|{'-' * 34}|---------------|-------------------|-----------------------|")
+    for name, clean, corr in rows:
+        print(f"| {name:32s} | {args.clips / clean:13.1f} | {args.clips / corr:17.1f} | {corr / clean:21.2f} |")
+
+
+def _parallel_row(ds: Any, idx: list[int], family: str, args: argparse.Namespace) -> None:
+    """Vision through ``extract_rows`` with ``args.workers`` processes (wall time)."""
+    from robustmsa.raw import ClipCorruption, extract_rows, shutdown_pools
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    corpus, ext = ds.raw.corpora["test"], ds.raw.extractors["vision"]
+
+    def par(corruption: ClipCorruption | None) -> None:
+        extract_rows(corpus, idx, ext, corruption, workers=args.workers, progress=False)
+
+    try:
+        clean = time_run(lambda: par(None), args.repeats, time.perf_counter)
+        corr = time_run(lambda: par(ClipCorruption({"name": family}, 1234, [args.rho] * len(idx))), args.repeats,
+                        time.perf_counter)
+    finally:
+        shutdown_pools()
+    w = args.workers
+    print(f"\nvision with {w} worker processes (wall time): clean {args.clips / clean:.1f} clips/s "
+          f"({args.clips / clean / w:.1f} per core), corrupted {args.clips / corr:.1f} clips/s "
+          f"({args.clips / corr / w:.1f} per core), ratio {corr / clean:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     tmp = None
     if args.cache:
         os.environ["ROBUSTMSA_CACHE"] = args.cache
@@ -66,50 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(1)
-    from robustmsa.raw import corrupt_and_extract, extract_rows, load_synthetic_raw, shutdown_pools
+    from robustmsa.raw import load_synthetic_raw
 
     n_test = max(args.clips, 16)
     t0 = time.perf_counter()
     ds = load_synthetic_raw(seed=0, n_train=16, n_valid=16, n_test=n_test, cache=False, workers=1)
     print(f"setup (generate {16 + 16 + n_test} clips, extract clean features): {time.perf_counter() - t0:.1f} s")
-    corpus = ds.raw.corpora["test"]
     idx = list(range(args.clips))
     families = {"audio": args.audio, "vision": args.vision, "text": args.text}
-    rows: list[tuple[str, float, float]] = []
-    clean_all = corrupted_all = 0.0
-    for m in ("audio", "vision", "text"):
-        ext = ds.raw.extractors[m]
-        fam = {"name": families[m]}
-        clean = time_run(lambda ext=ext: corrupt_and_extract(corpus, idx, ext), args.repeats)
-        corr = time_run(lambda ext=ext, fam=fam: corrupt_and_extract(corpus, idx, ext, fam, 1234, [args.rho] * len(idx)),
-                        args.repeats)
-        rows.append((f"{m} ({families[m]})", clean, corr))
-        clean_all += clean
-        corrupted_all += corr
-    rows.append(("whole clip (3 modalities)", clean_all, corrupted_all))
-    print(f"\n{args.clips} clips, rho = {args.rho}, one core, median of {args.repeats} (CPU time)\n")
-    print(f"| {'modality (family)':32s} | clean clips/s | corrupted clips/s | ratio corrupted/clean |")
-    print(f"|{'-' * 34}|---------------|-------------------|-----------------------|")
-    for name, clean, corr in rows:
-        print(f"| {name:32s} | {args.clips / clean:13.1f} | {args.clips / corr:17.1f} | {corr / clean:21.2f} |")
+    _serial_table(ds, idx, families, args)
     if args.workers > 1:
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        ext, fam = ds.raw.extractors["vision"], {"name": families["vision"]}
-
-        def par(family: dict | None) -> None:
-            extract_rows(corpus, idx, ext, family, 1234, None if family is None else [args.rho] * len(idx),
-                         workers=args.workers, progress=False)
-
-        try:
-            clean = time_run(lambda: par(None), args.repeats, time.perf_counter)
-            corr = time_run(lambda: par(fam), args.repeats, time.perf_counter)
-        finally:
-            shutdown_pools()
-        w = args.workers
-        print(f"\nvision with {w} worker processes (wall time): clean {args.clips / clean:.1f} clips/s "
-              f"({args.clips / clean / w:.1f} per core), corrupted {args.clips / corr:.1f} clips/s "
-              f"({args.clips / corr / w:.1f} per core), ratio {corr / clean:.2f}")
+        _parallel_row(ds, idx, families["vision"], args)
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -4,6 +4,13 @@ Reliability rho in [0, 1] per sample and modality: rho = 1 is the clean input bi
 rho = 0 the modality absent as each family defines it. Randomness comes only from per-sample
 keys (:mod:`corruptions.keys`); one drawn state serves every level of a grid.
 
+Every family speaks one vocabulary (:class:`~corruptions.base.Corruption`): ``sample(keys, data)``
+draws, ``apply(data, rho, state)`` applies, ``corrupt(data, rho, keys)`` does both; ``keys`` is an
+int64 tensor with the batch shape of ``data``. Modules: :mod:`.grids` (reliability points and
+sweeps), :mod:`.corrupter` (feature-level :class:`Corrupter` / :class:`Prepared`), :mod:`.source`
+(the :class:`CorruptionSource` interface every prepared corruption implements), :mod:`.samplers`
+(training), :mod:`.feature` and :mod:`.raw` (the families).
+
 Importing this package registers the feature-level families (:mod:`corruptions.feature`) and,
 when present, the raw-level families (:mod:`corruptions.raw`) in :data:`FAMILIES`. This package
 never imports :mod:`robustmsa`. The catalogue functions are loaded lazily so that
@@ -16,26 +23,25 @@ import importlib.util
 from typing import Any
 
 from . import feature
-from ._families import FAMILIES, get_family, register_family
-from .base import FeatureCorruption, ModalityBatch, as_rho
+from ._families import FAMILIES, family_level, get_family, register_family
+from .base import LEVELS, Corruption, FeatureCorruption, ModalityBatch, as_rho
+from .corrupter import Corrupter, Prepared, make_corrupter
 from .feature import TEXT_TOKENS, Blur, Compose, Drop, Missing, Noise, build_family
-from .keys import MODALITIES, derive_keys, normal, sample_keys, stable_hash64, uniform
-from .registry import DuplicateNameError, Registry, UnknownNameError
-from .samplers import SamplerOutput, TrainingSampler
-from .spectrum import (
+from .grids import (
     SWEEPS,
-    Corrupter,
     GridPoint,
-    Prepared,
     ReliabilityPoint,
     joint_sweep,
-    make_corrupter,
     normalise_levels,
     product_grid,
     qmc_grid,
     single_modality_sweep,
     standard_grid,
 )
+from .keys import MODALITIES, derive_keys, normal, sample_keys, stable_hash64, uniform
+from .registry import DuplicateNameError, Registry, UnknownNameError
+from .samplers import SamplerOutput, TrainingSampler
+from .source import CorruptionSource, PointLike
 
 if importlib.util.find_spec(f"{__name__}.raw") is not None:
     importlib.import_module(f"{__name__}.raw")
@@ -45,11 +51,14 @@ __all__ = [
     "FAMILIES",
     "register_family",
     "get_family",
+    "family_level",
     "build_family",
     "Registry",
     "UnknownNameError",
     "DuplicateNameError",
+    "Corruption",
     "FeatureCorruption",
+    "LEVELS",
     "ModalityBatch",
     "as_rho",
     # keys
@@ -67,7 +76,7 @@ __all__ = [
     "Blur",
     "Compose",
     "TEXT_TOKENS",
-    # spectrum
+    # grids
     "ReliabilityPoint",
     "GridPoint",
     "SWEEPS",
@@ -77,9 +86,13 @@ __all__ = [
     "product_grid",
     "qmc_grid",
     "standard_grid",
+    # corrupter
     "Corrupter",
     "Prepared",
     "make_corrupter",
+    # the interface of prepared corruptions (feature and raw level)
+    "CorruptionSource",
+    "PointLike",
     # training samplers
     "TrainingSampler",
     "SamplerOutput",

@@ -1,11 +1,12 @@
-"""Base types of the corruption engine.
+"""Base types of the corruption engine: one vocabulary for every family, feature or raw level.
 
-A *family* is one small class: parameters validated at construction, all randomness in
-``sample(keys, data)`` (fed by per-sample keys, see :mod:`corruptions.keys`), ``apply(data, rho,
-state)`` pure and vectorised over the batch, the maths in plain functions.
+A *family* is one small class: parameters validated at construction, all randomness in one
+``sample`` step fed by per-sample keys (:mod:`corruptions.keys`), ``apply`` pure (vectorised over
+the batch at feature level), the maths in plain functions. :class:`Corruption` states the
+vocabulary; :class:`FeatureCorruption` (batches of features, torch) and
+:class:`corruptions.raw.RawCorruption` (one raw clip: audio, frames or a transcript) implement it.
 
-Reliability ``rho`` is per sample (a float tensor [B]) so that training samplers can give every
-sample its own level; ``rho = 1`` is the identity bit for bit, ``rho = 0`` is the modality absent
+Reliability ``rho``: ``rho = 1`` is the identity bit for bit, ``rho = 0`` is the modality absent
 as the family defines it. The random state never depends on ``rho``: the same state serves every
 level of a grid, which makes masks nested and damage monotone in ``rho``.
 """
@@ -14,13 +15,17 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from .keys import MODALITIES
 
-__all__ = ["ModalityBatch", "FeatureCorruption", "as_rho"]
+__all__ = ["Corruption", "FeatureCorruption", "ModalityBatch", "as_rho", "Level", "LEVELS"]
+
+#: the level a family acts at: extracted features or raw media (before feature extraction)
+Level = Literal["feature", "raw"]
+LEVELS: tuple[Level, ...] = ("feature", "raw")
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,33 @@ def as_rho(rho: float | torch.Tensor, batch_size: int, device: torch.device | st
     return r
 
 
-class FeatureCorruption(ABC):
-    """A feature-level corruption family (torch, batched, device-agnostic)."""
+class Corruption(ABC):
+    """A corruption family: one vocabulary at every level.
+
+    ======================================  ==================================================
+    ``sample(keys, data) -> state``         all randomness of ``data``, drawn from ``keys`` only
+    ``apply(data, rho, state) -> data``     pure application at reliability ``rho``
+    ``corrupt(data, rho, keys) -> data``    both in one: ``apply(data, rho, sample(keys, data))``
+    ``family(data, rho, keys)``             :meth:`corrupt` with ``rho`` validated (and broadcast)
+    ======================================  ==================================================
+
+    Keys: ``keys`` is always an int64 :class:`torch.Tensor` with the batch shape of ``data``, one
+    non-negative 63-bit key per sample, as :func:`corruptions.keys.derive_keys` returns them
+    (``derive_keys(seed, sample_keys(ids), modality, family, stream)``): shape [B] for a
+    feature-level :class:`ModalityBatch` of B samples, shape [] (0-d, e.g. ``derive_keys(...)[i]``)
+    for the one clip a raw family takes. No other randomness exists: no global RNG is read.
+
+    Reliability: ``rho`` has the batch shape of ``data`` too: a float32 tensor [B] for a batch (see
+    :func:`as_rho`; ``family(data, 0.3, keys)`` broadcasts a scalar), a float for one clip.
+
+    ``state`` is whatever the family needs (None when it draws nothing); it depends on ``keys``
+    and the data's shapes only, so one ``sample`` serves every level of a grid.
+    """
 
     name: ClassVar[str]
     version: ClassVar[str]
-    level: ClassVar[str] = "feature"
+    #: declared by every family (through its base class): which data it takes
+    level: ClassVar[Level]
     modalities: ClassVar[tuple[str, ...]] = MODALITIES
     #: physical parameter controlled by rho, its unit and the mapping as text (for the catalogue)
     parameter_name: ClassVar[str]
@@ -78,16 +104,53 @@ class FeatureCorruption(ABC):
     #: what rho = 0 means for this family
     absent: ClassVar[str]
 
+    @abstractmethod
+    def parameter(self, rho: float) -> float:
+        """The physical parameter at reliability ``rho``."""
+
+    @abstractmethod
+    def sample(self, keys: torch.Tensor, data: Any) -> Any:
+        """All randomness for ``data``: a state that depends on ``keys`` and shapes only."""
+
+    @abstractmethod
+    def apply(self, data: Any, rho: Any, state: Any) -> Any:
+        """Pure application at reliability ``rho`` with the drawn ``state``."""
+
+    def corrupt(self, data: Any, rho: Any, keys: torch.Tensor) -> Any:
+        """``apply(data, rho, sample(keys, data))`` at one level, the state not kept.
+
+        Families may fuse the draw into the application (e.g. ``noise`` mixes each row while its
+        draw is still in cache); the result must equal the two-step form bit for bit.
+        """
+        return self.apply(data, rho, self.sample(keys, data))
+
+    def __call__(self, data: Any, rho: Any, keys: torch.Tensor) -> Any:
+        """:meth:`corrupt`; levels validate ``rho`` (feature families also broadcast a scalar)."""
+        return self.corrupt(data, rho, keys)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor parameters (for records and identities)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class FeatureCorruption(Corruption):
+    """A feature-level family: torch, batched over a :class:`ModalityBatch`, device-agnostic.
+
+    ``keys`` int64 [B] (CPU), ``rho`` float32 [B] on the data's device (:func:`as_rho`).
+    """
+
+    level: ClassVar[Level] = "feature"
+
     def fit(self, data: ModalityBatch) -> FeatureCorruption:
         """Fit statistics on the training split of one modality (e.g. feature std); returns self.
 
         A family instance serves one modality; families that need no statistics ignore this.
         """
         return self
-
-    @abstractmethod
-    def parameter(self, rho: float) -> float:
-        """The physical parameter at reliability ``rho``."""
 
     @abstractmethod
     def sample(self, keys: torch.Tensor, data: ModalityBatch) -> Any:
@@ -106,22 +169,6 @@ class FeatureCorruption(ABC):
         """
         return self.apply(data, rho, state)
 
-    def corrupt(self, data: ModalityBatch, rho: torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
-        """``apply(data, rho, sample(keys, data))`` at one level, the state not kept.
-
-        Families may fuse the draw into the application (e.g. ``noise`` mixes each row while its
-        draw is still in cache); the result must equal the two-step form bit for bit.
-        """
-        return self.apply(data, rho, self.sample(keys, data))
-
     def __call__(self, data: ModalityBatch, rho: float | torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
         r = as_rho(rho, data.batch_size, data.features.device)
         return self.corrupt(data, r, keys)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor parameters (for records and identities)."""
-        return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"

@@ -14,10 +14,31 @@ import corruptions  # noqa: F401  (registers every family)
 
 from ._families import FAMILIES
 
-__all__ = ["CATALOGUE_LEVELS", "catalogue_rows", "catalogue_markdown", "format_parameter", "main"]
+__all__ = ["CATALOGUE_LEVELS", "INTERFACE", "catalogue_rows", "catalogue_markdown", "format_parameter", "main"]
 
 #: reliabilities at which the catalogue shows each family's physical parameter
 CATALOGUE_LEVELS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+
+#: how every family is called, whatever its level (the catalogue's preamble)
+INTERFACE: tuple[str, ...] = (
+    "## Interface",
+    "",
+    "Every family, feature or raw level, speaks one vocabulary (`corruptions.base.Corruption`):",
+    "",
+    "| call | does |",
+    "|---|---|",
+    "| `family.sample(keys, data) -> state` | all randomness of `data`, drawn from `keys` only (never from rho) |",
+    "| `family.apply(data, rho, state) -> data` | pure application at reliability rho |",
+    "| `family.corrupt(data, rho, keys) -> data` | both in one: `apply(data, rho, sample(keys, data))` |",
+    "",
+    "`keys` is an int64 tensor with the batch shape of `data`, one entry of `derive_keys(seed,",
+    "sample_keys(ids), modality, family, stream)` per sample: shape [B] for a feature-level",
+    "`ModalityBatch`, a 0-d tensor for the one clip a raw family takes; `rho` is a float32 tensor [B]",
+    "or, for one clip, a float. `Corrupter.prepare(data, keys)` draws every modality once and returns",
+    "a `CorruptionSource` whose `at(point)` gives the data at any `ReliabilityPoint`; raw families",
+    "reach evaluation grids through the same `CorruptionSource` interface (`RawPrepared`).",
+)
 
 
 def format_parameter(value: float) -> str:
@@ -38,9 +59,9 @@ def _row(name: str) -> dict[str, Any]:
         "name": name,
         "version": str(cls.version),
         "level": str(cls.level),
-        "modalities": ", ".join(getattr(family, "modalities", ())),
+        "modalities": ", ".join(family.modalities),
         "parameter": str(cls.parameter_name),
-        "unit": str(getattr(cls, "parameter_unit", "")),
+        "unit": str(cls.parameter_unit),
         "mapping": str(cls.mapping),
         "absent": str(cls.absent),
     }
@@ -78,6 +99,8 @@ def catalogue_markdown() -> str:
         "",
         "Reliability rho lies in [0, 1]: rho = 1 is the clean input (bit for bit), rho = 0 the",
         "modality absent as each family defines it. Every family maps rho to one physical parameter.",
+        "",
+        *INTERFACE,
         "",
         "## Parameter at each reliability",
         "",

@@ -7,20 +7,18 @@ and one batched forward pass.
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
-from corruptions import Corrupter, GridPoint, ModalityBatch, Prepared, ReliabilityPoint, make_corrupter
-from corruptions._families import FAMILIES
-from corruptions.spectrum import qmc_grid, standard_grid, supported_sweeps
+from corruptions import CorruptionSource, GridPoint, ReliabilityPoint
+from corruptions.grids import qmc_grid, standard_grid, supported_sweeps
 
+from .corruption_context import CorruptionContext
 from .data.batch import Batch
-from .errors import DataError, NonFiniteError
+from .errors import NonFiniteError
 from .metrics import compute_metrics
 from .models.layers import encoding_cache
 from .suite import EvaluationSpec, GridSpec
@@ -59,18 +57,14 @@ def predict(model: torch.nn.Module, batch: Batch, batch_size: int, device: torch
     return pred, {k: torch.cat(v).numpy() for k, v in extras.items()}
 
 
-def _family_name(f: str | dict[str, Any]) -> str:
-    return f if isinstance(f, str) else str(f["name"])
-
-
 def build_grid(grid: GridSpec, qmc_seed: int = 0) -> list[GridPoint]:
     """The evaluation grid: for each family, each sweep it supports at each level.
 
     A sweep is a modality (the others clean), ``joint`` (all three at the same level) or a product
     of modalities joined by ``+`` (e.g. ``audio+vision``: every combination of the levels, level =
-    mean rho; see :func:`corruptions.spectrum.product_grid`). Index 0 of every sweep but ``qmc`` is clean.
+    mean rho; see :func:`corruptions.grids.product_grid`). Index 0 of every sweep but ``qmc`` is clean.
     ``qmc`` is ``grid.qmc_points`` scrambled Sobol' points over the three modalities, seeded by
-    ``qmc_seed`` (:func:`corruptions.spectrum.qmc_grid`).
+    ``qmc_seed`` (:func:`corruptions.grids.qmc_grid`).
     """
     out: list[GridPoint] = []
     for f in grid.families:
@@ -80,57 +74,6 @@ def build_grid(grid: GridSpec, qmc_seed: int = 0) -> list[GridPoint]:
             else:
                 out += standard_grid([f.name], grid.levels, [s])
     return out
-
-
-class CorruptionContext:
-    """Per-trial cache of corrupters fitted once on the training split, and of sampled states.
-
-    Fitting (e.g. feature statistics of ``noise``) and sampling (the random state of a split) are
-    done once per (family, seed) and (family, seed, split); every later grid point, validation
-    epoch or evaluation reuses them. States depend only on keys, so caching changes no number.
-
-    Raw-level families (audio, frames, transcripts) need the dataset's raw clips: ``raw`` is the
-    dataset's :class:`~robustmsa.raw.dataset.RawSource` (None for feature-only datasets, named
-    ``dataset`` in errors); their ``prepared`` state corrupts the clips of the split and
-    re-extracts features at each point (:class:`~robustmsa.raw.dataset.RawPrepared`).
-    """
-
-    def __init__(self, train: Mapping[str, ModalityBatch], raw: Any = None, dataset: str = ""):
-        self.train = train
-        self.raw = raw
-        self.dataset = dataset
-        self._corrupters: dict[tuple[str, int], Corrupter] = {}
-        self._prepared: dict[tuple[str, int, str], Prepared] = {}
-
-    def _raw_level(self, f: str | dict[str, Any], use: str) -> bool:
-        name = _family_name(f)
-        if getattr(FAMILIES.get(name), "level", None) != "raw":
-            return False
-        if self.raw is None or use != "prepared":
-            why = (f"dataset {self.dataset or '(unnamed)'!r} has no raw clips (use synthetic_raw or raw)"
-                   if self.raw is None else "raw families apply in evaluation and validation grids only, "
-                   "not to training batches")
-            raise DataError(f"corruption family {name!r} is raw-level (it corrupts media before feature "
-                            f"extraction): {why}", hint="use a feature-level family (missing, drop, noise, blur)")
-        return True
-
-    def corrupter(self, f: str | dict[str, Any], seed: int) -> Corrupter:
-        self._raw_level(f, "corrupter")
-        key = (json.dumps(f, sort_keys=True), seed)
-        if key not in self._corrupters:
-            params = {} if isinstance(f, str) else {k: v for k, v in f.items() if k != "name"}
-            self._corrupters[key] = make_corrupter(_family_name(f), seed=seed, train=self.train, **params)
-        return self._corrupters[key]
-
-    def prepared(self, f: str | dict[str, Any], seed: int, data: Batch, split: str) -> Prepared:
-        """The sampled state of ``data`` (named ``split``: one state per split and family)."""
-        key = (json.dumps(f, sort_keys=True), seed, split)
-        if key not in self._prepared:
-            if self._raw_level(f, "prepared"):
-                self._prepared[key] = self.raw.prepared(f, seed, data, split)
-            else:
-                self._prepared[key] = self.corrupter(f, seed).prepare(data.modalities(), data.keys)
-        return self._prepared[key]
 
 
 @dataclass(frozen=True)
@@ -169,8 +112,8 @@ def evaluate_grid(model: torch.nn.Module, data: Batch, ctx: CorruptionContext, r
                             data, ctx, run)
 
 
-#: ``(corrupted batch, its Prepared state (None at the clean point), the point) -> (pred, extras)``
-PointPredictor = Callable[[Batch, "Prepared | None", ReliabilityPoint], tuple[np.ndarray, dict]]
+#: ``(corrupted batch, its corruption source (None at the clean point), the point) -> (pred, extras)``
+PointPredictor = Callable[[Batch, "CorruptionSource | None", ReliabilityPoint], tuple[np.ndarray, dict]]
 
 
 def grid_results(predictor: PointPredictor, data: Batch, ctx: CorruptionContext, run: GridRun) -> list[PointResult]:
@@ -183,7 +126,7 @@ def grid_results(predictor: PointPredictor, data: Batch, ctx: CorruptionContext,
     for g in build_grid(run.grid, qmc_seed=run.seed):
         by_family.setdefault(g.family, []).append(g)
     for f in run.grid.families:
-        prepared = ctx.prepared(f.spec(), run.seed, data, run.split)
+        prepared = ctx.prepared(f, run.seed, data, run.split)
         for g in by_family.get(f.name, []):
             if g.point.is_clean:
                 if clean_cache is None:

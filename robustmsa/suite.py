@@ -218,7 +218,7 @@ class GridSpec(_Strict):
     @model_validator(mode="after")
     def _families_have_points(self) -> GridSpec:
         from corruptions._families import FAMILIES
-        from corruptions.spectrum import supported_sweeps
+        from corruptions.grids import supported_sweeps
 
         for f in self.families:
             name = f.name
@@ -233,7 +233,7 @@ class GridSpec(_Strict):
     def points(self) -> int:
         """Grid points over all families: each family's supported sweeps (a product over k modalities
         has len(levels)**k points, qmc has qmc_points)."""
-        from corruptions.spectrum import supported_sweeps
+        from corruptions.grids import supported_sweeps
 
         def n(s: str) -> int:
             if s == "qmc":

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from corruptions.spectrum import is_curve_sweep
+from corruptions.grids import is_curve_sweep
 
 __all__ = ["Tracker", "flatten", "TAG", "trial_artifacts"]
 

@@ -19,6 +19,7 @@ import corruptions
 from corruptions import (
     FAMILIES,
     MODALITIES,
+    Corruption,
     FeatureCorruption,
     ModalityBatch,
     as_rho,
@@ -573,6 +574,17 @@ def test_keyed_draws_do_not_depend_on_threads(threaded_draws):
         assert torch.equal(bits(a), bits(b))
     # row b depends on keys[b] alone, whatever the slicing
     assert torch.equal(bits(corruptions.normal(keys[10:11], (5, 3))[0]), bits(one[0][10]))
+
+
+def test_every_family_speaks_one_vocabulary():
+    """Feature and raw families share one base: sample / apply / corrupt and a declared level."""
+    for name in FAMILIES.names():
+        cls = FAMILIES.get(name)
+        assert issubclass(cls, Corruption) and cls.level in corruptions.LEVELS and corruptions.family_level(name) == cls.level
+        for verb in ("sample", "apply", "corrupt"):
+            assert callable(getattr(cls, verb))
+    with pytest.raises(TypeError):
+        corruptions.register_family(int)
 
 
 def test_corrupter_corrupt_equals_prepare_then_at():

@@ -97,3 +97,19 @@ def test_encoding_cache_hits_only_unchanged_clean_inputs() -> None:
     with encoding_cache(test) as cache:  # never while gradients are recorded
         model(test)
         assert (cache.hits, cache.misses) == (0, 0)
+
+
+def test_corruption_context_serves_feature_families_as_a_corruption_source() -> None:
+    """The context lives in robustmsa.corruption_context (re-exported by robustmsa.evaluation) and
+    picks the source by the family's declared level: feature families give a corruptions.Prepared."""
+    from corruptions import CorruptionSource, Prepared
+    from robustmsa import corruption_context
+
+    assert corruption_context.CorruptionContext is CorruptionContext
+    ds = load_dataset("synthetic", TINY)
+    test = split_to_batch(ds["test"])
+    ctx = CorruptionContext(split_to_batch(ds["train"]).modalities())
+    prepared = ctx.prepared({"name": "drop"}, 3, test, "test")
+    assert isinstance(prepared, Prepared) and isinstance(prepared, CorruptionSource)
+    assert ctx.prepared({"name": "drop"}, 3, test, "test") is prepared
+    assert sorted(prepared.data) == sorted(MODALITIES)

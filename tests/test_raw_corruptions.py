@@ -32,9 +32,11 @@ from corruptions.keys import derive_keys, sample_keys  # noqa: E402
 from corruptions.raw import AudioClip, RawCorruption, corrupt_many  # noqa: E402
 from corruptions.raw.text_typos import KEYBOARD_NEIGHBOURS  # noqa: E402
 
-RAW = [n for n in FAMILIES.names() if getattr(FAMILIES.get(n), "level", None) == "raw"]
+RAW = [n for n in FAMILIES.names() if FAMILIES.get(n).level == "raw"]
 LEVELS = [round(0.1 * i, 1) for i in range(11)]
-KEYS = [int(k) for k in derive_keys(1111, sample_keys(["v0$_$0", "v0$_$1", "v1$_$0", "v2$_$3"]), "any", "raw")]
+#: one 0-d int64 key per clip (the key convention of corruptions.base.Corruption)
+KEYS = list(derive_keys(1111, sample_keys(["v0$_$0", "v0$_$1", "v1$_$0", "v2$_$3"]), "any", "raw"))
+KEY0 = torch.tensor(0)
 SENTENCES = [
     "I really loved this movie, the acting was great!",
     "well um it was okay I guess but way too long",
@@ -412,7 +414,7 @@ def test_corrupt_many_uses_one_key_per_clip() -> None:
     fam, items = make("text_word_drop"), SENTENCES
     keys = derive_keys(1111, sample_keys(["a", "b", "c"]), "text", fam.name)
     out = corrupt_many(fam, items, 0.5, keys)
-    assert out == [fam(s, 0.5, int(k)) for s, k in zip(items, keys.tolist())]
+    assert out == [fam(s, 0.5, k) for s, k in zip(items, keys)]
     assert corrupt_many(fam, items, [1.0, 0.0, 1.0], keys) == [items[0], "", items[2]]
     with pytest.raises(ValueError):
         corrupt_many(fam, items, 0.5, keys[:2])
@@ -425,15 +427,26 @@ def test_input_validation() -> None:
     with pytest.raises(ValueError):
         AudioClip(np.zeros(0, np.float32), 16000)
     with pytest.raises(ValueError):
-        fam(voice(), 1.5, 0)
+        fam(voice(), 1.5, KEY0)
     with pytest.raises(ValueError):
-        fam(voice(), 0.5, -1)
+        fam(voice(), 0.5, torch.tensor(-1))
     with pytest.raises(TypeError):
-        make("frame_blur")(face().astype(np.float32), 0.5, 0)
+        make("frame_blur")(face().astype(np.float32), 0.5, KEY0)
     with pytest.raises(TypeError):
-        make("text_typos")(["not", "a", "str"], 0.5, 0)
+        make("text_typos")(["not", "a", "str"], 0.5, KEY0)
     with pytest.raises(ValueError):
         FAMILIES.get("frame_motion_blur")(max_length=4)
+
+
+def test_keys_follow_the_shared_convention() -> None:
+    """A clip's key is a 0-d int64 tensor (corruptions.base.Corruption), never a Python int."""
+    fam, x = make("text_word_drop"), SENTENCES[0]
+    for bad in (0, np.int64(0), torch.tensor([0]), torch.tensor(0, dtype=torch.int32)):
+        with pytest.raises(TypeError):
+            fam.sample(bad, x)
+    with pytest.raises(TypeError):
+        corrupt_many(fam, [x], 0.5, [0])
+    assert same(fam.corrupt(x, 0.4, KEYS[0]), fam.apply(x, 0.4, fam.sample(KEYS[0], x)))
 
 
 # --- the meaning of each family ---------------------------------------------------------------------
@@ -450,7 +463,7 @@ def test_audio_lowpass_removes_energy_above_cutoff() -> None:
     fam, v = make("audio_lowpass"), voice(1.0)
     hiss = np.random.default_rng(0).standard_normal(len(v.samples)).astype(np.float32)
     x = AudioClip(v.samples + np.float32(0.01) * hiss, v.sample_rate)  # broadband input
-    y = fam(x, 0.3, 0)
+    y = fam(x, 0.3, KEY0)
     freqs = np.fft.rfftfreq(len(x.samples), 1 / x.sample_rate)
     above = freqs > 2 * fam.parameter(0.3)
     power = np.abs(np.fft.rfft(y.samples)) ** 2, np.abs(np.fft.rfft(x.samples)) ** 2
@@ -470,7 +483,7 @@ def test_audio_dropout_silences_nested_chunks(n: int) -> None:
 
 def test_audio_clipping_clips_the_stated_percentage() -> None:
     fam, x = make("audio_clipping"), voice(1.0)
-    y = fam(x, 0.6, 0)
+    y = fam(x, 0.6, KEY0)
     assert fam.parameter(0.6) == 40.0
     assert np.mean(y.samples != x.samples) == pytest.approx(0.40, abs=0.01)
 

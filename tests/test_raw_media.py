@@ -21,6 +21,7 @@ from corruptions.raw import AudioClip  # noqa: E402
 from robustmsa.data.registry import load_dataset  # noqa: E402
 from robustmsa.errors import DataError  # noqa: E402
 from robustmsa.raw import (  # noqa: E402
+    ClipCorruption,
     FeatureCache,
     RawBenchmarkConfig,
     RawSource,
@@ -283,8 +284,9 @@ def test_worker_count_does_not_change_numbers(tiny, tmp_path: Path) -> None:
         for m, family in (("audio", "audio_noise"), ("vision", "frame_motion_blur"), ("text", "text_typos")):
             ext = tiny.raw.extractors[m]
             rhos = [0.2 + 0.05 * i for i in idx]
-            one = extract_rows(corpus, idx, ext, {"name": family}, 9, rhos, workers=1)
-            two = extract_rows(corpus, idx, ext, {"name": family}, 9, rhos, workers=2, chunk_size=3)
+            corruption = ClipCorruption({"name": family}, 9, rhos)
+            one = extract_rows(corpus, idx, ext, corruption, workers=1)
+            two = extract_rows(corpus, idx, ext, corruption, workers=2, chunk_size=3)
             for a, b in zip(one, two):
                 assert np.array_equal(a.features, b.features) and np.array_equal(a.mask, b.mask)
         cfg = RawBenchmarkConfig(seed=1, n_train=4, n_valid=2, n_test=2, clips_per_video=(1, 2))

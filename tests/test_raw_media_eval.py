@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from corruptions import FAMILIES, ReliabilityPoint  # noqa: E402
+from corruptions import FAMILIES, CorruptionSource, ReliabilityPoint  # noqa: E402
 from robustmsa.cli import main  # noqa: E402
 from robustmsa.data.batch import split_to_batch  # noqa: E402
 from robustmsa.data.registry import load_dataset  # noqa: E402
@@ -24,7 +24,7 @@ from robustmsa.models import create_model  # noqa: E402
 from robustmsa.raw import RawPrepared, load_synthetic_raw  # noqa: E402
 from robustmsa.suite import GridSpec  # noqa: E402
 
-RAW = [n for n in FAMILIES.names() if getattr(FAMILIES.get(n), "level", None) == "raw"]
+RAW = [n for n in FAMILIES.names() if FAMILIES.get(n).level == "raw"]
 LEVELS = [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
 TINY = {"n_train": 24, "n_valid": 8, "n_test": 12, "clips_per_video": [2, 4]}
 
@@ -79,6 +79,7 @@ def test_context_hook_and_grid(tiny) -> None:
     ctx = CorruptionContext(split_to_batch(tiny["train"]).modalities(), raw=tiny.raw, dataset="synthetic_raw")
     prepared = ctx.prepared("audio_noise", 1234, test, "test")
     assert isinstance(prepared, RawPrepared) and ctx.prepared("audio_noise", 1234, test, "test") is prepared
+    assert isinstance(prepared, CorruptionSource)
     at1 = prepared.at(ReliabilityPoint.only("audio", 1.0))
     assert all(at1[m].features is test.modality(m).features for m in ("text", "audio", "vision"))
     half = prepared.at(ReliabilityPoint.only("audio", 0.5))

@@ -1,4 +1,4 @@
-"""Reliability points, grids, the Corrupter / Prepared pair, training samplers and the catalogue."""
+"""Reliability points, grids (corruptions.grids), the Corrupter / Prepared pair (corruptions.corrupter), training samplers and the catalogue."""
 from __future__ import annotations
 
 import ast

@@ -40,7 +40,7 @@ def build_family(spec: str | dict[str, Any] | FeatureCorruption) -> FeatureCorru
         name = params.pop("name")
     else:
         raise ValueError(f"a family must be a name, a {{'name': ...}} dict or an instance, got {spec!r}")
-    if getattr(FAMILIES.get(name), "level", None) != "feature":
+    if FAMILIES.get(name).level != "feature":
         raise ValueError(f"family {name!r} is not a feature-level family")
     return get_family(name, **params)
 

@@ -39,6 +39,6 @@ class AudioClipping(RawCorruption):
     def parameter(self, rho: float) -> float:
         return float(2 * math.floor(50.0 * (1.0 - check_rho(rho)) + 1e-9))
 
-    def corrupt(self, data: AudioClip, rho: float, params: Any) -> AudioClip:
+    def _degrade(self, data: AudioClip, rho: float, state: Any) -> AudioClip:
         t = frozen(self._clip, percentile_threshold=int(self.parameter(rho)))
         return AudioClip(t(data.samples, data.sample_rate), data.sample_rate)

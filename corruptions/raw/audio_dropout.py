@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._families import register_family
 from ._albu import audiomentations
@@ -61,19 +62,19 @@ class AudioDropout(RawCorruption):
     def chunk_length(self, sample_rate: int) -> int:
         return max(1, round(self.chunk_ms * sample_rate / 1000.0))
 
-    def sample(self, key: int, data: AudioClip) -> dict[str, Any]:
-        super().sample(key, data)
+    def sample(self, keys: torch.Tensor, data: AudioClip) -> dict[str, Any]:
+        super().sample(keys, data)
         n_chunks = -(-data.samples.shape[0] // self.chunk_length(data.sample_rate))
-        order = np.argsort(make_rng(key).random(n_chunks), kind="stable")
+        order = np.argsort(make_rng(keys).random(n_chunks), kind="stable")
         rank = np.full(n_chunks + 2, n_chunks, dtype=np.int64)
         rank[order + 1] = np.arange(n_chunks)
         return {"order": order, "rank": rank}
 
-    def corrupt(self, data: AudioClip, rho: float, params: dict[str, Any]) -> AudioClip:
+    def _degrade(self, data: AudioClip, rho: float, state: dict[str, Any]) -> AudioClip:
         sr = data.sample_rate
         out = data.samples.copy()
         mask = frozen(self._mask, t=0, t0=0)  # a private copy: its parameters are updated per run
-        for t0, t in silenced_runs(params["rank"], rho, self.chunk_length(sr), out.shape[0]):
+        for t0, t in silenced_runs(state["rank"], rho, self.chunk_length(sr), out.shape[0]):
             mask.parameters["t"] = t
             out[t0 : t0 + t] = mask(out[t0 : t0 + t], sr)
         return AudioClip(out, sr)

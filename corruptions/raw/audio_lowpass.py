@@ -52,7 +52,7 @@ class AudioLowPass(RawCorruption):
         r = check_rho(rho)
         return float(audio_utils.convert_mel_to_frequency(r * audio_utils.convert_frequency_to_mel(self.max_cutoff_hz)))
 
-    def corrupt(self, data: AudioClip, rho: float, params: Any) -> AudioClip:
+    def _degrade(self, data: AudioClip, rho: float, state: Any) -> AudioClip:
         cutoff = self.parameter(rho)
         if cutoff < 1.0:
             return AudioClip(np.zeros_like(data.samples), data.sample_rate)

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._families import register_family
 from ._albu import audio_utils
@@ -51,14 +52,14 @@ class AudioNoise(RawCorruption):
             return self.min_snr_db
         return max(10.0 * math.log10(r / (1.0 - r)), self.min_snr_db)
 
-    def sample(self, key: int, data: AudioClip) -> dict[str, Any]:
-        super().sample(key, data)
+    def sample(self, keys: torch.Tensor, data: AudioClip) -> dict[str, Any]:
+        super().sample(keys, data)
         # float64 like the library's np.random.normal, scaled and cast to float32 in corrupt
-        return {"noise": make_rng(key).standard_normal(data.samples.shape[0])}
+        return {"noise": make_rng(keys).standard_normal(data.samples.shape[0])}
 
-    def corrupt(self, data: AudioClip, rho: float, params: dict[str, Any]) -> AudioClip:
+    def _degrade(self, data: AudioClip, rho: float, state: dict[str, Any]) -> AudioClip:
         std = float(audio_utils.calculate_desired_noise_rms(audio_utils.calculate_rms(data.samples), self.parameter(rho)))
-        noise = (std * params["noise"]).astype(np.float32)
+        noise = (std * state["noise"]).astype(np.float32)
         return AudioClip(noise if rho == 0.0 else data.samples + noise, data.sample_rate)
 
     def config(self) -> dict[str, Any]:

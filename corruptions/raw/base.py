@@ -6,13 +6,17 @@ A raw family acts on one clip of one modality before any feature extraction:
 * vision: uint8 RGB frames ``[T, H, W, 3]``
 * text:   a transcript ``str``
 
-As at feature level, all randomness is drawn in ``sample(key, data)`` from a private generator
-seeded with the clip's 63-bit key (``derive_keys(seed, sample_keys, modality, family, stream)``):
+It speaks the vocabulary of :class:`corruptions.base.Corruption`: ``sample(keys, clip)`` draws all
+randomness, ``apply(clip, rho, state)`` is pure, ``corrupt(clip, rho, keys)`` does both. One clip
+has batch shape [], so ``keys`` is a 0-d int64 tensor: the clip's 63-bit key, one entry of
+``derive_keys(seed, sample_keys(ids), modality, family, stream)`` (:func:`corrupt_many` hands each
+clip its entry). The state comes from a private generator seeded with that key:
 ``np.random.Generator(PCG64(key))``, ``random.Random(key)`` for short texts, or the project's keyed
-torch draws (:func:`corruptions.keys.normal`) where bulk Gaussian noise must be fast;
-``apply(data, rho, params)`` is pure. The drawn parameters never depend on ``rho``, so one draw
-serves every level of a grid and damage is nested / monotone in ``rho``. ``rho = 1`` returns a copy
-of the input, equal bit for bit; ``rho = 0`` is the modality absent as the family defines it.
+torch draws (:func:`corruptions.keys.normal`) where bulk Gaussian noise must be fast. The drawn
+state never depends on ``rho``, so one draw serves every level of a grid and damage is nested /
+monotone in ``rho``. ``apply`` validates the clip and ``rho``; ``rho = 1`` returns a copy of the
+input, equal bit for bit; below 1 it calls the family's :meth:`RawCorruption._degrade`;
+``rho = 0`` is the modality absent as the family defines it.
 
 The wrapped libraries draw their random parameters from global RNGs (audiomentations: ``random``
 and ``numpy.random``; albumentations' ``GaussNoise``: OpenCV's global RNG). The families never call
@@ -24,12 +28,15 @@ from __future__ import annotations
 import copy
 import math
 import random
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
+
+from ..base import Corruption, Level
 
 __all__ = [
     "AudioClip",
@@ -75,20 +82,27 @@ def check_rho(rho: float) -> float:
     return r
 
 
-def check_key(key: int) -> int:
-    """``key`` as a Python int; raises ``ValueError`` unless it is a non-negative 63-bit integer."""
+def check_key(key: torch.Tensor) -> int:
+    """The clip's key (a 0-d int64 tensor) as a Python int.
+
+    Raises ``TypeError`` for anything but a 0-d int64 tensor and ``ValueError`` for a negative key
+    (keys are non-negative 63-bit integers).
+    """
+    if not isinstance(key, torch.Tensor) or key.dtype != torch.int64 or key.ndim != 0:
+        raise TypeError(f"a raw family takes the clip's key as a 0-d int64 tensor (one entry of derive_keys), "
+                        f"got {key!r}")
     k = int(key)
-    if k != key or k < 0 or k >= 1 << 63:
-        raise ValueError(f"key must be a non-negative 63-bit integer, got {key!r}")
+    if k < 0:
+        raise ValueError(f"key must be a non-negative 63-bit integer, got {k}")
     return k
 
 
-def make_rng(key: int) -> np.random.Generator:
+def make_rng(key: torch.Tensor) -> np.random.Generator:
     """The private numpy generator of one clip: PCG64 seeded with the clip's ``key``."""
     return np.random.Generator(np.random.PCG64(check_key(key)))
 
 
-def make_py_rng(key: int) -> random.Random:
+def make_py_rng(key: torch.Tensor) -> random.Random:
     """The private Python generator of one clip (cheaper to seed than PCG64: for short texts)."""
     return random.Random(check_key(key))
 
@@ -122,20 +136,12 @@ def _check_data(modality: str, data: RawData) -> None:
             raise TypeError("vision families take uint8 RGB frames of shape [T, H, W, 3]")
 
 
-class RawCorruption(ABC):
-    """A raw-level corruption family: one modality, one clip at a time."""
+class RawCorruption(Corruption):
+    """A raw-level corruption family: one modality, one clip at a time (``keys`` 0-d, ``rho`` a float)."""
 
-    name: ClassVar[str]
-    version: ClassVar[str]
-    level: ClassVar[str] = "raw"
+    level: ClassVar[Level] = "raw"
     #: exactly one of "audio", "vision", "text"
-    modalities: ClassVar[tuple[str]]
-    #: physical parameter controlled by rho, its unit and the mapping as text (for the catalogue)
-    parameter_name: ClassVar[str]
-    parameter_unit: ClassVar[str] = ""
-    mapping: ClassVar[str]
-    #: what rho = 0 means for this family
-    absent: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]]
     #: largest relative decrease of damage allowed when rho falls (0.0: exactly monotone); a family
     #: with a non-zero value says in its docstring why exact monotonicity is impossible
     monotone_tolerance: ClassVar[float] = 0.0
@@ -144,54 +150,43 @@ class RawCorruption(ABC):
     def modality(self) -> str:
         return self.modalities[0]
 
-    @abstractmethod
-    def parameter(self, rho: float) -> float:
-        """The physical parameter at reliability ``rho``."""
+    def sample(self, keys: torch.Tensor, data: RawData) -> Any:
+        """All randomness for ``data`` from its key ``keys`` (never from ``rho``). Default: none.
 
-    def sample(self, key: int, data: RawData) -> Any:
-        """All randomness for ``data`` from ``key`` (never from ``rho``). Default: none."""
+        Validates the clip and the key; families that draw call this first.
+        """
         _check_data(self.modality, data)
-        check_key(key)
+        check_key(keys)
         return {}
 
-    @abstractmethod
-    def corrupt(self, data: RawData, rho: float, params: Any) -> RawData:
-        """Pure application at ``0 <= rho < 1`` (``rho = 1`` is handled by :meth:`apply`)."""
-
-    def apply(self, data: RawData, rho: float, params: Any) -> RawData:
-        """Pure: ``rho = 1`` gives a bit-identical copy, otherwise :meth:`corrupt`."""
+    def apply(self, data: RawData, rho: float, state: Any) -> RawData:
+        """Pure: ``rho = 1`` gives a bit-identical copy, otherwise :meth:`_degrade`."""
         _check_data(self.modality, data)
         r = check_rho(rho)
         if r == 1.0:
             if isinstance(data, AudioClip):
                 return AudioClip(data.samples.copy(), data.sample_rate)
             return data.copy() if isinstance(data, np.ndarray) else data
-        return self.corrupt(data, r, params)
+        return self._degrade(data, r, state)
 
-    def __call__(self, data: RawData, rho: float, key: int) -> RawData:
-        return self.apply(data, rho, self.sample(key, data))
-
-    def config(self) -> dict[str, Any]:
-        """Constructor parameters (for records and identities)."""
-        return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+    @abstractmethod
+    def _degrade(self, data: RawData, rho: float, state: Any) -> RawData:
+        """The family's maths at ``0 <= rho < 1`` on a validated clip (``rho = 1`` is :meth:`apply`'s)."""
 
 
 def corrupt_many(
     family: RawCorruption,
     items: Sequence[RawData],
     rho: float | Sequence[float],
-    keys: Sequence[int] | Any,
+    keys: torch.Tensor,
 ) -> list[RawData]:
     """Corrupt every clip of ``items`` with its own key (and its own ``rho`` if a sequence is given).
 
-    ``keys`` may be a list of ints, a numpy array or the int64 tensor of ``derive_keys``.
+    ``keys`` is the int64 tensor [N] of ``derive_keys``: clip ``i`` gets the 0-d key ``keys[i]``.
     """
-    key_list = [int(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
+    if not isinstance(keys, torch.Tensor) or keys.dtype != torch.int64 or keys.ndim != 1:
+        raise TypeError(f"keys must be an int64 tensor [N] (derive_keys), got {keys!r}")
     rhos = [rho] * len(items) if np.ndim(rho) == 0 else list(rho)
-    if not len(key_list) == len(rhos) == len(items):
-        raise ValueError(f"got {len(items)} items, {len(key_list)} keys and {len(rhos)} rho values")
-    return [family(x, r, k) for x, r, k in zip(items, rhos, key_list)]
+    if not len(keys) == len(rhos) == len(items):
+        raise ValueError(f"got {len(items)} items, {len(keys)} keys and {len(rhos)} rho values")
+    return [family.corrupt(x, r, k) for x, r, k in zip(items, rhos, keys)]

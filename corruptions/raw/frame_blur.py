@@ -48,7 +48,7 @@ class FrameBlur(RawCorruption):
         r = check_rho(rho)
         return math.inf if r == 0.0 else self.max_sigma * (1.0 - r)
 
-    def corrupt(self, frames: np.ndarray, rho: float, params: Any) -> np.ndarray:
+    def _degrade(self, frames: np.ndarray, rho: float, state: Any) -> np.ndarray:
         if rho == 0.0:
             return mean_colour_frames(frames)
         kernel = fblur.create_gaussian_kernel_1d(self.parameter(rho), 0)

@@ -41,7 +41,7 @@ class FrameCompression(RawCorruption):
         r = check_rho(rho)
         return 0.0 if r == 0.0 else float(max(1, round(100.0 * r)))  # 0: no content survives
 
-    def corrupt(self, frames: np.ndarray, rho: float, params: Any) -> np.ndarray:
+    def _degrade(self, frames: np.ndarray, rho: float, state: Any) -> np.ndarray:
         if rho == 0.0:
             return mean_colour_frames(frames)
         return self._jpeg.apply_to_images(frames, quality=int(self.parameter(rho)), image_type=".jpg")

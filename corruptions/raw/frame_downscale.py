@@ -44,7 +44,7 @@ class FrameDownscale(RawCorruption):
     def parameter(self, rho: float) -> float:
         return check_rho(rho)
 
-    def corrupt(self, frames: np.ndarray, rho: float, params: Any) -> np.ndarray:
+    def _degrade(self, frames: np.ndarray, rho: float, state: Any) -> np.ndarray:
         if rho == 0.0:
             return mean_colour_frames(frames)
         scale = max(rho, 1.0 / min(frames.shape[1], frames.shape[2]))

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._families import register_family
 from ._albu import albumentations as A
@@ -53,18 +54,18 @@ class FrameMotionBlur(RawCorruption):
         r = check_rho(rho)
         return math.inf if r == 0.0 else float(1 + 2 * round((self.max_length - 1) / 2 * (1.0 - r)))
 
-    def sample(self, key: int, frames: np.ndarray) -> dict[str, float]:
-        super().sample(key, frames)
-        return {"angle": float(make_rng(key).uniform(0.0, 360.0))}
+    def sample(self, keys: torch.Tensor, frames: np.ndarray) -> dict[str, float]:
+        super().sample(keys, frames)
+        return {"angle": float(make_rng(keys).uniform(0.0, 360.0))}
 
-    def corrupt(self, frames: np.ndarray, rho: float, params: dict[str, float]) -> np.ndarray:
+    def _degrade(self, frames: np.ndarray, rho: float, state: dict[str, float]) -> np.ndarray:
         if rho == 0.0:
             return mean_colour_frames(frames)
         length = int(self.parameter(rho))
         if length == 1:
             return frames.copy()
         # allow_shifted=False: create_motion_kernel never draws from its random_state
-        line = fblur.create_motion_kernel(length, params["angle"], 0.0, False, None)
+        line = fblur.create_motion_kernel(length, state["angle"], 0.0, False, None)
         kernel = line.astype(np.float32) / np.sum(line)
         return self._blur.apply_to_images(frames, kernel=kernel)
 

@@ -27,7 +27,7 @@ import torch
 from .._families import register_family
 from ..keys import normal
 from ._albu import albumentations as A
-from .base import RawCorruption, check_key, check_rho
+from .base import RawCorruption, check_rho
 
 __all__ = ["FrameNoise"]
 
@@ -53,14 +53,14 @@ class FrameNoise(RawCorruption):
     def parameter(self, rho: float) -> float:
         return self.max_std * (1.0 - check_rho(rho))
 
-    def sample(self, key: int, frames: np.ndarray) -> dict[str, np.ndarray]:
-        super().sample(key, frames)
-        return {"noise": normal(torch.tensor([check_key(key)]), frames.shape)[0].numpy()}
+    def sample(self, keys: torch.Tensor, frames: np.ndarray) -> dict[str, np.ndarray]:
+        super().sample(keys, frames)
+        return {"noise": normal(keys.reshape(1), frames.shape)[0].numpy()}
 
-    def corrupt(self, frames: np.ndarray, rho: float, params: dict[str, np.ndarray]) -> np.ndarray:
+    def _degrade(self, frames: np.ndarray, rho: float, state: dict[str, np.ndarray]) -> np.ndarray:
         scale = np.float32(self.parameter(rho) * 255.0)
         base = frames if rho > 0.0 else np.full_like(frames, 128)
-        noise = params["noise"]
+        noise = state["noise"]
         return np.stack([self._noise.apply(f, noise_map=noise[t] * scale) for t, f in enumerate(base)])
 
     def config(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._families import register_family
 from ._albu import albumentations as A
@@ -72,13 +73,13 @@ class FrameOcclusion(RawCorruption):
     def parameter(self, rho: float) -> float:
         return 1.0 - check_rho(rho)
 
-    def sample(self, key: int, frames: np.ndarray) -> dict[str, np.ndarray]:
-        super().sample(key, frames)
-        order = np.argsort(make_rng(key).random(self.grid * self.grid), kind="stable")
+    def sample(self, keys: torch.Tensor, frames: np.ndarray) -> dict[str, np.ndarray]:
+        super().sample(keys, frames)
+        order = np.argsort(make_rng(keys).random(self.grid * self.grid), kind="stable")
         return {"order": order, "holes": cell_holes(order, self.grid, frames.shape[1], frames.shape[2])}
 
-    def corrupt(self, frames: np.ndarray, rho: float, params: dict[str, np.ndarray]) -> np.ndarray:
-        holes = params["holes"][: n_occluded(rho, len(params["holes"]))]
+    def _degrade(self, frames: np.ndarray, rho: float, state: dict[str, np.ndarray]) -> np.ndarray:
+        holes = state["holes"][: n_occluded(rho, len(state["holes"]))]
         # seed is only read by the "random" fills, which this family does not allow
         return self._dropout.apply_to_images(frames, holes=holes, seed=0)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from .._families import register_family
 from .base import RawCorruption, check_rho, make_py_rng
 
@@ -45,18 +47,18 @@ class TextSubstitution(RawCorruption):
     def parameter(self, rho: float) -> float:
         return 1.0 - check_rho(rho)
 
-    def sample(self, key: int, text: str) -> dict[str, Any]:
-        super().sample(key, text)
-        n, rng = len(text.split()), make_py_rng(key)
+    def sample(self, keys: torch.Tensor, text: str) -> dict[str, Any]:
+        super().sample(keys, text)
+        n, rng = len(text.split()), make_py_rng(keys)
         u = [rng.random() for _ in range(n)]
         if self.vocabulary is None:
             return {"u": u, "replacements": [self.filler] * n}
         return {"u": u, "replacements": [rng.choice(self.vocabulary) for _ in range(n)]}
 
-    def corrupt(self, text: str, rho: float, params: dict[str, Any]) -> str:
+    def _degrade(self, text: str, rho: float, state: dict[str, Any]) -> str:
         threshold = 1.0 - rho
-        words, subs = text.split(), params["replacements"]
-        return " ".join(r if u < threshold else w for w, r, u in zip(words, subs, params["u"]))
+        words, subs = text.split(), state["replacements"]
+        return " ".join(r if u < threshold else w for w, r, u in zip(words, subs, state["u"]))
 
     def config(self) -> dict[str, Any]:
         return {"filler": self.filler, "vocabulary": self.vocabulary}

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._families import register_family
 from .base import RawCorruption, check_rho, make_py_rng
@@ -57,9 +58,9 @@ class TextTypos(RawCorruption):
     def parameter(self, rho: float) -> float:
         return 1.0 - check_rho(rho)
 
-    def sample(self, key: int, text: str) -> dict[str, list]:
-        super().sample(key, text)
-        rng, n = make_py_rng(key), len(text)
+    def sample(self, keys: torch.Tensor, text: str) -> dict[str, list]:
+        super().sample(keys, text)
+        rng, n = make_py_rng(keys), len(text)
         sub_below, del_below = self.weights[0], self.weights[0] + self.weights[1]
         u, ops, subs = [2.0] * n, [_SUB] * n, list(text)  # u = 2: never edited
         for i, c in enumerate(text):
@@ -75,8 +76,8 @@ class TextTypos(RawCorruption):
                 subs[i] = subs[i].upper()
         return {"u": u, "ops": ops, "subs": subs}
 
-    def corrupt(self, text: str, rho: float, params: dict[str, list]) -> str:
-        threshold, u, ops, subs = 1.0 - rho, params["u"], params["ops"], params["subs"]
+    def _degrade(self, text: str, rho: float, state: dict[str, list]) -> str:
+        threshold, u, ops, subs = 1.0 - rho, state["u"], state["ops"], state["subs"]
         out, i, n = [], 0, len(text)
         while i < n:
             if u[i] >= threshold:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from .._families import register_family
 from .base import RawCorruption, check_rho, make_py_rng
 
@@ -29,11 +31,11 @@ class TextWordDrop(RawCorruption):
     def parameter(self, rho: float) -> float:
         return 1.0 - check_rho(rho)
 
-    def sample(self, key: int, text: str) -> dict[str, list[float]]:
-        super().sample(key, text)
-        rng = make_py_rng(key)
+    def sample(self, keys: torch.Tensor, text: str) -> dict[str, list[float]]:
+        super().sample(keys, text)
+        rng = make_py_rng(keys)
         return {"u": [rng.random() for _ in text.split()]}
 
-    def corrupt(self, text: str, rho: float, params: dict[str, Any]) -> str:
+    def _degrade(self, text: str, rho: float, state: dict[str, Any]) -> str:
         threshold = 1.0 - rho
-        return " ".join(w for w, u in zip(text.split(), params["u"]) if u > threshold)
+        return " ".join(w for w, u in zip(text.split(), state["u"]) if u > threshold)

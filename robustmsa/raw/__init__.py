@@ -32,7 +32,7 @@ from .dataset import (
     load_raw_folder,
     load_synthetic_raw,
 )
-from .extract import corrupt_and_extract, extract_rows, shutdown_pools
+from .extract import ClipCorruption, corrupt_and_extract, extract_rows, shutdown_pools
 from .features import EXTRACTORS, Extractor, FeatureRow, build_extractor, register_extractor
 from .generate import RawBenchmarkConfig, generate_raw_benchmark, load_raw_benchmark
 
@@ -51,6 +51,7 @@ __all__ = [
     "FeatureRow",
     "build_extractor",
     "register_extractor",
+    "ClipCorruption",
     "corrupt_and_extract",
     "extract_rows",
     "shutdown_pools",

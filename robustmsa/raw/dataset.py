@@ -8,7 +8,7 @@ works on it exactly as on MMSA pickles. Its ``raw`` attribute is a :class:`RawSo
 of every split, the extractors, the feature cache and the worker count.
 
 Evaluation with raw families (:meth:`RawSource.prepared`)
-    :class:`robustmsa.evaluation.CorruptionContext` hands raw-level families to
+    :class:`robustmsa.corruption_context.CorruptionContext` hands raw-level families to
     ``RawSource.prepared(family, seed, data, split)``, which returns a :class:`RawPrepared`:
     ``at(point)`` corrupts the raw clips of ``split`` (the rows of ``data``, matched by sample
     key) at ``point``'s reliability of the family's modality, extracts their features (cached by
@@ -45,16 +45,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from corruptions import FAMILIES, ModalityBatch, Prepared, ReliabilityPoint
+from corruptions import CorruptionSource, ModalityBatch, PointLike, family_level
 from corruptions.base import as_rho
 from corruptions.keys import MODALITIES, sample_keys
+from corruptions.source import point_rhos
 
 from ..data.dataset import SPLITS, MSADataset, Split
 from ..errors import DataError
 from . import acoustic, minilm, textual, visual  # noqa: F401  (registers the extractors)
 from .cache import FeatureCache, cell_key
 from .clips import ArrayCorpus, ClipCorpus, FileCorpus, MediaOptions, load_clip_records, validate_records
-from .extract import default_workers, extract_rows, raw_family
+from .extract import ClipCorruption, default_workers, extract_rows, raw_family
 from .features import Extractor, FeatureRow, build_extractor
 
 __all__ = ["RawSource", "RawPrepared", "RawMSADataset", "ModalityArrays", "load_synthetic_raw", "load_raw_folder",
@@ -164,8 +165,9 @@ class RawSource:
             if missing:
                 todo = [rows[pos[j]] for j in missing]
                 what = f"{modality} clean ({split})" if spec is None else f"{modality} {spec['name']} rho={r:g} ({split})"
-                new = extract_rows(corpus, todo, extractor, spec, seed, None if spec is None else [r] * len(todo),
-                                   workers=self.workers, progress=self.progress, description=what)
+                corruption = None if spec is None else ClipCorruption(spec, seed, (r,) * len(todo))
+                new = extract_rows(corpus, todo, extractor, corruption, workers=self.workers, progress=self.progress,
+                                   description=what)
                 for j, row in zip(missing, new):
                     result[pos[j]] = row
                 self.cache.store(shard, {keys[j]: row for j, row in zip(missing, new)})
@@ -178,21 +180,19 @@ class RawSource:
                            data.modalities())
 
 
-class RawPrepared(Prepared):
-    """``at(point)``: every modality at ``point``, the raw family's one modality re-extracted."""
+class RawPrepared(CorruptionSource):
+    """The raw-level :class:`~corruptions.CorruptionSource`: ``at(point)`` gives every modality at
+    ``point``, the raw family's one modality corrupted as clips and re-extracted."""
 
     def __init__(self, source: RawSource, family: dict[str, Any], modality: str, seed: int, split: str,
                  rows: list[int], clean: Mapping[str, ModalityBatch]):
-        super().__init__(clean, {}, {})
+        self.data = dict(clean)
         self.source, self.family, self.modality = source, family, modality
         self.seed, self.split, self.rows = seed, split, rows
 
-    def at(self, point: ReliabilityPoint | Mapping[str, float | torch.Tensor]) -> dict[str, ModalityBatch]:
-        rhos = point.as_dict() if isinstance(point, ReliabilityPoint) else dict(point)
+    def at(self, point: PointLike) -> dict[str, ModalityBatch]:
         out = dict(self.data)
-        for m, rho in rhos.items():
-            if m not in MODALITIES:
-                raise KeyError(f"unknown modality {m!r}; allowed: {', '.join(MODALITIES)}")
+        for m, rho in point_rhos(point).items():
             clean = self.data[m]
             r = as_rho(rho, clean.batch_size, "cpu")
             if bool((r == 1).all()):
@@ -200,12 +200,16 @@ class RawPrepared(Prepared):
             if m != self.modality:
                 raise ValueError(f"raw family {self.family['name']!r} corrupts {self.modality} only, but {m} = "
                                  f"{rho} was asked for; sweep {self.modality} for this family")
-            arr = self.source.features(self.split, m, self.family, self.seed, r.tolist(), self.rows)
-            dev = clean.features.device
-            ids = None if arr.ids is None or m != "text" else torch.from_numpy(arr.ids).to(dev)
-            out[m] = ModalityBatch(torch.from_numpy(arr.features).to(dev), torch.from_numpy(arr.mask).to(dev),
-                                   clean.missing.clone(), ids)
+            out[m] = self._extracted(m, r, clean)
         return out
+
+    def _extracted(self, m: str, rho: torch.Tensor, clean: ModalityBatch) -> ModalityBatch:
+        """Modality ``m`` of the rows re-extracted from clips corrupted at per-sample ``rho``."""
+        arr = self.source.features(self.split, m, self.family, self.seed, rho.tolist(), self.rows)
+        dev = clean.features.device
+        ids = None if arr.ids is None or m != "text" else torch.from_numpy(arr.ids).to(dev)
+        return ModalityBatch(torch.from_numpy(arr.features).to(dev), torch.from_numpy(arr.mask).to(dev),
+                             clean.missing.clone(), ids)
 
 
 @dataclass
@@ -347,4 +351,4 @@ def load_raw_folder(path: str | None = None, tokenizer: str | None = None, max_t
 
 def is_raw_family(name: str) -> bool:
     """Whether the registered corruption family ``name`` acts on raw media."""
-    return getattr(FAMILIES.get(name), "level", None) == "raw"
+    return family_level(name) == "raw"

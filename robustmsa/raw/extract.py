@@ -1,7 +1,8 @@
 """Corrupt raw clips and extract their features, in parallel, deterministically.
 
 :func:`corrupt_and_extract` is the unit of work: for each clip of a chunk it loads the media of one
-modality, applies a raw corruption family at the clip's reliability (randomness from the clip's
+modality, applies a raw corruption family at the clip's reliability (a :class:`ClipCorruption`:
+``family.corrupt(clip, rho, key)`` (randomness from the clip's
 key: ``derive_keys(seed, sample_keys([id]), modality, family, stream)``, exactly the keys of the
 feature-level :class:`corruptions.Corrupter`), and runs the extractor. It is a pure function of
 its arguments, so the result does not depend on the chunking or on the number of processes.
@@ -18,16 +19,18 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
-from corruptions import FAMILIES, get_family
+from corruptions import family_level, get_family
 from corruptions.keys import derive_keys, sample_keys
+from corruptions.raw import RawCorruption
 
 from ..errors import DataError
 from .clips import ClipCorpus
 from .features import Extractor, FeatureRow
 
-__all__ = ["corrupt_and_extract", "extract_rows", "raw_family", "shutdown_pools", "default_workers"]
+__all__ = ["ClipCorruption", "corrupt_and_extract", "extract_rows", "raw_family", "shutdown_pools", "default_workers"]
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _LIVE: dict[str, Extractor] = {}
@@ -41,45 +44,59 @@ def default_workers() -> int:
         return 1
 
 
-def raw_family(spec: str | dict[str, Any], modality: str | None = None) -> tuple[dict[str, Any], Any]:
+def raw_family(spec: str | dict[str, Any], modality: str | None = None) -> tuple[dict[str, Any], RawCorruption]:
     """(normalised spec ``{"name": ..., **params}``, family instance); checks level and modality."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     if "name" not in spec:
         raise DataError(f"a corruption family given as a dict needs a 'name' key, got {sorted(spec)}")
-    cls = FAMILIES.get(spec["name"])
-    if getattr(cls, "level", None) != "raw":
-        raise DataError(f"corruption family {spec['name']!r} is {getattr(cls, 'level', '?')}-level, not raw-level")
+    level = family_level(spec["name"])
+    if level != "raw":
+        raise DataError(f"corruption family {spec['name']!r} is {level}-level, not raw-level")
     family = get_family(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
     if modality is not None and modality not in family.modalities:
         raise DataError(f"raw family {spec['name']!r} corrupts {family.modality} only, not {modality}")
     return spec, family
 
 
+@dataclass(frozen=True)
+class ClipCorruption:
+    """What happens to each clip of a chunk before extraction: raw ``family`` (``{"name": ...,
+    **params}``) at ``rhos[i]`` for clip ``i``, keys ``derive_keys(seed, sample_keys(ids),
+    modality, family, stream)``. Pickles as plain data (it travels to the worker processes)."""
+
+    family: dict[str, Any]
+    seed: int
+    rhos: tuple[float, ...]
+    stream: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rhos", tuple(float(r) for r in self.rhos))
+
+    def part(self, start: int, stop: int) -> ClipCorruption:
+        """The corruption of clips ``start .. stop - 1`` of the chunk."""
+        return replace(self, rhos=self.rhos[start:stop])
+
+
 def corrupt_and_extract(
     corpus: ClipCorpus,
     indices: Sequence[int],
     extractor: Extractor,
-    family: dict[str, Any] | None = None,
-    seed: int = 0,
-    rhos: Sequence[float] | None = None,
-    stream: int = 0,
+    corruption: ClipCorruption | None = None,
 ) -> list[FeatureRow]:
-    """Features of clips ``indices`` of ``corpus``, each corrupted at its ``rhos`` (if ``family``)."""
+    """Features of clips ``indices`` of ``corpus``, each corrupted at its rho (if ``corruption``)."""
     # an extractor arrives unpickled (without its lazily loaded tokenizer / model) in every task:
     # reuse this process' live instance of the same identity so those load once per process
     extractor = _LIVE.setdefault(extractor.key(), extractor)
     m = extractor.modality
-    if family is None:
+    if corruption is None:
         return [extractor.extract(corpus.load(i, m)) for i in indices]
-    if rhos is None or len(rhos) != len(indices):
+    if len(corruption.rhos) != len(indices):
         raise ValueError("corrupt_and_extract needs one rho per clip")
-    _, fam = raw_family(family, m)
-    keys = derive_keys(seed, sample_keys([corpus.ids[i] for i in indices]), m, fam.name, stream).tolist()
-    out = []
-    for i, key, rho in zip(indices, keys, rhos):
-        data = corpus.load(i, m)
-        out.append(extractor.extract(fam.apply(data, float(rho), fam.sample(int(key), data))))
-    return out
+    _, fam = raw_family(corruption.family, m)
+    ids = sample_keys([corpus.ids[i] for i in indices])
+    keys = derive_keys(corruption.seed, ids, m, fam.name, corruption.stream)
+    return [extractor.extract(fam.corrupt(corpus.load(i, m), rho, key))
+            for i, key, rho in zip(indices, keys, corruption.rhos)]
 
 
 def _init_worker() -> None:
@@ -128,9 +145,7 @@ def extract_rows(
     corpus: ClipCorpus,
     indices: Sequence[int],
     extractor: Extractor,
-    family: dict[str, Any] | None = None,
-    seed: int = 0,
-    rhos: Sequence[float] | None = None,
+    corruption: ClipCorruption | None = None,
     workers: int = 1,
     chunk_size: int = 16,
     progress: bool | None = None,
@@ -138,27 +153,22 @@ def extract_rows(
 ) -> list[FeatureRow]:
     """:func:`corrupt_and_extract` over ``indices``, chunked over ``workers`` processes."""
     indices = list(indices)
-    rhos = None if rhos is None else [float(r) for r in rhos]
     chunk = max(1, min(int(chunk_size), -(-len(indices) // max(1, workers * 2))))
-    starts = list(range(0, len(indices), chunk))
+    tasks = [(indices[s : s + chunk], None if corruption is None else corruption.part(s, s + chunk))
+             for s in range(0, len(indices), chunk)]
     bar = _progress(progress, len(indices), description)
     out: list[FeatureRow] = []
     try:
-        if workers <= 1 or len(starts) <= 1:
-            for s in starts:
-                part = None if rhos is None else rhos[s : s + chunk]
-                out += corrupt_and_extract(corpus, indices[s : s + chunk], extractor, family, seed, part)
-                if bar is not None:
-                    bar.advance(0, len(indices[s : s + chunk]))
+        if workers <= 1 or len(tasks) <= 1:
+            results: Any = (corrupt_and_extract(corpus, part, extractor, c) for part, c in tasks)
         else:
             pool = _pool(int(workers))
-            futures = [pool.submit(corrupt_and_extract, corpus, indices[s : s + chunk], extractor, family, seed,
-                                   None if rhos is None else rhos[s : s + chunk]) for s in starts]
-            for f in futures:  # in submission order: the output order never depends on timing
-                rows = f.result()
-                out += rows
-                if bar is not None:
-                    bar.advance(0, len(rows))
+            futures = [pool.submit(corrupt_and_extract, corpus, part, extractor, c) for part, c in tasks]
+            results = (f.result() for f in futures)  # in submission order: never depends on timing
+        for rows in results:
+            out += rows
+            if bar is not None:
+                bar.advance(0, len(rows))
     finally:
         if bar is not None:
             bar.stop()

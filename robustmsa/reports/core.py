@@ -17,7 +17,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from corruptions.spectrum import CURVE_SWEEPS, is_curve_sweep
+from corruptions.grids import CURVE_SWEEPS, is_curve_sweep
 
 from ..robustness import audc
 from ..suite import Condition

@@ -79,7 +79,7 @@ class RegimeCorruption:
             if run.condition is None:
                 raise ValueError("a specialist regime trains at a condition: TrainingRun.condition is None")
             self.point = run.condition.point()
-            self.corrupter = ctx.corrupter(run.condition.family.spec(), run.seed)
+            self.corrupter = ctx.corrupter(run.condition.family, run.seed)
 
     def __call__(self, batch: Batch, epoch: int) -> tuple[Batch, Batch | None]:
         if self.kind == "clean":
@@ -109,7 +109,7 @@ class _Validator:
     def __call__(self, model: torch.nn.Module) -> tuple[float, dict[str, float]]:
         cond = self.run.condition
         if cond is not None:
-            prepared = self.ctx.prepared(cond.family.spec(), self.run.valid_seed, self.valid, "valid")
+            prepared = self.ctx.prepared(cond.family, self.run.valid_seed, self.valid, "valid")
             pred, _ = predict(model, self.valid.with_modalities(prepared.at(cond.point())), 512, self.grid.device)
             m = compute_metrics(pred, self.valid.labels.numpy(), self.grid.metric_family)
             return m["mae"], {"valid_mae": m["mae"], "valid_corr": m["corr"]}
