@@ -78,7 +78,7 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
               f"regimes/conditions x {len(suite.seeds)} seed(s){refs}")
     out.print(f"  evaluation points per trial: {n_points} ({len(ev.families)} families x the sweeps each supports "
               f"of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
-    from .data.registry import load_dataset
+    from .datasets import load_dataset
 
     sizes = {}
     for d in suite.datasets:
@@ -104,10 +104,10 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
 
         out.print(catalogue_markdown(), markup=False)
     elif args.what == "datasets":
-        from .data.registry import DATASET_HELP, DATASETS
+        from .datasets import DATASETS
 
         for n in DATASETS.names():
-            out.print(f"{n:18s} {DATASET_HELP.get(n, '')}", markup=False)
+            out.print(f"{n:18s} {DATASETS.get(n).help}", markup=False)
     else:
         root = Path("suites") if Path("suites").is_dir() else Path(__file__).resolve().parents[1] / "suites"
         for f in sorted(root.glob("*.yaml")):

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .data.registry import load_dataset
+from .datasets import load_dataset
 from .suite import Suite
 from .tracking import TAG, Tracker
 from .trial import TrialOutcome, TrialSpec, code_version, expand_trials, run_trial, trial_identity

@@ -26,7 +26,7 @@ from corruptions import FAMILIES
 
 from . import __version__
 from .data.batch import split_to_batch
-from .data.registry import load_dataset
+from .datasets import load_dataset
 from .errors import DataError
 from .evaluation import CorruptionContext, evaluate_grid, modalities_of
 from .models import count_parameters, create_model, model_config
