@@ -325,7 +325,7 @@ def test_egmf_loads_a_causal_lm_from_a_path(tmp_path: Path, arch: str) -> None:
 
 @pytest.fixture(scope="module")
 def small_mosi():
-    return generate_synthetic(SyntheticConfig.preset("mosi", n_train=256, n_valid=128, n_test=192, clips_per_video=(2, 6)))
+    return generate_synthetic(SyntheticConfig.from_preset("mosi", n_train=256, n_valid=128, n_test=192, clips_per_video=(2, 6)))
 
 
 @pytest.mark.parametrize(("name", "epochs"), [("text_moe", 4), ("mmolre", 6), ("egmf", 8)])

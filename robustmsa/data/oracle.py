@@ -48,9 +48,17 @@ from scipy.special import ndtr
 from corruptions.base import FeatureCorruption, ModalityBatch
 
 from ..errors import DataError
-from .cue_design import CUE_NAMES, PRIVATE_CUE, build_world, private_weights, shared_cue_means, slot_indicator
 from .dataset import MSADataset
-from .synthetic import SyntheticConfig, context_smooth
+from .synthetic import SyntheticConfig
+from .synthetic.cue_design import (
+    CUE_NAMES,
+    PRIVATE_CUE,
+    build_world,
+    private_weights,
+    shared_cue_means,
+    slot_indicator,
+)
+from .synthetic.text import context_smooth
 
 __all__ = ["CueOracle", "OraclePrediction", "TimeEffect", "TIME_EFFECTS", "time_effect", "has_oracle",
            "label_pmf_table"]
