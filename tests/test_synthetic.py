@@ -16,10 +16,12 @@ from robustmsa.data.dataset import SPLITS, MSADataset, Split
 from robustmsa.data.synthetic import (
     CLS_ID,
     CLUE_VOCAB,
+    DATASET_NAMES,
     GENERATOR_VERSION,
     PAD_ID,
     PRESETS,
     SEP_ID,
+    LatentModel,
     SyntheticConfig,
     SyntheticTextEncoder,
     default_cache_dir,
@@ -427,3 +429,43 @@ def test_mmsa_export_round_trip(preset: str, tmp_path: Path) -> None:
             assert got[key].dtype.kind == value.dtype.kind, key
             assert np.array_equal(got[key], value), key
     assert back.content_hash() == ds.content_hash()
+
+
+# ------------------------------------------------------------------------ registry and layers
+
+
+def test_every_dataset_is_declared_with_its_help_and_every_preset_is_registered() -> None:
+    from robustmsa.datasets import DATASETS
+
+    assert set(DATASET_NAMES.values()) <= set(DATASETS.names())
+    for name in DATASETS.names():
+        entry = DATASETS.get(name)
+        assert entry.name == name and callable(entry.load) and len(entry.help) > 20
+
+
+def test_the_data_layer_imports_no_higher_layer() -> None:
+    import ast
+
+    higher = ("raw", "models", "evaluation", "training", "suite", "trial", "runner", "reports", "report", "cli",
+              "datasets", "tracking")
+    root = Path(__file__).resolve().parents[1] / "robustmsa" / "data"
+    for path in root.rglob("*.py"):
+        depth = len(path.relative_to(root).parts)  # 1: robustmsa/data/x.py, 2: robustmsa/data/synthetic/x.py
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.level == 0:
+                    module = node.module
+                else:
+                    base = ("robustmsa", "data", *path.relative_to(root).parts[:-1])[: 2 + depth - node.level]
+                    module = ".".join((*base, node.module))
+                top = module.removeprefix("robustmsa.").split(".")[0]
+                assert not (module.startswith("robustmsa.") and top in higher), f"{path.name} imports {module}"
+
+
+def test_both_generators_share_one_latent_model() -> None:
+    from robustmsa.raw.generate import RawBenchmarkConfig
+
+    raw, mosi = RawBenchmarkConfig().latent, SyntheticConfig().latent
+    assert isinstance(raw, LatentModel) and isinstance(mosi, LatentModel)
+    assert (raw.rating_levels, raw.label_max, raw.latent_limit) == (3, 3.0, 3.4)
+    assert (mosi.rating_levels, mosi.label_max, mosi.latent_limit) == (3, 3.0, None)
