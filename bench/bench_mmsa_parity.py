@@ -201,8 +201,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from robustmsa.data.registry import load_dataset
     from robustmsa.data.synthetic import export_mmsa, load_synthetic
+    from robustmsa.datasets import load_dataset
 
     seeds_mmsa, seeds_ours, epochs = _ints(args.seeds_mmsa), _ints(args.seeds_ours), args.epochs
     if args.quick:

@@ -39,7 +39,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from robustmsa.data.batch import split_to_batch
-    from robustmsa.data.registry import load_dataset
+    from robustmsa.datasets import load_dataset
     from robustmsa.evaluation import CorruptionContext, predict
     from robustmsa.metrics import compute_metrics
     from robustmsa.models import MODELS, count_parameters, create_model

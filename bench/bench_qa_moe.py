@@ -35,7 +35,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from robustmsa.data.batch import split_to_batch
-    from robustmsa.data.registry import load_dataset
+    from robustmsa.datasets import load_dataset
     from robustmsa.evaluation import CorruptionContext, GridRun, build_grid, evaluate_grid, predict
     from robustmsa.models import count_parameters, create_model
     from robustmsa.suite import GridSpec, RegimeSpec, SamplerSpec, TrainingSpec

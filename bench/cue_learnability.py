@@ -20,14 +20,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from robustmsa.data.batch import split_to_batch  # noqa: E402
-from robustmsa.data.cue_design import _cues  # noqa: E402
 from robustmsa.data.oracle import CueOracle  # noqa: E402
-from robustmsa.data.synthetic import SyntheticConfig, _sample_population, generate_synthetic  # noqa: E402
+from robustmsa.data.synthetic import SyntheticConfig, generate_synthetic  # noqa: E402
+from robustmsa.data.synthetic.assembly import sample_population  # noqa: E402
+from robustmsa.data.synthetic.cue_design import _cues  # noqa: E402
 
 
 def true_cues(config: SyntheticConfig) -> dict[str, np.ndarray]:
     """float32 [N, all cues] per split, in the dataset's order."""
-    pop = _sample_population(config)
+    pop = sample_population(config)
     cues, _ = _cues(config, pop.s / config.rating_levels, pop.conflict)
     x = np.concatenate([cues[m] for m in ("text", "audio", "vision")], axis=1).astype(np.float32)
     return {s: x[pop.split == i] for i, s in enumerate(("train", "valid", "test"))}
@@ -70,7 +71,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = SyntheticConfig.preset("trimodal", n_train=args.n_train)
+    config = SyntheticConfig.from_preset("trimodal", n_train=args.n_train)
     ds = generate_synthetic(config)
     y = {s: np.asarray(ds[s].labels, np.float64) for s in ("train", "valid", "test")}
     x = true_cues(config)

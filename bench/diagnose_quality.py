@@ -33,7 +33,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from corruptions import ReliabilityPoint, make_corrupter  # noqa: E402
 from corruptions.keys import MODALITIES  # noqa: E402
 from robustmsa.data.batch import split_to_batch  # noqa: E402
-from robustmsa.data.registry import load_dataset  # noqa: E402
+from robustmsa.datasets import load_dataset  # noqa: E402
 from robustmsa.models.layers import modality_absent  # noqa: E402
 from robustmsa.trial import load_checkpoint  # noqa: E402
 

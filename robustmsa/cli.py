@@ -98,10 +98,10 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
 
         out.print(catalogue_markdown(), markup=False)
     elif args.what == "datasets":
-        from .data.registry import DATASET_HELP, DATASETS
+        from .datasets import DATASETS
 
         for n in DATASETS.names():
-            out.print(f"{n:18s} {DATASET_HELP.get(n, '')}", markup=False)
+            out.print(f"{n:18s} {DATASETS.get(n).help}", markup=False)
     else:
         root = Path("suites") if Path("suites").is_dir() else Path(__file__).resolve().parents[1] / "suites"
         for f in sorted(root.glob("*.yaml")):

@@ -18,7 +18,7 @@ from typing import Any
 from corruptions import FAMILIES
 
 from . import __version__
-from .data.registry import load_dataset
+from .datasets import load_dataset
 from .models import model_config
 from .suite import (
     Condition,

@@ -487,7 +487,7 @@ def _check_names(suite: Suite, source: str) -> None:
     """Registry names (datasets, models, corruption families, metrics) exist, with close matches."""
     from corruptions import FAMILIES
 
-    from .data.registry import DATASETS
+    from .datasets import DATASETS
     from .models import MODELS
 
     def check(registry: Any, name: str, key: str) -> None:

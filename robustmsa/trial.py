@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .data.batch import split_to_batch
-from .data.registry import load_dataset
+from .datasets import load_dataset
 from .errors import DataError
 from .evaluation import CorruptionContext, GridRun, evaluate_grid
 from .models import count_parameters, create_model, model_config

@@ -14,7 +14,7 @@ import torch
 
 from robustmsa.cli import main
 from robustmsa.data.batch import split_to_batch
-from robustmsa.data.registry import load_dataset
+from robustmsa.datasets import load_dataset
 from robustmsa.evaluation import predict
 from robustmsa.suite import load_suite
 from robustmsa.trial import load_checkpoint

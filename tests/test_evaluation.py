@@ -8,7 +8,7 @@ import torch
 from corruptions import ReliabilityPoint
 from corruptions.keys import MODALITIES
 from robustmsa.data.batch import split_to_batch
-from robustmsa.data.registry import load_dataset
+from robustmsa.datasets import load_dataset
 from robustmsa.evaluation import CorruptionContext, GridRun, build_grid, evaluate_grid
 from robustmsa.models import MODELS, create_model
 from robustmsa.models.layers import encoding_cache

@@ -15,9 +15,10 @@ import torch
 from corruptions import ReliabilityPoint, make_corrupter
 from corruptions.feature.compose import build_family
 from robustmsa.data.batch import split_to_batch
-from robustmsa.data.cue_design import PRIVATE_CUE, _cues, build_world, private_weights
 from robustmsa.data.oracle import TIME_EFFECTS, CueOracle, has_oracle, time_effect
-from robustmsa.data.synthetic import SyntheticConfig, _sample_population, generate_synthetic, load_synthetic
+from robustmsa.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic
+from robustmsa.data.synthetic.assembly import sample_population
+from robustmsa.data.synthetic.cue_design import PRIVATE_CUE, _cues, build_world, private_weights
 from robustmsa.evaluation import CorruptionContext
 from robustmsa.metrics import compute_metrics
 from robustmsa.references import LinearProbe
@@ -27,12 +28,12 @@ SMALL = dict(n_train=300, n_valid=80, n_test=240)
 
 @pytest.fixture(scope="module")
 def tri():
-    ds = generate_synthetic(SyntheticConfig.preset("trimodal", **SMALL))
+    ds = generate_synthetic(SyntheticConfig.from_preset("trimodal", **SMALL))
     return ds, CueOracle(ds)
 
 
 def _true_cues(config: SyntheticConfig, split: str) -> dict[str, np.ndarray]:
-    pop = _sample_population(config)
+    pop = sample_population(config)
     cues, _ = _cues(config, pop.s / config.rating_levels, pop.conflict)
     idx = np.flatnonzero(pop.split == ("train", "valid", "test").index(split))
     return {m: c[idx] for m, c in cues.items()}
@@ -45,7 +46,7 @@ def _mae(pred: np.ndarray, y: np.ndarray) -> float:
 def test_only_the_cue_design_has_an_oracle(tri) -> None:
     ds, _ = tri
     assert has_oracle(ds) and ds.name == "synthetic_trimodal"
-    mosi = generate_synthetic(SyntheticConfig.preset("mosi", n_train=40, n_valid=16, n_test=16, text_dim=32))
+    mosi = generate_synthetic(SyntheticConfig.from_preset("mosi", n_train=40, n_valid=16, n_test=16, text_dim=32))
     assert not has_oracle(mosi)
     with pytest.raises(Exception, match="no oracle"):
         CueOracle(mosi)
@@ -54,7 +55,7 @@ def test_only_the_cue_design_has_an_oracle(tri) -> None:
 def test_every_modality_carries_private_information(tri) -> None:
     ds, _ = tri
     assert 0.2 < ds.info["private_share"] < 0.6
-    assert all(w > 0 for w in private_weights(ds.info and SyntheticConfig.preset("trimodal")).values())
+    assert all(w > 0 for w in private_weights(ds.info and SyntheticConfig.from_preset("trimodal")).values())
     assert not any(ds[s].clues for s in ("train", "valid", "test"))  # no second, uncorrupted view of the cues
 
 
@@ -102,7 +103,7 @@ def test_oracle_equals_the_closed_form_where_one_exists() -> None:
     E[label | observation] is the closed-form expected rating under the total uncertainty."""
     from robustmsa.data.synthetic import expected_label
 
-    config = SyntheticConfig.preset("trimodal", neutral_share=1.0, neutral_sd=0.9, conflict_fraction=0.0, **SMALL)
+    config = SyntheticConfig.from_preset("trimodal", neutral_share=1.0, neutral_sd=0.9, conflict_fraction=0.0, **SMALL)
     ds = generate_synthetic(config)
     orc = CueOracle(ds)
     test = split_to_batch(ds["test"])
@@ -122,7 +123,7 @@ def test_oracle_equals_the_closed_form_where_one_exists() -> None:
     noise = math.sqrt(config.label_noise**2 + s_var)
     from dataclasses import replace
 
-    want = expected_label(s_mean, replace(config, label_noise=noise))
+    want = expected_label(s_mean, replace(config, label_noise=noise).latent)
     assert np.abs(got.mean - want).max() < 1e-4  # measured 1.5e-5
 
 
@@ -152,7 +153,7 @@ def test_no_predictor_of_the_inputs_beats_the_oracle(tri) -> None:
     ctx = CorruptionContext(train.modalities())
     y = test.labels.numpy()
     probe = LinearProbe.fit(train, valid)
-    big = generate_synthetic(SyntheticConfig.preset("trimodal", n_train=3000, n_valid=300, n_test=20))
+    big = generate_synthetic(SyntheticConfig.from_preset("trimodal", n_train=3000, n_valid=300, n_test=20))
     strong = LinearProbe.fit(split_to_batch(big["train"]), split_to_batch(big["valid"]))
     prep = ctx.prepared("noise", 1234, test, "test")
     for pt in (ReliabilityPoint(), ReliabilityPoint.only("audio", 0.3), ReliabilityPoint.joint(0.5)):
@@ -167,8 +168,8 @@ def test_no_predictor_of_the_inputs_beats_the_oracle(tri) -> None:
 
 
 def test_world_is_independent_of_the_sizes() -> None:
-    a = build_world(SyntheticConfig.preset("trimodal"))
-    b = build_world(SyntheticConfig.preset("trimodal", **SMALL))
+    a = build_world(SyntheticConfig.from_preset("trimodal"))
+    b = build_world(SyntheticConfig.from_preset("trimodal", **SMALL))
     for m in ("text", "audio", "vision"):
         assert np.array_equal(a.loadings[m], b.loadings[m]) and np.array_equal(a.dims[m], b.dims[m])
 

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from corruptions.raw import AudioClip  # noqa: E402
-from robustmsa.data.registry import load_dataset  # noqa: E402
+from robustmsa.datasets import load_dataset  # noqa: E402
 from robustmsa.errors import DataError  # noqa: E402
 from robustmsa.raw import (  # noqa: E402
     ClipCorruption,

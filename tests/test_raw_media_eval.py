@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from corruptions import FAMILIES, CorruptionSource, ReliabilityPoint  # noqa: E402
 from robustmsa.cli import main  # noqa: E402
 from robustmsa.data.batch import split_to_batch  # noqa: E402
-from robustmsa.data.registry import load_dataset  # noqa: E402
+from robustmsa.datasets import load_dataset  # noqa: E402
 from robustmsa.errors import DataError  # noqa: E402
 from robustmsa.evaluation import CorruptionContext, GridRun, evaluate_grid  # noqa: E402
 from robustmsa.models import create_model  # noqa: E402

@@ -20,7 +20,7 @@ SMALL = dict(n_train=240, n_valid=80, n_test=160)
 
 @pytest.fixture(scope="module")
 def tri():
-    return generate_synthetic(SyntheticConfig.preset("trimodal", **SMALL))
+    return generate_synthetic(SyntheticConfig.from_preset("trimodal", **SMALL))
 
 
 def _pooled_numpy(batch, modalities) -> np.ndarray:
@@ -92,7 +92,7 @@ def test_reference_trial_evaluates_oracle_and_probes_over_the_grid(tri) -> None:
 
 
 def test_no_oracle_for_the_mosi_like_preset() -> None:
-    ds = generate_synthetic(SyntheticConfig.preset("mosi", n_train=120, n_valid=40, n_test=40))
+    ds = generate_synthetic(SyntheticConfig.from_preset("mosi", n_train=120, n_valid=40, n_test=40))
     ev = EvaluationSpec(families=["noise"], levels=[1.0, 0.0], sweeps=["joint"])
     rows, info = reference_results(ds, CorruptionContext(split_to_batch(ds["train"]).modalities()), ev)
     assert ORACLE not in {n for n, _ in rows} and "oracle_seconds" not in info

@@ -12,15 +12,16 @@ import torch
 import yaml
 from sklearn.linear_model import Ridge
 
-from robustmsa.data import synthetic
 from robustmsa.data.dataset import SPLITS, MSADataset, Split
 from robustmsa.data.synthetic import (
     CLS_ID,
     CLUE_VOCAB,
+    DATASET_NAMES,
     GENERATOR_VERSION,
     PAD_ID,
     PRESETS,
     SEP_ID,
+    LatentModel,
     SyntheticConfig,
     SyntheticTextEncoder,
     default_cache_dir,
@@ -30,6 +31,8 @@ from robustmsa.data.synthetic import (
     load_synthetic,
     synthetic_cache_key,
 )
+from robustmsa.data.synthetic import cache as synthetic_cache
+from robustmsa.data.synthetic.latent import annotate
 from robustmsa.errors import RobustMSAError
 
 SMALL = {"n_train": 20, "n_valid": 10, "n_test": 10}
@@ -39,7 +42,7 @@ ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 
 @pytest.fixture(scope="module")
 def mosi() -> MSADataset:
-    return generate_synthetic(SyntheticConfig.preset("mosi"))
+    return generate_synthetic(SyntheticConfig.from_preset("mosi"))
 
 
 def pooled(split: Split, modality: str, features: np.ndarray | None = None) -> np.ndarray:
@@ -110,19 +113,19 @@ def test_presets_have_the_real_shapes() -> None:
     assert (sims.text_len, sims.audio_len, sims.audio_dim) == (39, 400, 33)
     assert (sims.vision_len, sims.vision_dim) == (55, 709)
     assert sims.label_range == (-1.0, 1.0) and sims.metric_family == "sims" and not sims.aligned
-    assert SyntheticConfig.preset("mosi") == SyntheticConfig()
-    assert SyntheticConfig.preset("sims", seed=3).preset == "sims"
+    assert SyntheticConfig.from_preset("mosi") == SyntheticConfig()
+    assert SyntheticConfig.from_preset("sims", seed=3).preset == "sims"
 
 
 def test_unknown_preset_and_key_name_the_allowed_values() -> None:
     with pytest.raises(RobustMSAError, match=r"'mosii'.*mosi, mosei, sims") as e:
-        SyntheticConfig.preset("mosii")
+        SyntheticConfig.from_preset("mosii")
     assert "mosi" in (e.value.hint or "")
     with pytest.raises(RobustMSAError, match=r"'n_trian'.*allowed keys:.*n_train") as e:
-        SyntheticConfig.preset("mosi", n_trian=5)
+        SyntheticConfig.from_preset("mosi", n_trian=5)
     assert "n_train" in (e.value.hint or "")
     with pytest.raises(RobustMSAError, match="'preset'"):
-        SyntheticConfig.preset("mosi", preset="sims")
+        SyntheticConfig.from_preset("mosi", preset="sims")
 
 
 @pytest.mark.parametrize(
@@ -132,15 +135,15 @@ def test_unknown_preset_and_key_name_the_allowed_values() -> None:
 )
 def test_invalid_values_name_the_key(key: str, value: Any) -> None:
     with pytest.raises(RobustMSAError, match=f"'{key}'.*allowed"):
-        SyntheticConfig.preset("mosi", **{key: value})
+        SyntheticConfig.from_preset("mosi", **{key: value})
 
 
 def test_to_dict_round_trips_through_json() -> None:
-    config = SyntheticConfig.preset("sims", seed=4, clips_per_video=[3, 9])
+    config = SyntheticConfig.from_preset("sims", seed=4, clips_per_video=[3, 9])
     assert config.clips_per_video == (3, 9)
     again = SyntheticConfig(**json.loads(json.dumps(config.to_dict())))
     assert again == config and synthetic_cache_key(again) == synthetic_cache_key(config)
-    assert synthetic_cache_key(config) != synthetic_cache_key(SyntheticConfig.preset("sims", seed=5))
+    assert synthetic_cache_key(config) != synthetic_cache_key(SyntheticConfig.from_preset("sims", seed=5))
 
 
 def _documented(path: Path) -> dict[str, Any]:
@@ -156,7 +159,7 @@ def _documented(path: Path) -> dict[str, Any]:
 def test_dataset_yaml_matches_the_code(file: str) -> None:
     spec = yaml.safe_load((CONFIGS / file).read_text())
     assert set(spec) == {"name", "preset", "seed", "overrides"}
-    config = SyntheticConfig.preset(spec["preset"], seed=spec["seed"], **spec["overrides"])
+    config = SyntheticConfig.from_preset(spec["preset"], seed=spec["seed"], **spec["overrides"])
     assert config.dataset_name == spec["name"] == file.removesuffix(".yaml")
     assert _documented(CONFIGS / file) == config.to_dict()
 
@@ -181,9 +184,9 @@ def _same_states(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 def test_generation_is_deterministic_and_leaves_global_rngs_alone() -> None:
     before = _rng_states()
-    a = generate_synthetic(SyntheticConfig.preset("mosi", **SMALL))
-    b = generate_synthetic(SyntheticConfig.preset("mosi", **SMALL))
-    c = generate_synthetic(SyntheticConfig.preset("mosi", seed=1, **SMALL))
+    a = generate_synthetic(SyntheticConfig.from_preset("mosi", **SMALL))
+    b = generate_synthetic(SyntheticConfig.from_preset("mosi", **SMALL))
+    c = generate_synthetic(SyntheticConfig.from_preset("mosi", seed=1, **SMALL))
     assert _same_states(before, _rng_states())
     assert a.content_hash() == b.content_hash() != c.content_hash()
     assert a.info == b.info
@@ -191,7 +194,7 @@ def test_generation_is_deterministic_and_leaves_global_rngs_alone() -> None:
 
 
 def test_text_encoder_reproduces_the_features(mosi: MSADataset) -> None:
-    encoder = SyntheticTextEncoder(SyntheticConfig.preset("mosi"))
+    encoder = SyntheticTextEncoder(SyntheticConfig.from_preset("mosi"))
     split = mosi["valid"]
     assert np.array_equal(encoder(split.text_ids), split.text)
     unk = split.text_ids.copy()
@@ -206,7 +209,7 @@ def test_text_encoder_reproduces_the_features(mosi: MSADataset) -> None:
 
 @pytest.mark.parametrize("preset", ["mosi", "mosei", "sims"])
 def test_shapes_dtypes_and_ranges(preset: str) -> None:
-    config = SyntheticConfig.preset(preset, **SMALL)
+    config = SyntheticConfig.from_preset(preset, **SMALL)
     ds = generate_synthetic(config)
     assert ds.name == config.dataset_name and ds.metric_family == config.metric_family
     assert ds.label_range == config.label_range
@@ -242,7 +245,7 @@ def test_shapes_dtypes_and_ranges(preset: str) -> None:
 
 
 def test_masks_are_prefixes_with_cls_and_sep(mosi: MSADataset) -> None:
-    config = SyntheticConfig.preset("mosi")
+    config = SyntheticConfig.from_preset("mosi")
     for name in SPLITS:
         s = mosi[name]
         n = s.text_mask.sum(axis=1)
@@ -280,12 +283,12 @@ def test_labels_look_like_annotator_averages(mosi: MSADataset) -> None:
 
 
 def test_expected_label_is_the_mean_of_the_annotation_process() -> None:
-    config = SyntheticConfig.preset("mosi")
+    config = SyntheticConfig.from_preset("mosi")
     s = np.repeat(np.array([-3.5, -1.2, 0.0, 0.4, 2.6]), 40000)
-    labels = synthetic._annotate(s, config, np.random.default_rng(7))
+    labels = annotate(s, config.latent, np.random.default_rng(7))
     empirical = labels.reshape(5, -1).mean(axis=1)
-    assert np.allclose(empirical, expected_label(s[::40000], config), atol=0.02)
-    assert np.all(np.diff(expected_label(np.linspace(-5, 5, 50), config)) > 0)
+    assert np.allclose(empirical, expected_label(s[::40000], config.latent), atol=0.02)
+    assert np.all(np.diff(expected_label(np.linspace(-5, 5, 50), config.latent)) > 0)
 
 
 # ------------------------------------------------------------------ planted properties
@@ -348,7 +351,7 @@ def test_planted_ceiling_is_realistic_and_beats_the_probes(mosi: MSADataset, pro
     assert 0.4 <= test_ceiling["mae"] <= 0.6 and 0.85 <= test_ceiling["non0_acc2"] <= 0.97
     assert test_ceiling["mae"] < min(p.mae(mosi["test"]) for p in probes.values()) - 0.3
     assert mosi.info["generator_version"] == GENERATOR_VERSION
-    assert mosi.info["config"] == SyntheticConfig.preset("mosi").to_dict()
+    assert mosi.info["config"] == SyntheticConfig.from_preset("mosi").to_dict()
     assert "synthetic" in mosi.info["description"]
 
 
@@ -374,7 +377,7 @@ def test_load_caches_and_second_load_hits(tmp_path: Path, monkeypatch: pytest.Mo
     def refuse(config: SyntheticConfig) -> MSADataset:
         raise AssertionError("cache was not used")
 
-    monkeypatch.setattr(synthetic, "generate_synthetic", refuse)
+    monkeypatch.setattr(synthetic_cache, "generate_synthetic", refuse)
     second = load_synthetic("mosi", seed=2, cache_dir=tmp_path, **SMALL)
     assert second.content_hash() == first.content_hash()
     assert second.info == first.info and second.name == first.name and second.label_range == first.label_range
@@ -414,7 +417,7 @@ def test_default_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch: 
 def test_mmsa_export_round_trip(preset: str, tmp_path: Path) -> None:
     from robustmsa.data.mmsa import load_mmsa_pickle
 
-    ds = generate_synthetic(SyntheticConfig.preset(preset, **SMALL))
+    ds = generate_synthetic(SyntheticConfig.from_preset(preset, **SMALL))
     path = tmp_path / f"{preset}.pkl"
     export_mmsa(ds, path)
     back = load_mmsa_pickle(path, name=ds.name)
@@ -426,3 +429,43 @@ def test_mmsa_export_round_trip(preset: str, tmp_path: Path) -> None:
             assert got[key].dtype.kind == value.dtype.kind, key
             assert np.array_equal(got[key], value), key
     assert back.content_hash() == ds.content_hash()
+
+
+# ------------------------------------------------------------------------ registry and layers
+
+
+def test_every_dataset_is_declared_with_its_help_and_every_preset_is_registered() -> None:
+    from robustmsa.datasets import DATASETS
+
+    assert set(DATASET_NAMES.values()) <= set(DATASETS.names())
+    for name in DATASETS.names():
+        entry = DATASETS.get(name)
+        assert entry.name == name and callable(entry.load) and len(entry.help) > 20
+
+
+def test_the_data_layer_imports_no_higher_layer() -> None:
+    import ast
+
+    higher = ("raw", "models", "evaluation", "training", "suite", "trial", "runner", "reports", "report", "cli",
+              "datasets", "tracking")
+    root = Path(__file__).resolve().parents[1] / "robustmsa" / "data"
+    for path in root.rglob("*.py"):
+        depth = len(path.relative_to(root).parts)  # 1: robustmsa/data/x.py, 2: robustmsa/data/synthetic/x.py
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.level == 0:
+                    module = node.module
+                else:
+                    base = ("robustmsa", "data", *path.relative_to(root).parts[:-1])[: 2 + depth - node.level]
+                    module = ".".join((*base, node.module))
+                top = module.removeprefix("robustmsa.").split(".")[0]
+                assert not (module.startswith("robustmsa.") and top in higher), f"{path.name} imports {module}"
+
+
+def test_both_generators_share_one_latent_model() -> None:
+    from robustmsa.raw.generate import RawBenchmarkConfig
+
+    raw, mosi = RawBenchmarkConfig().latent, SyntheticConfig().latent
+    assert isinstance(raw, LatentModel) and isinstance(mosi, LatentModel)
+    assert (raw.rating_levels, raw.label_max, raw.latent_limit) == (3, 3.0, 3.4)
+    assert (mosi.rating_levels, mosi.label_max, mosi.latent_limit) == (3, 3.0, None)

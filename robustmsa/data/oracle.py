@@ -1,6 +1,6 @@
 """The observable oracle of the cue design: the best possible prediction from a corrupted input.
 
-For a dataset generated with ``design: cue`` (:mod:`robustmsa.data.cue_design`) the oracle
+For a dataset generated with ``design: cue`` (:mod:`robustmsa.data.synthetic.cue_design`) the oracle
 predicts each test clip from *what its corrupted observation still contains*, exactly:
 
 1. **What survives of each cue.** Every feature family of the corruption engine acts on a
@@ -48,9 +48,17 @@ from scipy.special import ndtr
 from corruptions.base import FeatureCorruption, ModalityBatch
 
 from ..errors import DataError
-from .cue_design import CUE_NAMES, PRIVATE_CUE, build_world, private_weights, shared_cue_means, slot_indicator
 from .dataset import MSADataset
-from .synthetic import SyntheticConfig, context_smooth
+from .synthetic import SyntheticConfig
+from .synthetic.cue_design import (
+    CUE_NAMES,
+    PRIVATE_CUE,
+    build_world,
+    private_weights,
+    shared_cue_means,
+    slot_indicator,
+)
+from .synthetic.text import context_smooth
 
 __all__ = ["CueOracle", "OraclePrediction", "TimeEffect", "TIME_EFFECTS", "time_effect", "has_oracle",
            "label_pmf_table"]

@@ -20,7 +20,7 @@ Evaluation with raw families (:meth:`RawSource.prepared`)
     ``missing`` flag: a real pipeline sees silence, an empty transcript or a grey video, not a
     flag, and so do the models.
 
-Registered datasets (see :mod:`robustmsa.data.registry`)
+Registered datasets (see :mod:`robustmsa.datasets`)
     ``synthetic_raw``: the embedded procedural benchmark (:mod:`robustmsa.raw.generate`), params =
     any :class:`RawBenchmarkConfig` field plus ``extractors``, ``workers``, ``cache``.
     ``raw``: a user's clips (:mod:`robustmsa.raw.clips`), params ``path`` (required), the

@@ -7,7 +7,7 @@ caches it under ``$ROBUSTMSA_CACHE/raw_benchmark/`` (default ``~/.cache/robustms
 config and :data:`GENERATOR_VERSION`. Every clip draws from its own generator
 ``np.random.default_rng([seed, stream, clip index])``, so clips do not depend on each other.
 
-Population and labels (as in :mod:`robustmsa.data.synthetic`)
+Population and labels (the latent and rater model of :mod:`robustmsa.data.synthetic.latent`)
     Clips come in videos of ``clips_per_video`` clips, one speaker per video, whole videos per
     split. Latent sentiment ``s`` (rating units, -3..3): neutral ``N(0, neutral_sd)`` with
     probability ``neutral_share``, else ``|N(polarity_mean, polarity_sd)|`` with a sign from a
@@ -72,7 +72,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -82,9 +81,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
 
 from ..data.dataset import SPLITS
+from ..data.synthetic.latent import LatentModel, annotate, expected_label, sample_latents
 from ..errors import DataError
 
 __all__ = [
@@ -104,7 +103,6 @@ __all__ = [
     "compose_transcript",
     "human_tweets",
     "pick_tweet",
-    "expected_label",
     "FACE_BOX",
 ]
 
@@ -244,6 +242,12 @@ class RawBenchmarkConfig:
             raise DataError(f"synthetic_raw: max_tokens = {self.max_tokens} must be >= 20 (the longest transcript)")
 
     @property
+    def latent(self) -> LatentModel:
+        """The latent and rater model (:mod:`robustmsa.data.synthetic.latent`): three raters on
+        -3..3, ``s`` clipped to +-3.4, conflict clips only where ``|z| > 0.15``."""
+        return LatentModel.of(self, rating_levels=3, label_max=3.0, latent_limit=3.4, conflict_min_abs=0.15)
+
+    @property
     def n_samples(self) -> int:
         return int(round(self.duration * self.sample_rate))
 
@@ -307,32 +311,10 @@ def _population(c: RawBenchmarkConfig) -> _Population:
             video += [v] * size
             clip += list(range(size))
             v += 1
-    video_a, n = np.asarray(video), len(video)
-    a = c.negative_share * c.video_concentration
-    b = (1.0 - c.negative_share) * c.video_concentration
-    p_neg = rng.beta(max(a, 1e-3), max(b, 1e-3), v)[video_a]
-    neutral = rng.random(n) < c.neutral_share
-    sign = np.where(rng.random(n) < p_neg, -1.0, 1.0)
-    polar = np.abs(rng.normal(c.polarity_mean, c.polarity_sd, n)) * sign
-    s = np.clip(np.where(neutral, rng.normal(0.0, c.neutral_sd, n), polar), -3.4, 3.4)
-    lab_rng = np.random.default_rng([c.seed, _STREAMS["labels"]])
-    shared = lab_rng.normal(0.0, c.label_noise, (n, 1))
-    ratings = np.clip(np.rint(s[:, None] + shared + lab_rng.normal(0.0, c.rater_noise, (n, c.n_raters))), -3, 3)
-    labels = ratings.mean(axis=1).astype(np.float32)
-    z = s / 3.0
-    conflict = (rng.random(n) < c.conflict_fraction) & (np.abs(z) > 0.15)
-    jitter = rng.normal(0.0, c.modality_jitter, (3, n))
-    z_t = np.where(conflict, -c.conflict_text_scale * z, z) + jitter[0]
-    return _Population(split, video_a, np.asarray(clip), s, labels, conflict, z_t, z + jitter[1], z + jitter[2])
-
-
-def expected_label(s: np.ndarray, c: RawBenchmarkConfig) -> np.ndarray:
-    """E[label | s]: each rating is round(s + N(0, sd^2)) clipped to -3..3 (closed form)."""
-    sd = max(math.hypot(c.label_noise, c.rater_noise), 1e-9)
-    levels = np.arange(-3, 4, dtype=np.float64)
-    cdf = ndtr((levels[:-1] + 0.5 - s[:, None]) / sd)  # P(rating <= level) for levels -3..2
-    probs = np.diff(np.concatenate([np.zeros((len(s), 1)), cdf, np.ones((len(s), 1))], axis=1), axis=1)
-    return probs @ levels
+    video_a = np.asarray(video)
+    lat = sample_latents(c.latent, video_a, v, rng)
+    labels = annotate(lat.s, c.latent, np.random.default_rng([c.seed, _STREAMS["labels"]]))
+    return _Population(split, video_a, np.asarray(clip), lat.s, labels, lat.conflict, lat.z_t, lat.z_a, lat.z_v)
 
 
 # ----------------------------------------------------------------------------- speakers
@@ -704,7 +686,7 @@ def generate_raw_benchmark(config: RawBenchmarkConfig, root: str | Path, workers
         (d / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         info["conflict"][split] = [ids[r] for r in np.flatnonzero(pop.conflict[idx])]
         if split != "train":
-            info["ceiling"][split] = _metrics(expected_label(pop.s[idx], c), pop.labels[idx])
+            info["ceiling"][split] = _metrics(expected_label(pop.s[idx], c.latent), pop.labels[idx])
     info["conflict_fraction"] = float(pop.conflict.mean())
     (root / "info.json").write_text(json.dumps(info), encoding="utf-8")
     return root

@@ -1,7 +1,7 @@
 """The *cue design* of the synthetic benchmark: every modality matters, and an exact oracle exists.
 
 Presets with ``design: cue`` (``trimodal``) share the population, the annotation model, the
-transcript frames and the frame background of the lexical design (:mod:`robustmsa.data.synthetic`)
+transcript frames and the frame background of the lexical design (:mod:`.generate`)
 but put the sentiment into *cues*: a few numbers per modality and clip, written at known places
 along known feature directions, so that what a corrupted observation still says about them can
 be computed exactly (:mod:`robustmsa.data.oracle`).
@@ -31,7 +31,7 @@ Rendering
     independently of every latent) slot positions a sentiment word drawn uniformly from the
     lexicon (words carry no sentiment in this design: they only mark where the cues are). The
     encoder's table and positions are zero on ``2 cue_dims`` dedicated dimensions
-    (:func:`~robustmsa.data.synthetic.text_cue_dims`); there the slot positions carry
+    (:func:`~robustmsa.data.synthetic.text.text_cue_dims`); there the slot positions carry
     ``text_signal x (cues @ loadings)`` and the contextual smoothing spreads them to the
     neighbours. Audio and vision: the background of the lexical design (speaker offset + AR(1),
     per-dimension scale and offset) plus one burst of ``*_salient_frames`` frames carrying
@@ -44,29 +44,25 @@ starts and widths of the valid and test splits (where the cues are; never their 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtri
 
-from .dataset import SPLITS, MSADataset, Split
-from .synthetic import (
+from ..dataset import SPLITS, MSADataset, Split
+from .assembly import Population, dataset_info, sample_population, slice_split
+from .config import SyntheticConfig, stream_rng
+from .frames import burst_frames, cue_loadings, frame_lengths
+from .latent import annotate
+from .text import (
     PAD_ID,
-    SyntheticConfig,
     SyntheticTextEncoder,
-    _annotate,
-    _burst_frames,
-    _frame_lengths,
-    _info,
-    _loadings,
-    _render_text,
-    _rng,
-    _sample_population,
-    _slice_split,
-    _slot_position,
-    _transcript_frame,
-    _word_strings,
     context_smooth,
+    render_text,
+    slot_position,
     text_cue_dims,
+    transcript_frame,
+    word_strings,
 )
 
 __all__ = ["CUE_NAMES", "PRIVATE_CUE", "CueWorld", "build_world", "shared_cue_means", "private_weights",
@@ -135,15 +131,15 @@ def build_world(config: SyntheticConfig) -> CueWorld:
     """The :class:`CueWorld` of ``config`` (a pure function of the config, independent of sizes)."""
     dims = {"text": text_cue_dims(config)}
     width = len(dims["text"]) // (len(CUE_NAMES["text"]) + 1)
-    loadings = {"text": _text_loadings(config, width, np.random.default_rng([config.seed, 12, 0]))}
+    loadings = {"text": _text_loadings(config, width, stream_rng(config.seed, "cue_world", 0))}
     scale = {"text": np.ones(len(dims["text"]), np.float32)}
     offset = {"text": np.zeros(len(dims["text"]), np.float32)}
     for i, m in enumerate(("audio", "vision"), start=1):
-        rng = np.random.default_rng([config.seed, 12, i])
+        rng = stream_rng(config.seed, "cue_world", i)
         dim = getattr(config, f"{m}_dim")
         dims[m] = np.arange(dim)
         signal = np.float32(getattr(config, f"{m}_signal"))
-        loadings[m] = _loadings(len(CUE_NAMES[m]) + 1, dim, config.cue_dims, rng) * signal
+        loadings[m] = cue_loadings(len(CUE_NAMES[m]) + 1, dim, config.cue_dims, rng) * signal
         scale[m] = np.exp(rng.permutation(ndtri((np.arange(dim) + 0.5) / dim))).astype(np.float32)
         offset[m] = (rng.normal(0.0, 1.0, dim) * scale[m]).astype(np.float32)
     return CueWorld(dims, loadings, scale, offset)
@@ -164,7 +160,7 @@ def _slots(config: SyntheticConfig, n_words: np.ndarray, rng: np.random.Generato
     segment = n_words / k
     out = np.full((len(n_words), hi), -1, np.int64)
     for j in range(hi):
-        p = _slot_position(j, segment, rng)
+        p = slot_position(j, segment, rng)
         out[:, j] = np.where(j < k, p, -1)
     return out
 
@@ -177,8 +173,8 @@ def with_marker(cues: np.ndarray, config: SyntheticConfig) -> np.ndarray:
 def _cues(config: SyntheticConfig, z: np.ndarray, conflict: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The cues of every clip (private factors and jitter drawn here) and the private factors [3, N]."""
     n = len(z)
-    u = _rng(config.seed, "private").standard_normal((3, n))
-    jitter_rng = _rng(config.seed, "cue_jitter")
+    u = stream_rng(config.seed, "private").standard_normal((3, n))
+    jitter_rng = stream_rng(config.seed, "cue_jitter")
     cues = shared_cue_means(z, conflict, config)
     for i, m in enumerate(_MODALITIES):
         cues[m][:, PRIVATE_CUE[m]] = u[i]
@@ -188,48 +184,84 @@ def _cues(config: SyntheticConfig, z: np.ndarray, conflict: np.ndarray) -> tuple
 
 def generate_cue_design(config: SyntheticConfig) -> MSADataset:
     """The synthetic dataset of a ``design: cue`` config (see the module docstring)."""
-    pop = _sample_population(config)
+    pop = sample_population(config)
     z = pop.s / config.rating_levels
     cues, u = _cues(config, z, pop.conflict)
     weights = private_weights(config)
     s_total = pop.s + config.rating_levels * sum(weights[m] * u[i] for i, m in enumerate(_MODALITIES))
-    labels = _annotate(s_total, config, _rng(config.seed, "labels"))
+    labels = annotate(s_total, config.latent, stream_rng(config.seed, "labels"))
     world = build_world(config)
     encoder = SyntheticTextEncoder(config)
-    text_rng = _rng(config.seed, "text")
-    text_ids, n_words = _transcript_frame(config, encoder.lexicon, len(z), text_rng)
-    slots = _slots(config, n_words, text_rng)
-    rows, cols = np.nonzero(slots >= 0)
-    text_ids[rows, slots[rows, cols]] = text_rng.choice(encoder.lexicon.sentiment_ids, len(rows))
-    text = encoder(text_ids)
-    pad = text_ids == PAD_ID
-    pattern = with_marker(cues["text"], config) @ world.loadings["text"]
-    marks = slot_indicator(slots, config.text_len)[:, :, None] * pattern[:, None, :]
-    text[:, :, world.dims["text"]] += context_smooth(marks.astype(np.float32), pad, config.context_mix,
-                                                     np.empty_like(marks, dtype=np.float32))
-    text_lengths = n_words + 2
-    frames, masks, bursts = {}, {}, {}
-    for m in ("audio", "vision"):
-        rng = _rng(config.seed, m)
-        dim = getattr(config, f"{m}_dim")
-        speaker = rng.normal(0.0, config.speaker_sd, (int(pop.video.max()) + 1, dim)).astype(np.float32)[pop.video]
-        lengths = _frame_lengths(config, m, text_lengths)
-        pattern = (with_marker(cues[m], config) @ world.loadings[m]).astype(np.float32)
-        frames[m], start, width = _burst_frames(config, m, pattern, speaker, world.scale[m], world.offset[m],
-                                                lengths, rng)
-        masks[m] = np.arange(getattr(config, f"{m}_len"))[None, :] < lengths[:, None]
-        bursts[m] = np.stack([start, width], axis=1)
+    text_ids, n_words, slots = _cue_transcripts(config, encoder, len(z))
+    text = _cue_text(config, encoder, text_ids, slots, cues["text"], world)
+    frames, masks, bursts = _cue_frames(config, pop, n_words + 2, cues, world)
     ids = np.array([f"vid{v:04d}$_${c}" for v, c in zip(pop.video, pop.clip)], dtype=str)
-    raw = _render_text(text_ids, n_words, _word_strings(encoder.lexicon))
+    raw = render_text(text_ids, n_words, word_strings(encoder.lexicon))
     full = Split(
-        text=text, text_mask=~pad, audio=frames["audio"], audio_mask=masks["audio"],
+        text=text, text_mask=text_ids != PAD_ID, audio=frames["audio"], audio_mask=masks["audio"],
         vision=frames["vision"], vision_mask=masks["vision"], labels=labels, ids=ids, text_ids=text_ids,
         unimodal_labels={}, clues={}, raw_text=raw,
     )
     index = {s: np.flatnonzero(pop.split == i) for i, s in enumerate(SPLITS)}
-    splits = {s: _slice_split(full, int(idx[0]), int(idx[-1]) + 1) for s, idx in index.items()}
-    info = _info(config, s_total, pop.conflict, labels, index, encoder.lexicon)
-    info["oracle"] = {
+    splits = {s: slice_split(full, int(idx[0]), int(idx[-1]) + 1) for s, idx in index.items()}
+    info = dataset_info(config, s_total, pop.conflict, labels, index, encoder.lexicon)
+    info["oracle"] = _oracle_info(slots, bursts, index)
+    info["private_share"] = _private_share(config, pop.s, s_total)
+    return MSADataset(
+        name=config.dataset_name, splits=splits, label_range=tuple(float(x) for x in config.label_range),
+        metric_family=config.metric_family, info=info,
+    )
+
+
+def _cue_transcripts(
+    config: SyntheticConfig, encoder: SyntheticTextEncoder, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids [N, L], word counts [N] and slot positions [N, S]: the transcript frames with a
+    sentiment word drawn uniformly at each slot (drawn here: frames, slots, words)."""
+    text_rng = stream_rng(config.seed, "text")
+    text_ids, n_words = transcript_frame(config, encoder.lexicon, n, text_rng)
+    slots = _slots(config, n_words, text_rng)
+    rows, cols = np.nonzero(slots >= 0)
+    text_ids[rows, slots[rows, cols]] = text_rng.choice(encoder.lexicon.sentiment_ids, len(rows))
+    return text_ids, n_words, slots
+
+
+def _cue_text(
+    config: SyntheticConfig, encoder: SyntheticTextEncoder, text_ids: np.ndarray, slots: np.ndarray,
+    cues: np.ndarray, world: CueWorld,
+) -> np.ndarray:
+    """float32 [N, L, D]: the encoded transcripts plus the text cues at the slot positions, smoothed."""
+    text = encoder(text_ids)
+    pad = text_ids == PAD_ID
+    pattern = with_marker(cues, config) @ world.loadings["text"]
+    marks = slot_indicator(slots, config.text_len)[:, :, None] * pattern[:, None, :]
+    text[:, :, world.dims["text"]] += context_smooth(marks.astype(np.float32), pad, config.context_mix,
+                                                     np.empty_like(marks, dtype=np.float32))
+    return text
+
+
+def _cue_frames(
+    config: SyntheticConfig, pop: Population, text_lengths: np.ndarray, cues: dict[str, np.ndarray],
+    world: CueWorld,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Audio and vision frames, masks and bursts (start, width) [N, 2]: the lexical design's
+    background plus one burst carrying the cues."""
+    frames, masks, bursts = {}, {}, {}
+    for m in ("audio", "vision"):
+        rng = stream_rng(config.seed, m)
+        dim = getattr(config, f"{m}_dim")
+        speaker = rng.normal(0.0, config.speaker_sd, (int(pop.video.max()) + 1, dim)).astype(np.float32)[pop.video]
+        lengths = frame_lengths(config, m, text_lengths)
+        pattern = (with_marker(cues[m], config) @ world.loadings[m]).astype(np.float32)
+        frames[m], start, width = burst_frames(config, m, pattern, speaker, world.scale[m], world.offset[m],
+                                               lengths, rng)
+        masks[m] = np.arange(getattr(config, f"{m}_len"))[None, :] < lengths[:, None]
+        bursts[m] = np.stack([start, width], axis=1)
+    return frames, masks, bursts
+
+
+def _oracle_info(slots: np.ndarray, bursts: dict[str, np.ndarray], index: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
         "design": "cue",
         "where": {
             s: {"text": slots[index[s]].tolist(), "audio": bursts["audio"][index[s]].tolist(),
@@ -239,11 +271,6 @@ def generate_cue_design(config: SyntheticConfig) -> MSADataset:
         "note": "cue positions (text slots; audio/vision burst start and width) of the valid and test "
                 "splits: where the cues are, never their values",
     }
-    info["private_share"] = _private_share(config, pop.s, s_total)
-    return MSADataset(
-        name=config.dataset_name, splits=splits, label_range=tuple(float(x) for x in config.label_range),
-        metric_family=config.metric_family, info=info,
-    )
 
 
 def _private_share(config: SyntheticConfig, s: np.ndarray, s_total: np.ndarray) -> float:

@@ -1,0 +1,109 @@
+"""Datasets by name: the embedded synthetic presets, MMSA-format pickles and raw-media clips.
+
+Each dataset is declared once, with its loader and its help text (:func:`register_dataset`).
+This module sits above both :mod:`robustmsa.data` (feature datasets) and :mod:`robustmsa.raw`
+(raw-media datasets); loaders import their modules when called, so listing the datasets stays cheap.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from corruptions.registry import Registry
+
+from .data.dataset import MSADataset
+from .errors import DataError
+
+__all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset"]
+
+Loader = Callable[..., MSADataset]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: ``load(**params)`` builds it; ``help`` is its one-line description."""
+
+    name: str
+    load: Loader
+    help: str
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register_dataset(name: str, help: str, loader: Loader) -> Loader:
+    """Register ``loader`` as dataset ``name`` with its ``help`` text (a collision is an error)."""
+    DATASETS.register(name, DatasetEntry(name, loader, help))
+    return loader
+
+
+def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
+    """Load dataset ``name`` (registry) with ``params``; unknown names list the close matches."""
+    entry = DATASETS.get(name)
+    try:
+        return entry.load(**(params or {}))
+    except TypeError as e:
+        raise DataError(f"dataset {name!r}: bad params {sorted(params or {})}: {e}") from None
+
+
+def _synthetic(preset: str) -> Loader:
+    def load(seed: int = 0, **params: Any) -> MSADataset:
+        from .data.synthetic import load_synthetic
+
+        return load_synthetic(preset, seed=seed, **params)
+
+    return load
+
+
+def _mmsa(path: str | None = None, **params: Any) -> MSADataset:
+    if not path:
+        raise DataError("dataset 'mmsa' needs params.path (the MMSA pickle file)",
+                        hint="datasets: [{name: mmsa, params: {path: data/MOSI/aligned_50.pkl}}]")
+    from .data.mmsa import load_mmsa_pickle
+
+    return load_mmsa_pickle(path, **params)
+
+
+def _synthetic_raw(seed: int = 0, **params: Any) -> MSADataset:
+    from .raw.dataset import load_synthetic_raw
+
+    return load_synthetic_raw(seed=seed, **params)
+
+
+def _raw(path: str | None = None, **params: Any) -> MSADataset:
+    from .raw.dataset import load_raw_folder
+
+    return load_raw_folder(path, **params)
+
+
+register_dataset(
+    "synthetic",
+    "embedded benchmark, MOSI aligned_50 shapes (1284/229/686), params: seed, any SyntheticConfig field",
+    _synthetic("mosi"),
+)
+register_dataset("synthetic_mosei", "embedded benchmark, MOSEI aligned_50 shapes (16326/1871/4659)",
+                 _synthetic("mosei"))
+register_dataset("synthetic_sims", "embedded benchmark, CH-SIMS unaligned_39 shapes, labels in [-1, 1]",
+                 _synthetic("sims"))
+register_dataset(
+    "synthetic_trimodal",
+    "embedded benchmark, MOSI shapes, every modality carries shared and private cues, exact oracle (the main "
+    "suite's dataset)",
+    _synthetic("trimodal"),
+)
+register_dataset("mmsa", "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite",
+                 _mmsa)
+register_dataset(
+    "synthetic_raw",
+    "embedded raw-media benchmark (faces, voice, transcripts; 360/80/160 clips), features extracted; raw "
+    "corruption families apply, params: seed, any RawBenchmarkConfig field (voice: espeak, text_source: "
+    "tweets), extractors, workers, cache",
+    _synthetic_raw,
+)
+register_dataset(
+    "raw",
+    "a folder or manifest CSV of raw clips (wav, mp4 or frames, transcript, label), features extracted; "
+    "params: path (required), tokenizer, extractors, sample_rate, fps, frame_size, workers, cache",
+    _raw,
+)
