@@ -6,12 +6,19 @@ close matches and the allowed names.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Registry", "UnknownNameError", "DuplicateNameError"]
+__all__ = ["Registry", "UnknownNameError", "DuplicateNameError", "did_you_mean"]
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: object, allowed: Iterable[str], n: int = 3) -> str:
+    """``"did you mean a or b?"`` for the close matches of ``name`` among ``allowed``, else ``""``:
+    the one spelling hint of every error that names an unknown key or name."""
+    close = difflib.get_close_matches(str(name), list(allowed), n=n, cutoff=0.5)
+    return f"did you mean {' or '.join(close)}?" if close else ""
 
 
 class UnknownNameError(KeyError):
@@ -19,9 +26,8 @@ class UnknownNameError(KeyError):
 
     def __init__(self, kind: str, name: str, allowed: list[str]):
         self.kind, self.name, self.allowed = kind, name, allowed
-        close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        msg = f"unknown {kind} {name!r}.{hint} Allowed: {', '.join(allowed) or '(none)'}"
+        hint = did_you_mean(name, allowed)
+        msg = f"unknown {kind} {name!r}{f' ({hint})' if hint else ''}. Allowed: {', '.join(allowed) or '(none)'}"
         super().__init__(msg)
         self.message = msg
 

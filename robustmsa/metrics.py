@@ -26,13 +26,13 @@ at every point of a robustness grid; it also can never emit ``UndefinedMetricWar
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from corruptions.registry import did_you_mean
 from robustmsa.errors import NonFiniteError
 
 __all__ = [
@@ -285,7 +285,6 @@ def direction_arrow(key: str) -> str:
     """``"↑"`` for metrics where higher is better, ``"↓"`` for error metrics (MAE)."""
     info = METRIC_INFO.get(key)
     if info is None:
-        close = difflib.get_close_matches(key, METRIC_INFO, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown metric key {key!r}{hint}; known keys: {', '.join(METRIC_INFO)}")
+        hint = did_you_mean(key, METRIC_INFO)
+        raise ValueError(f"unknown metric key {key!r}{f' ({hint})' if hint else ''}; known keys: {', '.join(METRIC_INFO)}")
     return "↑" if info.higher_is_better else "↓"

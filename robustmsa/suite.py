@@ -8,7 +8,6 @@ resources, tracking and report settings. Errors name the file, the key and the a
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from pydantic import (
 )
 
 from corruptions.keys import MODALITIES
+from corruptions.registry import did_you_mean
 
 from .errors import SuiteError
 
@@ -329,9 +329,8 @@ class ReportSpec(_Strict):
         from .metrics import METRIC_INFO
 
         if v not in METRIC_INFO:
-            close = difflib.get_close_matches(v, list(METRIC_INFO), n=2)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ValueError(f"unknown metric {v!r}{hint}; allowed: {', '.join(METRIC_INFO)}")
+            hint = did_you_mean(v, METRIC_INFO)
+            raise ValueError(f"unknown metric {v!r}{f' ({hint})' if hint else ''}; allowed: {', '.join(METRIC_INFO)}")
         return v
 
 
@@ -472,9 +471,8 @@ def _format_errors(e: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             parent = _model_at(Suite, loc[:-1])
             allowed = sorted(k for k in (parent.model_fields if parent else {}) if k != "source")
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=2, cutoff=0.5)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            msgs.append(f"unknown key '{key}'{hint}; allowed: {', '.join(allowed)}")
+            hint = did_you_mean(loc[-1], allowed)
+            msgs.append(f"unknown key '{key}'{f' ({hint})' if hint else ''}; allowed: {', '.join(allowed)}")
         elif err["type"] == "missing":
             msgs.append(f"missing required key '{key}'")
         else:
@@ -493,9 +491,9 @@ def _check_names(suite: Suite, source: str) -> None:
     def check(registry: Any, name: str, key: str) -> None:
         if name not in registry:
             allowed = registry.names()
-            close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.5)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise SuiteError(f"{source}: key '{key}': unknown name {name!r}{hint}; allowed: {', '.join(allowed)}")
+            hint = did_you_mean(name, allowed)
+            raise SuiteError(f"{source}: key '{key}': unknown name {name!r}{f' ({hint})' if hint else ''}; "
+                             f"allowed: {', '.join(allowed)}")
 
     for i, d in enumerate(suite.datasets):
         check(DATASETS, d.name, f"datasets.{i}.name")

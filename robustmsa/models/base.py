@@ -13,7 +13,6 @@ creation is deterministic and leaves the caller's global RNG untouched.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from corruptions.keys import MODALITIES
-from corruptions.registry import Registry
+from corruptions.registry import Registry, did_you_mean
 
 from ..data.batch import Batch
 from ..errors import RobustMSAError
@@ -253,10 +252,9 @@ def _merge(values: dict[str, Any], hints: dict[str, Any], new: Mapping[str, Any]
     allowed = list(hints)
     for key, value in new.items():
         if key not in hints:
-            close = difflib.get_close_matches(str(key), allowed, n=3, cutoff=0.5)
-            did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise RobustMSAError(f"{source}: unknown model config key {key!r}.{did} Allowed keys: "
-                                 f"{', '.join(allowed)}", hint="remove or rename the key")
+            hint = did_you_mean(key, allowed)
+            raise RobustMSAError(f"{source}: unknown model config key {key!r}{f' ({hint})' if hint else ''}. "
+                                 f"Allowed keys: {', '.join(allowed)}", hint="remove or rename the key")
         values[key] = _coerce(hints[key], value, source, key)
 
 

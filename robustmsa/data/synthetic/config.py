@@ -3,7 +3,6 @@ presets (:data:`PRESETS`) with the real datasets' sizes and shapes."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+
+from corruptions.registry import did_you_mean
 
 from ...errors import RobustMSAError
 from .latent import LatentModel
@@ -155,8 +156,7 @@ class SyntheticConfig:
 
 
 def _close_hint(name: str, allowed: Any) -> str:
-    close = difflib.get_close_matches(str(name), list(allowed), n=3)
-    return f"did you mean {' or '.join(map(repr, close))}?" if close else "check the spelling"
+    return did_you_mean(name, allowed) or "check the spelling"
 
 
 def _bad(key: str, value: Any, allowed: str) -> RobustMSAError:
