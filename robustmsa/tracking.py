@@ -16,7 +16,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,14 @@ class Tracker:
 
     def log_trial(self, parent_id: str, outcome: Any, tags: dict[str, str], log_predictions: bool = True,
                   log_checkpoint: bool = True) -> str:
-        """Create the FINISHED child run of one trial with params, curves and artifacts."""
+        """Create the FINISHED child run of one trial with params, curves and artifacts.
+
+        ``outcome.artifacts`` holds the bytes of ``curves.png`` and ``predictions.csv.gz``
+        (:func:`trial_artifacts`, called by the trial in its worker)."""
+        arts = getattr(outcome, "artifacts", None)
+        if not arts:
+            raise ValueError(f"trial {outcome.trial_id} has no serialised artifacts: "
+                             "set outcome.artifacts = trial_artifacts(outcome, curve_figure) first")
         run = self.client.create_run(
             self.experiment_id, run_name=outcome.name,
             tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial",
@@ -135,8 +142,6 @@ class Tracker:
                 (d / "trial.json").write_text(json.dumps(
                     {"trial_id": outcome.trial_id, "name": outcome.name, "resolved": outcome.resolved,
                      "info": outcome.info}, indent=2, sort_keys=True, default=str))
-                # serialised by the trial itself (in its worker, in parallel) when it could
-                arts = getattr(outcome, "artifacts", None) or trial_artifacts(outcome)
                 names = ["curves.png", *(["predictions.csv.gz"] if log_predictions else [])]
                 for name in names:
                     (d / name).write_bytes(arts[name])
@@ -211,44 +216,13 @@ def _finite(v: Any) -> bool:
         return False
 
 
-def trial_artifacts(outcome: Any) -> dict[str, bytes]:
+def trial_artifacts(outcome: Any, curve_figure: Callable[[list[dict], str], bytes]) -> dict[str, bytes]:
     """The bulky artifacts of a trial as bytes: ``predictions.csv.gz`` (per-sample predictions of
     every grid point; gzip level 1, about 5x faster than the default and 15 % larger; mtime 0, so
-    the same predictions give the same bytes) and ``curves.png``. Trials call this in their worker,
-    so the single-writer driver only copies bytes."""
+    the same predictions give the same bytes) and ``curves.png``, drawn by ``curve_figure(rows,
+    title)`` (:func:`robustmsa.reports.figures.trial_curve_png`). Trials call this in their
+    worker, so the single-writer driver only copies bytes."""
     buf = io.BytesIO()
     pd.DataFrame(outcome.predictions).to_csv(buf, index=False,
                                              compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
-    return {"predictions.csv.gz": buf.getvalue(), "curves.png": _curve_figure(outcome.rows, outcome.name)}
-
-
-def _curve_figure(rows: list[dict], title: str, metric: str = "mae") -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.DataFrame(rows)
-    models = list(dict.fromkeys(df["model"]))
-    shown = "oracle" if "oracle" in models else models[0]  # a reference trial: its oracle (else its probe)
-    df = df[(df["metric"] == metric) & (df["family"] != "clean") & (df["model"] == shown)]
-    df = df[df["sweep"].map(is_curve_sweep)]
-    fams = sorted(df["family"].unique())
-    fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(3.2 * max(1, len(fams)), 2.8), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        sub = df[df["family"] == fam]
-        for sweep, g in sub.groupby("sweep"):
-            g = g.sort_values("level")
-            ax.plot(g["level"], g["value"], marker="o", ms=3, label=sweep)
-        ax.set_title(fam, fontsize=9)
-        ax.set_xlabel("reliability ρ", fontsize=8)
-        ax.invert_xaxis()
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel(f"{metric.upper()} (↓)", fontsize=8)
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return {"predictions.csv.gz": buf.getvalue(), "curves.png": curve_figure(outcome.rows, outcome.name)}

@@ -30,6 +30,7 @@ from .data.registry import load_dataset
 from .errors import DataError
 from .evaluation import CorruptionContext, evaluate_grid, modalities_of
 from .models import count_parameters, create_model, model_config
+from .reports.figures import trial_curve_png
 from .suite import DatasetSpec, EvaluationSpec, ModelSpec, RegimeSpec, Suite, TrainingSpec
 from .tracking import trial_artifacts
 from .training import resolve_device, train_model, validation_grid
@@ -248,7 +249,7 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     }
     outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history, preds,
                            buf.getvalue(), info)
-    outcome.artifacts = trial_artifacts(outcome)
+    outcome.artifacts = trial_artifacts(outcome, trial_curve_png)
     return outcome
 
 
@@ -323,7 +324,7 @@ def run_references(spec: TrialSpec, trial_id: str, data_hash: str | None = None)
             "grid_points": len(results), "host": platform.node(), "data_hash": h, "corruption_versions": versions,
             "ceiling": dataset.info.get("ceiling"), "metric_family": dataset.metric_family, **facts}
     outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, [], preds, b"", info)
-    outcome.artifacts = trial_artifacts(outcome)
+    outcome.artifacts = trial_artifacts(outcome, trial_curve_png)
     return outcome
 
 
