@@ -36,12 +36,12 @@ from .build import (
 )
 from .core import Context, SigRecord
 from .figures import Styles, curve_figures, expert_figures, heatmap_figures, quality_figures
-from .load import NothingToReport, ReportData, from_frames, load_from_tracking
+from .load import NothingToReport, ReportData, Selection, from_frames, load_from_tracking
 from .references import fallback_table, oracle_gap_table
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
 
 __all__ = ["write_report", "write_report_data", "collect_rows", "load_from_tracking", "from_frames", "ReportData",
-           "Settings", "Variant", "settings_of", "suite_cells"]
+           "Selection", "Settings", "Variant", "settings_of", "suite_cells"]
 
 OWNED = ["main*", "robustness*", "oracle_gap*", "fallback*", "ablations*", "specialists*", "training_cost*", "quality*", "significance*",
          "curves_*", "heatmap_*", "experts_*", "results.md", "report.tex", "rows.csv", "provenance.json"]
@@ -93,9 +93,9 @@ def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[Repor
     except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial
         console.print(f"[yellow]cannot plan the suite ({e}); reporting each cell's latest finished trial[/yellow]")
         planned = set()
-    data = load_from_tracking(suite.tracking.uri, suite.experiment, suite=suite.name, cells=suite_cells(suite),
-                              prefer=planned, predictions=predictions, model_order=[m.display for m in suite.models],
-                              regime_order=[r.name for r in suite.regimes])
+    selection = Selection(suite=suite.name, cells=suite_cells(suite), prefer=planned,
+                          model_order=[m.display for m in suite.models], regime_order=[r.name for r in suite.regimes])
+    data = load_from_tracking(suite.tracking.uri, suite.experiment, selection, predictions=predictions)
     other = sorted(set(data.trials["trial_id"]) - planned) if planned else []
     if other:
         console.print(f"[yellow]{len(other)} cell(s) reported from trials of an earlier definition of the suite "
