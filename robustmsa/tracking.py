@@ -1,4 +1,5 @@
-"""MLflow tracking: an experiment per suite, a parent run per invocation, a child run per trial.
+"""MLflow tracking, the only module that talks to MLflow: an experiment per suite, a parent run per
+invocation, a child run per trial, written by the driver and read back by the reports.
 
 The driver is the single writer (trials return their outcome instead of logging), which keeps
 the default SQLite store safe under concurrent trials; any tracking URI (an ``mlflow server``)
@@ -6,6 +7,13 @@ works the same. Child runs are linked to the parent explicitly with the ``mlflow
 tag. Degradation curves are logged as one metric per (family, sweep, metric) with
 ``step`` = level index, so the MLflow UI overlays the curves of several runs; the level values
 and every per-point metric are in the tidy ``rows.csv`` artifact.
+
+Writing: :class:`Tracker` (``start_parent``, ``log_trial``, ``log_failure``, ``finish``,
+``mark_orphans_failed``) and :func:`trial_artifacts`, the bytes a trial serialises in its worker.
+Reading: :meth:`Tracker.existing` opens an experiment without creating it;
+``finished_trial_runs`` returns its FINISHED trial runs as plain :class:`TrialRun` records,
+``completed_trials`` the latest run of each trial identity, ``artifact_names`` and ``download``
+its artifacts.
 """
 from __future__ import annotations
 
@@ -16,7 +24,8 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +33,10 @@ import pandas as pd
 
 from corruptions.grids import is_curve_sweep
 
-__all__ = ["Tracker", "flatten", "TAG", "trial_artifacts"]
+__all__ = ["Tracker", "TrialRun", "flatten", "TAG", "trial_artifacts"]
 
 TAG = "robustmsa"  # tag prefix
+_FINISHED_TRIALS = f"tags.`{TAG}.kind` = 'trial' and attributes.status = 'FINISHED'"
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, str]:
@@ -45,25 +55,66 @@ def _chunks(xs: list, n: int) -> Iterable[list]:
         yield xs[i : i + n]
 
 
+@dataclass(frozen=True)
+class TrialRun:
+    """A trial run as read back from the store, in plain values (no MLflow types)."""
+
+    run_id: str
+    start_time: int | None
+    end_time: int | None
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+    @property
+    def trial_id(self) -> str:
+        """The trial identity (``""`` when the run carries none)."""
+        return self.tag("trial_id")
+
+    def tag(self, key: str, default: str = "") -> str:
+        """The value of the ``robustmsa.<key>`` tag."""
+        return self.tags.get(f"{TAG}.{key}", default)
+
+
+def _trial_run(run: Any) -> TrialRun:
+    return TrialRun(run.info.run_id, run.info.start_time, run.info.end_time, dict(run.data.tags),
+                    dict(run.data.params), dict(run.data.metrics))
+
+
 class Tracker:
-    """Thin layer over ``MlflowClient`` for one experiment."""
+    """Thin layer over ``MlflowClient`` for one experiment; ``Tracker(uri, experiment)`` creates
+    the experiment if needed and makes ``uri`` the process's tracking URI (for writing)."""
 
     def __init__(self, uri: str, experiment: str):
         import mlflow
+
+        self._connect(uri)
+        mlflow.set_tracking_uri(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.experiment = experiment
+
+    def _connect(self, uri: str) -> None:
         from mlflow.tracking import MlflowClient
 
         # MLflow's INFO lines about creating/migrating a new SQLite store are noise on the console
         for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
             logging.getLogger(name).setLevel(logging.WARNING)
-
         self.uri = uri
-        mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
-        self.experiment = experiment
 
-    # ------------------------------------------------------------------ queries
+    @classmethod
+    def existing(cls, uri: str, experiment: str) -> Tracker | None:
+        """The experiment at ``uri`` for reading, or None when it does not exist (nothing is created)."""
+        self = cls.__new__(cls)
+        self._connect(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None
+        self.experiment_id, self.experiment = exp.experiment_id, experiment
+        return self
+
+    # ------------------------------------------------------------------ reading
     def _search(self, filter_string: str) -> list:
         runs, token = [], None
         while True:
@@ -74,16 +125,32 @@ class Tracker:
             if not token:
                 return runs
 
+    def finished_trial_runs(self, suite: str | None = None) -> list[TrialRun]:
+        """Every FINISHED trial run (only those tagged with ``suite`` if given), in the store's order."""
+        filt = _FINISHED_TRIALS + (f" and tags.`{TAG}.suite` = '{suite}'" if suite else "")
+        return [_trial_run(r) for r in self._search(filt)]
+
     def completed_trials(self) -> dict[str, str]:
         """trial identity -> run id of its latest FINISHED child run."""
-        runs = self._search(f"tags.`{TAG}.kind` = 'trial' and attributes.status = 'FINISHED'")
         out: dict[str, tuple[int, str]] = {}
-        for r in runs:
-            tid = r.data.tags.get(f"{TAG}.trial_id")
-            if tid and (tid not in out or r.info.start_time > out[tid][0]):
-                out[tid] = (r.info.start_time, r.info.run_id)
+        for r in self.finished_trial_runs():
+            tid = r.trial_id
+            if tid and (tid not in out or r.start_time > out[tid][0]):
+                out[tid] = (r.start_time, r.run_id)
         return {k: v[1] for k, v in out.items()}
 
+    def artifact_names(self, run_id: str) -> set[str]:
+        """The paths of the run's top-level artifacts."""
+        return {a.path for a in self.client.list_artifacts(run_id)}
+
+    def download(self, run_id: str, path: str, dst: str) -> Path:
+        """Artifact ``path`` of the run downloaded into the directory ``dst``; its local path."""
+        import mlflow
+
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=dst,
+                                                        tracking_uri=self.uri))
+
+    # ------------------------------------------------------------------ writing
     def mark_orphans_failed(self) -> int:
         """Runs left RUNNING by an interrupted invocation are marked FAILED (and tagged)."""
         runs = self._search(f"tags.`{TAG}.kind` != '' and attributes.status = 'RUNNING'")
@@ -92,7 +159,6 @@ class Tracker:
             self.client.set_terminated(r.info.run_id, status="FAILED")
         return len(runs)
 
-    # ------------------------------------------------------------------ writing
     def start_parent(self, suite_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                      tags={f"{TAG}.kind": "invocation", **tags})
@@ -119,7 +185,14 @@ class Tracker:
 
     def log_trial(self, parent_id: str, outcome: Any, tags: dict[str, str], log_predictions: bool = True,
                   log_checkpoint: bool = True) -> str:
-        """Create the FINISHED child run of one trial with params, curves and artifacts."""
+        """Create the FINISHED child run of one trial with params, curves and artifacts.
+
+        ``outcome.artifacts`` holds the bytes of ``curves.png`` and ``predictions.csv.gz``
+        (:func:`trial_artifacts`, called by the trial in its worker)."""
+        arts = getattr(outcome, "artifacts", None)
+        if not arts:
+            raise ValueError(f"trial {outcome.trial_id} has no serialised artifacts: "
+                             "set outcome.artifacts = trial_artifacts(outcome, curve_figure) first")
         run = self.client.create_run(
             self.experiment_id, run_name=outcome.name,
             tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial",
@@ -135,8 +208,6 @@ class Tracker:
                 (d / "trial.json").write_text(json.dumps(
                     {"trial_id": outcome.trial_id, "name": outcome.name, "resolved": outcome.resolved,
                      "info": outcome.info}, indent=2, sort_keys=True, default=str))
-                # serialised by the trial itself (in its worker, in parallel) when it could
-                arts = getattr(outcome, "artifacts", None) or trial_artifacts(outcome)
                 names = ["curves.png", *(["predictions.csv.gz"] if log_predictions else [])]
                 for name in names:
                     (d / name).write_bytes(arts[name])
@@ -159,23 +230,6 @@ class Tracker:
                   f"{TAG}.error": error[:4000], **tags})
         self.client.set_terminated(run.info.run_id, status="FAILED")
         return run.info.run_id
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(run_id, k, v)
-
-    def download(self, run_id: str, path: str, dst: str) -> Path:
-        import mlflow
-
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=dst,
-                                                        tracking_uri=self.uri))
-
-    def read_rows(self, run_id: str) -> pd.DataFrame:
-        with tempfile.TemporaryDirectory() as tmp:
-            df = pd.read_csv(self.download(run_id, "rows.csv", tmp),
-                             dtype={"condition": str, "corruption_version": str, "value": float})
-            df[["condition", "corruption_version"]] = df[["condition", "corruption_version"]].fillna("")
-            return df
 
 
 def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
@@ -211,44 +265,13 @@ def _finite(v: Any) -> bool:
         return False
 
 
-def trial_artifacts(outcome: Any) -> dict[str, bytes]:
+def trial_artifacts(outcome: Any, curve_figure: Callable[[list[dict], str], bytes]) -> dict[str, bytes]:
     """The bulky artifacts of a trial as bytes: ``predictions.csv.gz`` (per-sample predictions of
     every grid point; gzip level 1, about 5x faster than the default and 15 % larger; mtime 0, so
-    the same predictions give the same bytes) and ``curves.png``. Trials call this in their worker,
-    so the single-writer driver only copies bytes."""
+    the same predictions give the same bytes) and ``curves.png``, drawn by ``curve_figure(rows,
+    title)`` (:func:`robustmsa.reports.figures.trial_curve_png`). Trials call this in their
+    worker, so the single-writer driver only copies bytes."""
     buf = io.BytesIO()
     pd.DataFrame(outcome.predictions).to_csv(buf, index=False,
                                              compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
-    return {"predictions.csv.gz": buf.getvalue(), "curves.png": _curve_figure(outcome.rows, outcome.name)}
-
-
-def _curve_figure(rows: list[dict], title: str, metric: str = "mae") -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.DataFrame(rows)
-    models = list(dict.fromkeys(df["model"]))
-    shown = "oracle" if "oracle" in models else models[0]  # a reference trial: its oracle (else its probe)
-    df = df[(df["metric"] == metric) & (df["family"] != "clean") & (df["model"] == shown)]
-    df = df[df["sweep"].map(is_curve_sweep)]
-    fams = sorted(df["family"].unique())
-    fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(3.2 * max(1, len(fams)), 2.8), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        sub = df[df["family"] == fam]
-        for sweep, g in sub.groupby("sweep"):
-            g = g.sort_values("level")
-            ax.plot(g["level"], g["value"], marker="o", ms=3, label=sweep)
-        ax.set_title(fam, fontsize=9)
-        ax.set_xlabel("reliability ρ", fontsize=8)
-        ax.invert_xaxis()
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel(f"{metric.upper()} (↓)", fontsize=8)
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return {"predictions.csv.gz": buf.getvalue(), "curves.png": curve_figure(outcome.rows, outcome.name)}

@@ -26,6 +26,7 @@ from .errors import DataError
 from .evaluation import CorruptionContext, GridRun, evaluate_grid
 from .models import count_parameters, create_model, model_config
 from .plan import TrialSpec, corruption_versions
+from .reports.figures import trial_curve_png
 from .tracking import trial_artifacts
 from .training import resolve_device, train_model
 
@@ -101,7 +102,7 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     }
     outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, trained.history, preds,
                            buf.getvalue(), info)
-    outcome.artifacts = trial_artifacts(outcome)
+    outcome.artifacts = trial_artifacts(outcome, trial_curve_png)
     return outcome
 
 
@@ -176,7 +177,7 @@ def run_references(spec: TrialSpec, trial_id: str, data_hash: str | None = None)
             "grid_points": len(results), "host": platform.node(), "data_hash": h, "corruption_versions": versions,
             "ceiling": dataset.info.get("ceiling"), "metric_family": dataset.metric_family, **facts}
     outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, [], preds, b"", info)
-    outcome.artifacts = trial_artifacts(outcome)
+    outcome.artifacts = trial_artifacts(outcome, trial_curve_png)
     return outcome
 
 

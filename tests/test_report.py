@@ -744,3 +744,57 @@ def test_presence_bound_of_the_missing_family() -> None:
     assert cells["spearman_audio"].mean > spearmanr(rho, q).statistic  # the content-dependent q ranks worse
     assert _presence_bound({("m", 0, "missing", "audio"): (rho, np.where(rho > 0, 0.5, 0.1))}, "missing",
                            ["audio"]) is None  # never exactly zero: absence unknown
+
+
+# ---------------------------------------------------------------------------- registry of tables and figures
+
+
+def test_every_file_of_a_report_is_owned_by_a_declaration_or_the_frame(report) -> None:
+    import fnmatch
+
+    from robustmsa.reports import FRAME_FILES
+    from robustmsa.reports.registry import FIGURES, TABLES, owned_files
+
+    assert TABLES.names() == sorted(["main", "robustness", "ablations", "specialists", "oracle_gap", "fallback",
+                                     "training_cost", "quality", "significance"])
+    assert FIGURES.names() == ["curves", "experts", "heatmaps", "quality"]
+    owned = [*owned_files(), *FRAME_FILES]
+    assert all(any(fnmatch.fnmatch(p.name, pat) for pat in owned) for p in report.iterdir())
+
+
+def test_registering_a_taken_name_or_place_fails_and_unknown_names_list_close_matches(monkeypatch) -> None:
+    from corruptions.registry import DuplicateNameError
+    from robustmsa.reports.registry import TABLES, Built, register_table
+
+    monkeypatch.setattr(TABLES, "_items", dict(TABLES._items))  # declarations made here are dropped afterwards
+    with pytest.raises(DuplicateNameError, match="'main' is already registered"):
+        register_table("main", owns=("main*",), order=999)(lambda r: Built())
+    with pytest.raises(DuplicateNameError, match="order 10 is already taken by 'main'"):
+        register_table("another", owns=("another*",), order=10)(lambda r: Built())
+    with pytest.raises(KeyError, match=r"did you mean significance\?"):
+        TABLES.get("significanse")
+
+
+def test_a_new_table_is_one_declaration(demo, tmp_path, monkeypatch) -> None:
+    """A table declared once is written in three formats, listed in results.md and report.tex in its
+    order, and its files from an earlier report are removed when it no longer writes them."""
+    import dataclasses
+
+    from robustmsa.reports.registry import TABLES, Built, register_table
+
+    monkeypatch.setattr(TABLES, "_items", dict(TABLES._items))
+    made = []
+
+    @register_table("extra", owns=("extra*",), order=15)  # between main and robustness
+    def _extra(r):
+        main = r.tables["main"][0]
+        made.append(r.ctx.dataset)
+        return Built.of(dataclasses.replace(main, name="extra", title="Extra") if len(made) == 1 else None)
+
+    write_report_data(_data(*demo[:2]), tmp_path, Settings(bootstrap=0), figures=False)
+    assert {p.name for p in tmp_path.glob("extra.*")} == {"extra.tex", "extra.md", "extra.csv"}
+    tex = (tmp_path / "report.tex").read_text()
+    assert tex.index("\\input{main_noise.tex}") < tex.index("\\input{extra.tex}") < tex.index("\\input{robustness.tex}")
+    assert "Extra" in (tmp_path / "results.md").read_text()
+    write_report_data(_data(*demo[:2]), tmp_path, Settings(bootstrap=0), figures=False)  # now it builds nothing
+    assert not list(tmp_path.glob("extra.*"))

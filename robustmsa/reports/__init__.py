@@ -6,6 +6,8 @@ content, figures as PNG and PDF, a combined ``results.md``, a standalone ``repor
 compiles every table and figure, ``rows.csv`` and ``provenance.json``; see docs/reports.md.
 :func:`write_report_data` does the same from a :class:`ReportData` (e.g. built from the tidy
 tables the runs logged with :func:`from_frames`). The same runs always give byte-identical files.
+The tables and figures are those of the registry (:mod:`.registry`), each declared once in
+:mod:`.catalogue`.
 """
 from __future__ import annotations
 
@@ -22,30 +24,19 @@ from rich.console import Console
 from ..errors import RobustMSAError
 from ..metrics import METRIC_INFO
 from ..plan import expand_trials, plan_suite
-from .build import (
-    Settings,
-    Variant,
-    ablation_table,
-    compared,
-    cost_table,
-    main_table,
-    quality_pairs,
-    quality_table,
-    robustness_tables,
-    significance_table,
-    specialist_table,
-)
+from . import catalogue  # noqa: F401  (registers the tables and figures)
+from .build import Settings, Variant
 from .core import Context, SigRecord
-from .figures import Styles, curve_figures, expert_figures, heatmap_figures, quality_figures
-from .load import NothingToReport, ReportData, from_frames, load_from_tracking
-from .references import fallback_table, oracle_gap_table
+from .figures import Styles
+from .load import NothingToReport, ReportData, Selection, from_frames, load_from_tracking
+from .registry import DatasetReport, build_tables, draw_figures, owned_files
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
 
 __all__ = ["write_report", "write_report_data", "collect_rows", "load_from_tracking", "from_frames", "ReportData",
-           "Settings", "Variant", "settings_of", "suite_cells"]
+           "Selection", "Settings", "Variant", "settings_of", "suite_cells"]
 
-OWNED = ["main*", "robustness*", "oracle_gap*", "fallback*", "ablations*", "specialists*", "training_cost*", "quality*", "significance*",
-         "curves_*", "heatmap_*", "experts_*", "results.md", "report.tex", "rows.csv", "provenance.json"]
+FRAME_FILES = ("significance_all.csv", "rows.csv", "provenance.json", "results.md", "report.tex")
+"""The files every report writes around its tables and figures (those are in the registry)."""
 OWNED_EXT = (".tex", ".md", ".csv", ".png", ".pdf", ".json")
 
 
@@ -91,9 +82,9 @@ def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[Repor
     except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial
         console.print(f"[yellow]cannot plan the suite ({e}); reporting each cell's latest finished trial[/yellow]")
         planned = set()
-    data = load_from_tracking(suite.tracking.uri, suite.experiment, suite=suite.name, cells=suite_cells(suite),
-                              prefer=planned, predictions=predictions, model_order=[m.display for m in suite.models],
-                              regime_order=[r.name for r in suite.regimes])
+    selection = Selection(suite=suite.name, cells=suite_cells(suite), prefer=planned,
+                          model_order=[m.display for m in suite.models], regime_order=[r.name for r in suite.regimes])
+    data = load_from_tracking(suite.tracking.uri, suite.experiment, selection, predictions=predictions)
     other = sorted(set(data.trials["trial_id"]) - planned) if planned else []
     if other:
         console.print(f"[yellow]{len(other)} cell(s) reported from trials of an earlier definition of the suite "
@@ -142,67 +133,26 @@ class _Writer:
     def cleanup(self, keep_figures: bool = False) -> None:
         """Remove files of an earlier report that this one did not write (e.g. a table whose data is gone)."""
         keep = {p.name for p in self.written}
+        owned = [*owned_files(), *FRAME_FILES]
         for p in sorted(self.out.iterdir()):
             if keep_figures and p.suffix in (".png", ".pdf"):
                 continue
             if (p.is_file() and p.name not in keep and p.suffix in OWNED_EXT
-                    and any(fnmatch.fnmatch(p.name, pat) for pat in OWNED)):
+                    and any(fnmatch.fnmatch(p.name, pat) for pat in owned)):
                 p.unlink()
 
 
 def write_report_data(data: ReportData, out: Path, settings: Settings | None = None,
                       variants: Sequence[Variant] | None = None, extra: dict[str, str] | None = None,
                       figures: bool = True) -> dict[str, str]:
-    """Every table (and, unless ``figures`` is False, every figure) of ``data`` into ``out``; returns
-    the main paths."""
+    """Every registered table (and, unless ``figures`` is False, every figure) of ``data`` into
+    ``out``; returns the main paths."""
     s = settings or Settings()
     if s.main_metric not in METRIC_INFO:
         raise RobustMSAError(f"unknown main metric {s.main_metric!r}; allowed: {', '.join(METRIC_INFO)}")
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
-    datasets = sorted(set(data.rows["dataset"]))
-    multi = len(datasets) > 1
-    styles = Styles(data.model_order + sorted(set(data.rows["model"])), data.regime_order + sorted(set(data.rows["regime"])))
-    make_figures = figures
-    tables: list[Table] = []
-    figures: list[Path] = []
-    records: list[SigRecord] = []
-    for ds in datasets:
-        ctx = Context(data, ds, replicates=s.bootstrap, bootstrap_seed=s.bootstrap_seed, seed_test=s.seed_test,
-                      alpha=s.alpha)
-        suffix = f"_{ds}" if multi else ""
-        main, recs = main_table(ctx, s, multi=multi)
-        tables.append(main)
-        records += recs
-        if len(ctx.families) > 1:
-            for fam in ctx.families:
-                t, r = main_table(ctx, s, family=fam, multi=multi)
-                tables.append(t)
-                records += r
-        overall, by_sweep, recs = robustness_tables(ctx, s, multi)
-        tables += [overall, by_sweep]
-        records += recs
-        for built in (ablation_table(ctx, s, variants, multi), specialist_table(ctx, s, multi)):
-            if built:
-                tables.append(built[0])
-                records += built[1]
-        for ref_table in (oracle_gap_table, fallback_table):
-            built_ref = ref_table(ctx, s.main_metric, compared(ctx), s.digits, *_suffixes(ds, multi))
-            if built_ref:
-                tables.append(built_ref)
-        cost = cost_table(ctx, s, multi)
-        pairs = quality_pairs(ctx)
-        quality = quality_table(ctx, s, multi, pairs=pairs)
-        tables += [t for t in (cost, quality) if t]
-        main_metric = s.main_metric if s.main_metric in {c.key for c in main.columns} else main.columns[0].key
-        sig = significance_table(records, ctx, s, main.name, [main_metric], multi)
-        if sig:
-            tables.append(sig)
-        if make_figures:
-            figures += curve_figures(ctx, s.main_metric, styles, out, w, suffix)
-            figures += heatmap_figures(ctx, s.main_metric, out, w, suffix)
-            figures += quality_figures(ctx, styles, out, w, suffix, pairs=pairs)
-            figures += expert_figures(ctx, out, w, suffix)
+    tables, records, drawn = _build(data, s, variants, w, figures)
     for t in tables:
         w.text(f"{t.name}.tex", to_latex(t, s.provenance_in_caption))
         w.text(f"{t.name}.md", to_markdown(t))
@@ -212,15 +162,31 @@ def write_report_data(data: ReportData, out: Path, settings: Settings | None = N
     every = data.rows if data.references is None else pd.concat([data.rows, data.references], ignore_index=True)
     w.text("rows.csv", every.to_csv(index=False))  # the reference predictors' rows too (regime_kind reference)
     w.text("provenance.json", json.dumps({**prov.as_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n")
-    results = w.text("results.md", _results_md(data, tables, figures, extra or {}))
-    latex = w.text("report.tex", _report_tex(data, tables, figures))
-    w.cleanup(keep_figures=not make_figures)
+    results = w.text("results.md", _results_md(data, tables, drawn, extra or {}))
+    latex = w.text("report.tex", _report_tex(data, tables, drawn))
+    w.cleanup(keep_figures=not figures)
     return {"table": str(results), "latex": str(latex), "rows": str(out / "rows.csv"),
-            "figures": ", ".join(str(p) for p in figures if p.suffix == ".png")}
+            "figures": ", ".join(str(p) for p in drawn if p.suffix == ".png")}
 
 
-def _suffixes(dataset: str, multi: bool) -> tuple[str, str]:
-    return (f"_{dataset}", f" ({dataset})") if multi else ("", "")
+def _build(data: ReportData, s: Settings, variants: Sequence[Variant] | None, w: _Writer,
+           figures: bool) -> tuple[list[Table], list[SigRecord], list[Path]]:
+    """The tables, significance records and (written) figures of every dataset, dataset by dataset."""
+    datasets = sorted(set(data.rows["dataset"]))
+    styles = Styles(data.model_order + sorted(set(data.rows["model"])),
+                    data.regime_order + sorted(set(data.rows["regime"])))
+    tables: list[Table] = []
+    records: list[SigRecord] = []
+    drawn: list[Path] = []
+    for ds in datasets:
+        ctx = Context(data, ds, replicates=s.bootstrap, bootstrap_seed=s.bootstrap_seed, seed_test=s.seed_test,
+                      alpha=s.alpha)
+        report = DatasetReport(ctx, s, variants, len(datasets) > 1, styles, w.out, w)
+        tables += build_tables(report)
+        records += report.records
+        if figures:
+            drawn += draw_figures(report)
+    return tables, records, drawn
 
 
 def _records_csv(records: Sequence[SigRecord]) -> str:

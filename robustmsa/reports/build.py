@@ -625,8 +625,3 @@ def significance_table(records: Sequence[SigRecord], ctx: Context, s: Settings, 
                f"condition.")
     return Table(f"significance{suffix}", f"Significance{tsuffix}", caption, cols, rows, _prov(ctx, rows),
                  digits=d)
-
-
-def all_significance_rows(records: Sequence[SigRecord]) -> list[dict[str, object]]:
-    return [dict(vars(r)) for r in records]
-

@@ -9,6 +9,9 @@
 - ``experts_<family>``: mean routing weight per expert along the joint sweep (only for models
   whose predictions carry ``expert_weights_<k>``, i.e. mixture-of-experts models).
 
+:func:`trial_curve_png` draws the ``curves.png`` artifact each trial logs to the tracking store
+(its own rows, before any report exists).
+
 Colours follow the Okabe-Ito palette (colour-blind safe) and are fixed per model across every
 figure; the line style is fixed per regime. Text is 7-8 pt at the printed size (a full row of
 panels is 7 in wide, the width of a two-column page). Files carry no timestamps or software
@@ -22,7 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import stats
+
+from corruptions.grids import is_curve_sweep
 
 from ..metrics import METRIC_INFO
 from .build import compared, quality_pairs
@@ -30,7 +36,7 @@ from .core import Context, Entity
 from .references import ORACLE_LABEL, reference_curve
 
 __all__ = ["PALETTE", "Styles", "curve_figures", "heatmap_figures", "quality_figures", "expert_figures", "save_figure",
-           "STYLE"]
+           "trial_curve_png", "STYLE"]
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
 LINESTYLES = ["-", "--", ":", "-."]
@@ -302,3 +308,33 @@ def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None]
             paths += save_figure(fig, out, f"experts_{fam}{suffix}", write)
             plt.close(fig)
     return paths
+
+
+def trial_curve_png(rows: list[dict], title: str, metric: str = "mae") -> bytes:
+    """The ``curves.png`` artifact of one trial: ``metric`` against reliability, one panel per
+    family, one line per curve sweep (a reference trial: its oracle, else its first predictor)."""
+    plt = _plt()
+    df = pd.DataFrame(rows)
+    models = list(dict.fromkeys(df["model"]))
+    shown = "oracle" if "oracle" in models else models[0]  # a reference trial: its oracle (else its probe)
+    df = df[(df["metric"] == metric) & (df["family"] != "clean") & (df["model"] == shown)]
+    df = df[df["sweep"].map(is_curve_sweep)]
+    fams = sorted(df["family"].unique())
+    fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(3.2 * max(1, len(fams)), 2.8), squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        sub = df[df["family"] == fam]
+        for sweep, g in sub.groupby("sweep"):
+            g = g.sort_values("level")
+            ax.plot(g["level"], g["value"], marker="o", ms=3, label=sweep)
+        ax.set_title(fam, fontsize=9)
+        ax.set_xlabel("reliability ρ", fontsize=8)
+        ax.invert_xaxis()
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel(f"{metric.upper()} (↓)", fontsize=8)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,7 +1,7 @@
-"""Report input: tracked trials read back from MLflow, or the tidy tables the runs logged.
+"""Report input: tracked trials read back from the tracking store, or the tidy tables the runs logged.
 
-Never the memory of a run: :func:`load_from_tracking` reads every FINISHED trial run of an
-experiment (optionally one suite's, optionally a given set of trial identities) from any tracking
+Never the memory of a run: :func:`load_from_tracking` reads, through :mod:`robustmsa.tracking`,
+every FINISHED trial run of an experiment (which ones: a :class:`Selection`) from any tracking
 URI: its ``rows.csv`` and ``predictions.csv.gz`` artifacts, its tags (data hash, code version,
 corruption versions), its ``info/*`` metrics (training cost) and its ``model.config.*`` params.
 :func:`from_frames` builds the same :class:`ReportData` from tidy tables alone. Everything is
@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RobustMSAError
+from ..tracking import Tracker, TrialRun
 from .tables import Provenance
 
-__all__ = ["ReportData", "NothingToReport", "load_from_tracking", "from_frames", "metric_family_of", "ROW_KEY"]
+__all__ = ["ReportData", "NothingToReport", "Selection", "load_from_tracking", "from_frames", "metric_family_of",
+           "ROW_KEY"]
 
-TAG = "robustmsa"
 REFERENCE_KIND = "reference"
 ROW_KEY = ["dataset", "model", "regime", "condition", "seed"]
 _INFO = ("train_seconds", "eval_seconds", "total_seconds", "n_params", "best_epoch")
@@ -157,53 +158,60 @@ def from_frames(rows: pd.DataFrame, predictions: pd.DataFrame | None = None, tri
     )
 
 
-# ---------------------------------------------------------------------------- MLflow
+# ---------------------------------------------------------------------------- tracking store
 
 
-def _search(client: Any, experiment_id: str, filter_string: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000,
-                                  page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+@dataclass(frozen=True)
+class Selection:
+    """Which finished trials of an experiment a report reads, and the order of its rows.
+
+    ``suite``: only runs tagged with that suite; ``trial_ids``: only those identities; ``cells``:
+    only those (dataset, model, regime, condition, seed) cells; ``prefer``: identities taken first
+    in their cell (the suite as defined now); ``model_order`` / ``regime_order``: row order.
+    """
+
+    suite: str | None = None
+    trial_ids: frozenset[str] | None = None
+    cells: frozenset[tuple] | None = None
+    prefer: frozenset[str] = frozenset()
+    model_order: tuple[str, ...] = ()
+    regime_order: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # any iterables in, hashable sets and tuples kept
+        for name, kind in (("trial_ids", frozenset), ("cells", frozenset)):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+        object.__setattr__(self, "prefer", frozenset(self.prefer or ()))
+        object.__setattr__(self, "model_order", tuple(self.model_order or ()))
+        object.__setattr__(self, "regime_order", tuple(self.regime_order or ()))
 
 
-def _latest_per_trial(runs: list) -> list:
-    best: dict[str, Any] = {}
+def _latest_per_trial(runs: list[TrialRun]) -> list[TrialRun]:
+    best: dict[str, TrialRun] = {}
     for r in runs:
-        tid = r.data.tags.get(f"{TAG}.trial_id")
+        tid = r.trial_id
         if not tid:
             continue
-        key = (r.info.start_time or 0, r.info.run_id)
-        if tid not in best or key > (best[tid].info.start_time or 0, best[tid].info.run_id):
+        key = (r.start_time or 0, r.run_id)
+        if tid not in best or key > (best[tid].start_time or 0, best[tid].run_id):
             best[tid] = r
     return [best[t] for t in sorted(best)]
 
 
-def _download(uri: str, run_id: str, path: str, dst: str) -> Path:
-    import mlflow
-
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=dst,
-                                                    tracking_uri=uri))
-
-
-def _trial_line(run: Any, rows: pd.DataFrame) -> dict[str, Any]:
+def _trial_line(run: TrialRun, rows: pd.DataFrame) -> dict[str, Any]:
     first = rows.iloc[0]
-    config = {k.removeprefix("model.config."): v for k, v in run.data.params.items() if k.startswith("model.config.")}
+    config = {k.removeprefix("model.config."): v for k, v in run.params.items() if k.startswith("model.config.")}
     reference = first["regime_kind"] == REFERENCE_KIND  # several predictors: the cell is the trial's
-    line = {"trial_id": run.data.tags[f"{TAG}.trial_id"], "run_id": run.info.run_id,
+    line = {"trial_id": run.trial_id, "run_id": run.run_id,
             "dataset": first["dataset"], "model": "references" if reference else first["model"],
             "model_name": first["model_name"],
             "regime": first["regime"], "regime_kind": first["regime_kind"], "condition": first["condition"],
-            "seed": int(first["seed"]), "end_time": run.info.end_time,
-            "data_hash": run.data.tags.get(f"{TAG}.data_hash", str(first.get("data_hash", ""))),
-            "code_version": run.data.tags.get(f"{TAG}.code_version", ""),
+            "seed": int(first["seed"]), "end_time": run.end_time,
+            "data_hash": run.tag("data_hash", str(first.get("data_hash", ""))),
+            "code_version": run.tag("code_version"),
             "config": json.dumps(dict(sorted(config.items())), sort_keys=True)}
     for k in _INFO:
-        line[k] = run.data.metrics.get(f"info/{k}", np.nan)
+        line[k] = run.metrics.get(f"info/{k}", np.nan)
     return line
 
 
@@ -221,66 +229,77 @@ def _select(lines: list[dict[str, Any]], cells: set[tuple] | None, prefer: set[s
     return sorted(({k: v for k, v in x.items() if k != "_rank"} for x in best.values()), key=lambda x: x["trial_id"])
 
 
-def load_from_tracking(uri: str, experiment: str, suite: str | None = None, trial_ids: Iterable[str] | None = None,
-                       cells: Iterable[tuple] | None = None, prefer: Iterable[str] | None = None,
-                       predictions: bool = True, model_order: list[str] | None = None,
-                       regime_order: list[str] | None = None) -> ReportData:
-    """Read FINISHED trial runs of ``experiment`` from the tracking store at ``uri``.
+def _runs(tracker: Tracker, sel: Selection) -> dict[str, TrialRun]:
+    """trial identity -> its latest FINISHED run, of the selected suite and identities."""
+    runs = _latest_per_trial(tracker.finished_trial_runs(sel.suite))
+    if sel.trial_ids is not None:
+        runs = [r for r in runs if r.trial_id in sel.trial_ids]
+    return {r.trial_id: r for r in runs}
 
-    ``suite``: only runs tagged with that suite; ``trial_ids``: only those identities. Then one trial
-    per (dataset, model, regime, condition, seed) cell, only the given ``cells`` if any: an identity
+
+def _read_rows(tracker: Tracker, by_id: dict[str, TrialRun], tmp: Path) -> dict[str, pd.DataFrame]:
+    frames = {}
+    for tid, run in sorted(by_id.items()):
+        d = tmp / tid
+        d.mkdir()
+        frames[tid] = _clean_rows(pd.read_csv(tracker.download(run.run_id, "rows.csv", str(d)), dtype=_ROW_DTYPES))
+    return frames
+
+
+def _read_extras(tracker: Tracker, lines: list[dict[str, Any]], by_id: dict[str, TrialRun],
+                 frames: dict[str, pd.DataFrame], tmp: Path,
+                 predictions: bool) -> tuple[dict[str, pd.DataFrame], dict[str, float] | None]:
+    """The predictions of the selected model trials (if asked for) and the dataset's ceiling (the
+    ``info.ceiling`` of the first selected trial that logged ``trial.json``)."""
+    preds: dict[str, pd.DataFrame] = {}
+    ceiling = None
+    for line in lines:
+        tid, run_id = line["trial_id"], by_id[line["trial_id"]].run_id
+        d = tmp / tid
+        names = tracker.artifact_names(run_id)
+        if predictions and "predictions.csv.gz" in names and line["regime_kind"] != REFERENCE_KIND:
+            p = pd.read_csv(tracker.download(run_id, "predictions.csv.gz", str(d)),
+                            dtype={"sample_id": str, "grid": str, "family": str, "sweep": str})
+            p.insert(0, "trial_id", tid)
+            preds[tid] = p
+        if ceiling is None and "trial.json" in names:
+            info = json.loads(tracker.download(run_id, "trial.json", str(d)).read_text()).get("info", {})
+            split = str(frames[tid]["split"].iloc[0]) if "split" in frames[tid] else "test"
+            c = (info.get("ceiling") or {}).get(split)
+            ceiling = c if isinstance(c, dict) else None
+    return preds, ceiling
+
+
+def load_from_tracking(uri: str, experiment: str, selection: Selection | None = None,
+                       predictions: bool = True) -> ReportData:
+    """Read the FINISHED trial runs of ``experiment`` from the tracking store at ``uri``.
+
+    Which runs: ``selection`` (default: every trial of the experiment). Then one trial per
+    (dataset, model, regime, condition, seed) cell, only the selected ``cells`` if any: an identity
     in ``prefer`` (the suite as defined now) first, else the run that ended last (a trial of an
     earlier definition of the suite, e.g. before a model default changed).
     """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
+    sel = selection or Selection()
+    tracker = Tracker.existing(uri, experiment)
+    if tracker is None:
         raise NothingToReport(f"no experiment {experiment!r} in the tracking store {uri}",
                               hint="run the suite first, or check tracking.uri and tracking.experiment")
-    filt = f"tags.`{TAG}.kind` = 'trial' and attributes.status = 'FINISHED'"
-    if suite:
-        filt += f" and tags.`{TAG}.suite` = '{suite}'"
-    runs = _latest_per_trial(_search(client, exp.experiment_id, filt))
-    if trial_ids is not None:
-        wanted = set(trial_ids)
-        runs = [r for r in runs if r.data.tags[f"{TAG}.trial_id"] in wanted]
-    by_id = {r.data.tags[f"{TAG}.trial_id"]: r for r in runs}
-    frames: dict[str, pd.DataFrame] = {}
-    preds: dict[str, pd.DataFrame] = {}
-    ceiling = None
+    by_id = _runs(tracker, sel)
     with tempfile.TemporaryDirectory() as tmp:
-        lines = []
-        for tid, run in sorted(by_id.items()):
-            d = Path(tmp) / tid
-            d.mkdir()
-            frames[tid] = _clean_rows(pd.read_csv(_download(uri, run.info.run_id, "rows.csv", str(d)), dtype=_ROW_DTYPES))
-            lines.append(_trial_line(run, frames[tid]))
-        lines = _select(lines, set(cells) if cells is not None else None, set(prefer) if prefer else None)
+        frames = _read_rows(tracker, by_id, Path(tmp))
+        lines = _select([_trial_line(by_id[t], frames[t]) for t in sorted(by_id)],
+                        set(sel.cells) if sel.cells is not None else None, set(sel.prefer) if sel.prefer else None)
         if not lines:
-            raise NothingToReport(f"no finished trials of {suite or experiment!r} in {uri}", hint="run the suite first")
-        for line in lines:
-            tid, run = line["trial_id"], by_id[line["trial_id"]]
-            d = Path(tmp) / tid
-            names = {a.path for a in client.list_artifacts(run.info.run_id)}
-            if predictions and "predictions.csv.gz" in names and line["regime_kind"] != REFERENCE_KIND:
-                p = pd.read_csv(_download(uri, run.info.run_id, "predictions.csv.gz", str(d)),
-                                dtype={"sample_id": str, "grid": str, "family": str, "sweep": str})
-                p.insert(0, "trial_id", tid)
-                preds[tid] = p
-            if ceiling is None and "trial.json" in names:
-                info = json.loads(_download(uri, run.info.run_id, "trial.json", str(d)).read_text()).get("info", {})
-                split = str(frames[tid]["split"].iloc[0]) if "split" in frames[tid] else "test"
-                c = (info.get("ceiling") or {}).get(split)
-                ceiling = c if isinstance(c, dict) else None
+            raise NothingToReport(f"no finished trials of {sel.suite or experiment!r} in {uri}",
+                                  hint="run the suite first")
+        preds, ceiling = _read_extras(tracker, lines, by_id, frames, Path(tmp), predictions)
     trials = pd.DataFrame(lines)
     keep = list(trials["trial_id"])
     by_kind = dict(zip(trials["trial_id"], trials["regime_kind"]))
     rows = pd.concat([frames[t] for t in keep], ignore_index=True)
     models = [t for t in keep if by_kind[t] != REFERENCE_KIND]
     pred = pd.concat([preds[t] for t in models], ignore_index=True) if models and len(preds) == len(models) else None
-    tags = by_id[keep[0]].data.tags
-    return from_frames(rows, pred, trials, suite=suite or tags.get(f"{TAG}.suite", experiment),
-                       suite_version=tags.get(f"{TAG}.suite_version", ""), model_order=model_order,
-                       regime_order=regime_order, ceiling=ceiling)
+    first = by_id[keep[0]]
+    return from_frames(rows, pred, trials, suite=sel.suite or first.tag("suite", experiment),
+                       suite_version=first.tag("suite_version"), model_order=list(sel.model_order),
+                       regime_order=list(sel.regime_order), ceiling=ceiling)

@@ -1,0 +1,106 @@
+"""Every table and figure of a report, each declared once: name, the files it owns, its place.
+
+The builders live in :mod:`.build`, :mod:`.references` and :mod:`.figures`; a declaration here
+only adapts one to the :class:`~robustmsa.reports.registry.DatasetReport` it is given. A new table
+is one more declaration (see docs/reports.md).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .build import (
+    ablation_table,
+    compared,
+    cost_table,
+    main_table,
+    quality_table,
+    robustness_tables,
+    significance_table,
+    specialist_table,
+)
+from .figures import curve_figures, expert_figures, heatmap_figures, quality_figures
+from .references import fallback_table, oracle_gap_table
+from .registry import Built, DatasetReport, register_figure, register_table
+
+__all__: list[str] = []  # declarations only: see TABLES and FIGURES in .registry
+
+# ---------------------------------------------------------------------------- tables
+
+
+@register_table("main", owns=("main*",), order=10)
+def _main(r: DatasetReport) -> Built:
+    """``main``, and ``main_<family>`` for each family when there are several."""
+    families = r.ctx.families if len(r.ctx.families) > 1 else []
+    return Built.of(*(main_table(r.ctx, r.settings, family=f, multi=r.multi) for f in [None, *families]))
+
+
+@register_table("robustness", owns=("robustness*",), order=20)
+def _robustness(r: DatasetReport) -> Built:
+    """``robustness`` and ``robustness_by_sweep``."""
+    overall, by_sweep, records = robustness_tables(r.ctx, r.settings, r.multi)
+    return Built((overall, by_sweep), tuple(records))
+
+
+@register_table("ablations", owns=("ablations*",), order=30)
+def _ablations(r: DatasetReport) -> Built:
+    return Built.of(ablation_table(r.ctx, r.settings, r.variants, r.multi))
+
+
+@register_table("specialists", owns=("specialists*",), order=40)
+def _specialists(r: DatasetReport) -> Built:
+    return Built.of(specialist_table(r.ctx, r.settings, r.multi))
+
+
+@register_table("oracle_gap", owns=("oracle_gap*",), order=50)
+def _oracle_gap(r: DatasetReport) -> Built:
+    s = r.settings
+    return Built.of(oracle_gap_table(r.ctx, s.main_metric, compared(r.ctx), s.digits, r.suffix, r.title_suffix))
+
+
+@register_table("fallback", owns=("fallback*",), order=60)
+def _fallback(r: DatasetReport) -> Built:
+    s = r.settings
+    return Built.of(fallback_table(r.ctx, s.main_metric, compared(r.ctx), s.digits, r.suffix, r.title_suffix))
+
+
+@register_table("training_cost", owns=("training_cost*",), order=70)
+def _training_cost(r: DatasetReport) -> Built:
+    return Built.of(cost_table(r.ctx, r.settings, r.multi))
+
+
+@register_table("quality", owns=("quality*",), order=80)
+def _quality(r: DatasetReport) -> Built:
+    return Built.of(quality_table(r.ctx, r.settings, r.multi, pairs=r.quality_pairs))
+
+
+@register_table("significance", owns=("significance*",), order=90)
+def _significance(r: DatasetReport) -> Built:
+    """The comparisons behind the markers of ``main`` for the main metric (its first column when the
+    main metric is not a column of it)."""
+    main = r.tables["main"][0]
+    keys = {c.key for c in main.columns}
+    metric = r.settings.main_metric if r.settings.main_metric in keys else main.columns[0].key
+    return Built.of(significance_table(r.records, r.ctx, r.settings, main.name, [metric], r.multi))
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+@register_figure("curves", owns=("curves_*",), order=10)
+def _curves(r: DatasetReport) -> list[Path]:
+    return curve_figures(r.ctx, r.settings.main_metric, r.styles, r.out, r.write, r.suffix)
+
+
+@register_figure("heatmaps", owns=("heatmap_*",), order=20)
+def _heatmaps(r: DatasetReport) -> list[Path]:
+    return heatmap_figures(r.ctx, r.settings.main_metric, r.out, r.write, r.suffix)
+
+
+@register_figure("quality", owns=("quality_*",), order=30)
+def _quality_figures(r: DatasetReport) -> list[Path]:
+    return quality_figures(r.ctx, r.styles, r.out, r.write, r.suffix, pairs=r.quality_pairs)
+
+
+@register_figure("experts", owns=("experts_*",), order=40)
+def _experts(r: DatasetReport) -> list[Path]:
+    return expert_figures(r.ctx, r.out, r.write, r.suffix)
