@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")  # MMSA's trainers wrap every loader in tqdm
 
 # robustmsa model -> MMSA runs of the same architecture: (label, MMSA model name, config overrides)

@@ -18,8 +18,6 @@ import platform
 import statistics
 import time
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 PAPERS = {  # what the papers report on MOSI (MODELS.md / the issue)
     "ca_moe": "122M params, 16 s/epoch (RTX 3060, BERT)",
     "emoe": "317M params, 30 s/epoch (RTX 3060, BERT)",

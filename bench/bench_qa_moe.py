@@ -20,8 +20,6 @@ import platform
 import statistics
 import time
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

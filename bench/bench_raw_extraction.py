@@ -21,7 +21,6 @@ import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -59,7 +58,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def _serial_table(ds: Any, idx: list[int], families: dict[str, str], args: argparse.Namespace) -> None:
     """One core: clean and corrupted clips/s per modality, and for the whole clip."""
-    from robustmsa.raw import ClipCorruption, corrupt_and_extract
+    from robustmsa.media import ClipCorruption, corrupt_and_extract
 
     corpus = ds.raw.corpora["test"]
     rows: list[tuple[str, float, float]] = []
@@ -82,7 +81,7 @@ def _serial_table(ds: Any, idx: list[int], families: dict[str, str], args: argpa
 
 def _parallel_row(ds: Any, idx: list[int], family: str, args: argparse.Namespace) -> None:
     """Vision through ``extract_rows`` with ``args.workers`` processes (wall time)."""
-    from robustmsa.raw import ClipCorruption, extract_rows, shutdown_pools
+    from robustmsa.media import ClipCorruption, extract_rows, shutdown_pools
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(1)
-    from robustmsa.raw import load_synthetic_raw
+    from robustmsa.media import load_synthetic_raw
 
     n_test = max(args.clips, 16)
     t0 = time.perf_counter()

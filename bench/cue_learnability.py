@@ -12,18 +12,15 @@ learner with 1,284 clips; the gap between the zoo and it is what *extraction* co
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from robustmsa.data.batch import split_to_batch  # noqa: E402
-from robustmsa.data.oracle import CueOracle  # noqa: E402
-from robustmsa.data.synthetic import SyntheticConfig, generate_synthetic  # noqa: E402
-from robustmsa.data.synthetic.assembly import sample_population  # noqa: E402
-from robustmsa.data.synthetic.cue_design import _cues  # noqa: E402
+from robustmsa.data.batch import split_to_batch
+from robustmsa.data.oracle import CueOracle
+from robustmsa.data.synthetic import SyntheticConfig, generate_synthetic
+from robustmsa.data.synthetic.assembly import sample_population
+from robustmsa.data.synthetic.cue_design import _cues
 
 
 def true_cues(config: SyntheticConfig) -> dict[str, np.ndarray]:

@@ -22,20 +22,17 @@ CHECKPOINT: ``checkpoint/model.pt`` of a QA-MoE trial (``mlflow artifacts downlo
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import numpy as np
+import torch
+from scipy.stats import spearmanr
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-
-from corruptions import ReliabilityPoint, make_corrupter  # noqa: E402
-from corruptions.keys import MODALITIES  # noqa: E402
-from robustmsa.data.batch import split_to_batch  # noqa: E402
-from robustmsa.datasets import load_dataset  # noqa: E402
-from robustmsa.models.layers import modality_absent  # noqa: E402
-from robustmsa.trial import load_checkpoint  # noqa: E402
+from corruptions import ReliabilityPoint, make_corrupter
+from corruptions.keys import MODALITIES
+from robustmsa.data.batch import split_to_batch
+from robustmsa.datasets import load_dataset
+from robustmsa.models.layers import modality_absent
+from robustmsa.trial import load_checkpoint
 
 LEVELS = [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
 SWEEPS = ["text", "audio", "vision", "joint"]

@@ -4,7 +4,7 @@
 (family, seed, split). Which implementation serves a family is decided by the family's declared
 level (:func:`corruptions.family_level`): feature-level families are fitted on the training split
 and drawn once (:class:`corruptions.Prepared`); raw-level families go to the dataset's raw clips
-(:meth:`robustmsa.raw.dataset.RawSource.prepared`, a :class:`~robustmsa.raw.dataset.RawPrepared`).
+(:meth:`robustmsa.media.dataset.RawSource.prepared`, a :class:`~robustmsa.media.dataset.RawPrepared`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ FamilySpec = FamilyRef | str | dict[str, Any]
 
 
 class RawClips(Protocol):
-    """The raw clips of a dataset, as the context needs them (:class:`~robustmsa.raw.dataset.RawSource`)."""
+    """The raw clips of a dataset, as the context needs them (:class:`~robustmsa.media.dataset.RawSource`)."""
 
     def prepared(self, family: FamilySpec, seed: int, data: Batch, split: str) -> CorruptionSource: ...
 
@@ -38,9 +38,9 @@ class CorruptionContext:
     epoch or evaluation reuses them. States depend only on keys, so caching changes no number.
 
     Raw-level families (audio, frames, transcripts) need the dataset's raw clips: ``raw`` is the
-    dataset's :class:`~robustmsa.raw.dataset.RawSource` (None for feature-only datasets, named
+    dataset's :class:`~robustmsa.media.dataset.RawSource` (None for feature-only datasets, named
     ``dataset`` in errors); their ``prepared`` state corrupts the clips of the split and
-    re-extracts features at each point (:class:`~robustmsa.raw.dataset.RawPrepared`).
+    re-extracts features at each point (:class:`~robustmsa.media.dataset.RawPrepared`).
     """
 
     def __init__(self, train: Mapping[str, ModalityBatch], raw: RawClips | None = None, dataset: str = ""):

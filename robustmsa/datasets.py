@@ -1,7 +1,7 @@
 """Datasets by name: the embedded synthetic presets, MMSA-format pickles and raw-media clips.
 
 Each dataset is declared once, with its loader and its help text (:func:`register_dataset`).
-This module sits above both :mod:`robustmsa.data` (feature datasets) and :mod:`robustmsa.raw`
+This module sits above both :mod:`robustmsa.data` (feature datasets) and :mod:`robustmsa.media`
 (raw-media datasets); loaders import their modules when called, so listing the datasets stays cheap.
 """
 from __future__ import annotations
@@ -66,13 +66,13 @@ def _mmsa(path: str | None = None, **params: Any) -> MSADataset:
 
 
 def _synthetic_raw(seed: int = 0, **params: Any) -> MSADataset:
-    from .raw.dataset import load_synthetic_raw
+    from .media.dataset import load_synthetic_raw
 
     return load_synthetic_raw(seed=seed, **params)
 
 
 def _raw(path: str | None = None, **params: Any) -> MSADataset:
-    from .raw.dataset import load_raw_folder
+    from .media.dataset import load_raw_folder
 
     return load_raw_folder(path, **params)
 

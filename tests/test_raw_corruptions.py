@@ -8,7 +8,6 @@ family (a coverage test fails otherwise).
 """
 from __future__ import annotations
 
-import os
 import random
 import string
 import warnings
@@ -17,20 +16,18 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+import torch
+from audiomentations import AddGaussianSNR, ClippingDistortion, LowPassFilter, TimeMask
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from audiomentations import AddGaussianSNR, ClippingDistortion, LowPassFilter, TimeMask  # noqa: E402
-
-import corruptions.raw  # noqa: E402,F401  (registers the raw families)
-from corruptions._families import FAMILIES  # noqa: E402
-from corruptions.keys import derive_keys, sample_keys  # noqa: E402
-from corruptions.raw import AudioClip, RawCorruption, corrupt_many  # noqa: E402
-from corruptions.raw.text_typos import KEYBOARD_NEIGHBOURS  # noqa: E402
+import corruptions.raw  # noqa: F401  (registers the raw families)
+from corruptions._families import FAMILIES
+from corruptions.keys import derive_keys, sample_keys
+from corruptions.raw import AudioClip, RawCorruption, corrupt_many
+from corruptions.raw.text_typos import KEYBOARD_NEIGHBOURS
 
 RAW = [n for n in FAMILIES.names() if FAMILIES.get(n).level == "raw"]
 LEVELS = [round(0.1 * i, 1) for i in range(11)]

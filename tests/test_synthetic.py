@@ -463,7 +463,7 @@ def test_the_data_layer_imports_no_higher_layer() -> None:
 
 
 def test_both_generators_share_one_latent_model() -> None:
-    from robustmsa.raw.generate import RawBenchmarkConfig
+    from robustmsa.media.generate import RawBenchmarkConfig
 
     raw, mosi = RawBenchmarkConfig().latent, SyntheticConfig().latent
     assert isinstance(raw, LatentModel) and isinstance(mosi, LatentModel)

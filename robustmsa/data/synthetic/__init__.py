@@ -6,7 +6,7 @@ benchmarks (CMU-MOSI, CMU-MOSEI, CH-SIMS), so that corruptions hurt the way they
 ``load_synthetic(preset, seed)`` caches the result on disk (``.npz`` + ``.json``, never pickle).
 
 Modules: :mod:`.config` (the config, its validation, the presets), :mod:`.latent` (the latent
-sentiment and rater model, shared with the raw-media benchmark :mod:`robustmsa.raw.generate`),
+sentiment and rater model, shared with the raw-media benchmark :mod:`robustmsa.media.generate`),
 :mod:`.assembly` (population, splits, ``info``), :mod:`.text` (vocabulary, transcripts, the text
 encoder), :mod:`.frames` (audio and vision frames, clues), :mod:`.generate` (the lexical design),
 :mod:`.cue_design` (the cue design) and :mod:`.cache` (disk cache, MMSA export).

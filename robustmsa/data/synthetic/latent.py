@@ -1,7 +1,7 @@
 """The latent sentiment and rater model shared by both embedded benchmarks.
 
 The feature benchmark (:mod:`robustmsa.data.synthetic`) and the raw-media benchmark
-(:mod:`robustmsa.raw.generate`) draw their clips' sentiment, labels and modality latents here;
+(:mod:`robustmsa.media.generate`) draw their clips' sentiment, labels and modality latents here;
 each generator supplies its own random streams and its own video layout.
 
 Latent sentiment (:func:`sample_latents`)

@@ -21,9 +21,9 @@ Evaluation with raw families (:meth:`RawSource.prepared`)
     flag, and so do the models.
 
 Registered datasets (see :mod:`robustmsa.datasets`)
-    ``synthetic_raw``: the embedded procedural benchmark (:mod:`robustmsa.raw.generate`), params =
+    ``synthetic_raw``: the embedded procedural benchmark (:mod:`robustmsa.media.generate`), params =
     any :class:`RawBenchmarkConfig` field plus ``extractors``, ``workers``, ``cache``.
-    ``raw``: a user's clips (:mod:`robustmsa.raw.clips`), params ``path`` (required), the
+    ``raw``: a user's clips (:mod:`robustmsa.media.clips`), params ``path`` (required), the
     :class:`MediaOptions` fields, ``tokenizer`` (a local tokenizer folder; default: a word-level
     tokenizer built from the training transcripts), ``max_tokens``, ``label_range``,
     ``metric_family``, ``extractors``, ``workers``, ``cache``.
@@ -306,47 +306,61 @@ def load_synthetic_raw(seed: int = 0, extractors: Mapping[str, Any] | None = Non
     source = RawSource("synthetic_raw", corpora, _extractors(extractors, defaults, lengths), _cache(cache),
                        n_workers, progress)
     info = json.loads((root / "info.json").read_text(encoding="utf-8"))
-    info["source"] = "robustmsa.raw.generate"
+    info["source"] = "robustmsa.media.generate"
     return build_raw_dataset(source, (-3.0, 3.0), "mosi", info)
 
 
-def load_raw_folder(path: str | None = None, tokenizer: str | None = None, max_tokens: int = 50,
-                    label_range: Sequence[float] = (-3.0, 3.0), metric_family: str = "mosi",
-                    extractors: Mapping[str, Any] | None = None, workers: int | None = None, cache: bool = True,
-                    progress: bool | None = None, **media: Any) -> RawMSADataset:
-    """A user's raw clips (manifest CSV or split/clip folders; see :mod:`robustmsa.raw.clips`)."""
+@dataclass(frozen=True)
+class RawFolderParams:
+    """The params of dataset ``raw`` besides ``path`` and the media options
+    (:class:`~robustmsa.media.clips.MediaOptions`): the text tokenizer (default: one built from the
+    training transcripts), label range and metric family, extractors, workers, cache and progress."""
+
+    tokenizer: str | None = None
+    max_tokens: int = 50
+    label_range: Sequence[float] = (-3.0, 3.0)
+    metric_family: str = "mosi"
+    extractors: Mapping[str, Any] | None = None
+    workers: int | None = None
+    cache: bool = True
+    progress: bool | None = None
+
+
+def load_raw_folder(path: str | None = None, **params: Any) -> RawMSADataset:
+    """A user's raw clips (manifest CSV or split/clip folders; see :mod:`robustmsa.media.clips`)."""
     from .acoustic import AcousticFeatures
 
     if not path:
         raise DataError("dataset 'raw' needs params.path (a manifest .csv or a folder of clips)",
                         hint="datasets: [{name: raw, params: {path: data/my_clips}}]")
-    unknown = sorted(set(media) - set(MediaOptions.__dataclass_fields__))
+    own, media = list(RawFolderParams.__dataclass_fields__), list(MediaOptions.__dataclass_fields__)
+    unknown = sorted(set(params) - set(own) - set(media))
     if unknown:
-        raise DataError(f"dataset 'raw': unknown parameter(s) {unknown}; allowed: path, tokenizer, max_tokens, "
-                        f"label_range, metric_family, extractors, workers, cache, "
-                        f"{', '.join(MediaOptions.__dataclass_fields__)}")
-    if metric_family not in ("mosi", "sims"):
-        raise DataError(f"dataset 'raw': metric_family must be mosi or sims, got {metric_family!r}")
-    options = MediaOptions(**media)
+        raise DataError(f"dataset 'raw': unknown parameter(s) {unknown}; allowed: path, "
+                        f"{', '.join(own)}, {', '.join(media)}")
+    p = RawFolderParams(**{k: v for k, v in params.items() if k in own})
+    if p.metric_family not in ("mosi", "sims"):
+        raise DataError(f"dataset 'raw': metric_family must be mosi or sims, got {p.metric_family!r}")
+    options = MediaOptions(**{k: v for k, v in params.items() if k in media})
     records = load_clip_records(path)
     facts = validate_records(records, options, str(path))
     corpora = {s: FileCorpus(s, records, options) for s in SPLITS}
-    if tokenizer is None:
+    if p.tokenizer is None:
         words = [w for r in records if r.split == "train" for w in textual.split_words(r.transcript)]
         tok_dir = str(_tokenizer_dir(words))
     else:
-        tok_dir = str(Path(tokenizer).expanduser())
+        tok_dir = str(Path(p.tokenizer).expanduser())
     n_audio = AcousticFeatures(sample_rate=options.sample_rate).frames_for(int(facts["max_audio_s"] * options.sample_rate))
     defaults = {"text": {"name": "token_embedding"}, "audio": {"name": "acoustic"},
                 "vision": {"name": "face_hog", "detector": "haar", "crop": [0.2, 0.1, 0.8, 0.9]}}
-    lengths = {"text": {"tokenizer": tok_dir, "max_tokens": int(max_tokens)},
+    lengths = {"text": {"tokenizer": tok_dir, "max_tokens": int(p.max_tokens)},
                "audio": {"sample_rate": options.sample_rate, "max_frames": max(1, n_audio)},
                "vision": {"max_frames": max(1, int(facts["max_frames"]))}}
-    source = RawSource(f"raw:{Path(path).name}", corpora, _extractors(extractors, defaults, lengths), _cache(cache),
-                       default_workers() if workers is None else workers, progress)
-    lr = tuple(float(x) for x in label_range)
+    source = RawSource(f"raw:{Path(path).name}", corpora, _extractors(p.extractors, defaults, lengths),
+                       _cache(p.cache), default_workers() if p.workers is None else p.workers, p.progress)
+    lr = tuple(float(x) for x in p.label_range)
     info = {"source": str(Path(path).expanduser().resolve()), "media": options.__dict__, "clips": facts["splits"]}
-    return build_raw_dataset(source, (lr[0], lr[1]), metric_family, info)
+    return build_raw_dataset(source, (lr[0], lr[1]), p.metric_family, info)
 
 
 def is_raw_family(name: str) -> bool:

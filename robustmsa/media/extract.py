@@ -102,7 +102,6 @@ def corrupt_and_extract(
 def _init_worker() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import cv2
 
     cv2.setNumThreads(1)

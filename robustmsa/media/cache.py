@@ -1,6 +1,6 @@
 """The extraction cache: features of a clip at a corruption point, by extractor version.
 
-One entry is the :class:`~robustmsa.raw.features.FeatureRow` of one clip, keyed by
+One entry is the :class:`~robustmsa.media.features.FeatureRow` of one clip, keyed by
 
 * the **clip**: its id and content stamp (:meth:`ClipCorpus.stamp`: changes when the media change);
 * the **corruption point** of that modality: ``"clean"`` for the uncorrupted media, otherwise a

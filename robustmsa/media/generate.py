@@ -1,7 +1,7 @@
 """The embedded raw-media benchmark: talking faces, voiced audio and transcripts whose sentiment
 lives in the media themselves, generated procedurally and offline.
 
-``generate_raw_benchmark(config, root)`` writes a corpus (:class:`~robustmsa.raw.clips.ArrayCorpus`
+``generate_raw_benchmark(config, root)`` writes a corpus (:class:`~robustmsa.media.clips.ArrayCorpus`
 layout) that is a pure function of a :class:`RawBenchmarkConfig`; :func:`load_raw_benchmark`
 caches it under ``$ROBUSTMSA_CACHE/raw_benchmark/`` (default ``~/.cache/robustmsa``) keyed by the
 config and :data:`GENERATOR_VERSION`. Every clip draws from its own generator
