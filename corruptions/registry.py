@@ -6,12 +6,28 @@ close matches and the allowed names.
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Registry", "UnknownNameError", "DuplicateNameError", "did_you_mean"]
+__all__ = ["Registry", "UnknownNameError", "DuplicateNameError", "did_you_mean", "import_submodules"]
 
 T = TypeVar("T")
+
+
+def import_submodules(package: str, path: Iterable[str], skip: Iterable[str] = ()) -> list[str]:
+    """Import every public submodule of ``package`` (``path``: its ``__path__``), in name order.
+
+    The one discovery mechanism: a module registers what it defines when it is imported, so a
+    package that calls this in its ``__init__`` picks up a new model or family file by itself.
+    Modules whose name starts with ``_`` and those in ``skip`` (shared code) are left out.
+    """
+    skipped = set(skip)
+    names = sorted(i.name for i in pkgutil.iter_modules(list(path)) if not i.name.startswith("_") and i.name not in skipped)
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
 
 
 def did_you_mean(name: object, allowed: Iterable[str], n: int = 3) -> str:

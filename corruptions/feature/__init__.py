@@ -12,10 +12,13 @@ Importing this package registers every family below in :data:`corruptions.FAMILI
 """
 from __future__ import annotations
 
+from ..registry import import_submodules
 from .blur import Blur
 from .compose import Compose, build_family
 from .drop import TEXT_TOKENS, Drop
 from .missing import Missing
 from .noise import Noise
+
+import_submodules(__name__, __path__)  # a new family file registers itself; the built-ins are re-exported above
 
 __all__ = ["Missing", "Drop", "Noise", "Blur", "Compose", "TEXT_TOKENS", "build_family"]

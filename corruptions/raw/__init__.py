@@ -19,21 +19,9 @@ transcripts. Importing this package registers every family in ``corruptions.FAMI
 """
 from __future__ import annotations
 
-from . import (  # noqa: F401  (imported to register the families)
-    audio_clipping,
-    audio_dropout,
-    audio_lowpass,
-    audio_noise,
-    frame_blur,
-    frame_compression,
-    frame_downscale,
-    frame_motion_blur,
-    frame_noise,
-    frame_occlusion,
-    text_substitution,
-    text_typos,
-    text_word_drop,
-)
+from ..registry import import_submodules
 from .base import AudioClip, RawCorruption, RawData, corrupt_many
+
+import_submodules(__name__, __path__, skip={"base"})  # one file per family, registered on import
 
 __all__ = ["AudioClip", "RawCorruption", "RawData", "corrupt_many"]

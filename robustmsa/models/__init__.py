@@ -8,8 +8,7 @@ which declares its extras (:mod:`robustmsa.models.extras`: :func:`extra_columns`
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from corruptions.registry import import_submodules
 
 from .base import (
     MODELS,
@@ -24,10 +23,7 @@ from .base import (
 )
 from .extras import Extra, extra_columns, extra_summaries
 
-_NOT_MODELS = {"base", "extras", "layers", "text_encoders"}
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if _info.name not in _NOT_MODELS and not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+import_submodules(__name__, __path__, skip={"base", "extras", "layers", "text_encoders"})  # one file per model
 
 __all__ = [
     "MODELS",
