@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 __all__ = ["Registry", "UnknownNameError", "DuplicateNameError", "did_you_mean", "import_submodules"]
@@ -79,6 +80,11 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def view(self) -> Mapping[str, T]:
+        """A live read-only mapping of the entries in registration order (e.g. the column order of
+        the metrics)."""
+        return MappingProxyType(self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -26,19 +26,22 @@ at every point of a robustness grid; it also can never emit ``UndefinedMetricWar
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from corruptions.registry import did_you_mean
+from corruptions.registry import Registry, did_you_mean
 from robustmsa.errors import NonFiniteError
 
 __all__ = [
     "METRIC_FAMILIES",
     "METRIC_INFO",
+    "METRICS",
     "MetricInfo",
+    "register_metric",
     "compute_metrics",
     "direction_arrow",
     "metric_keys",
@@ -71,33 +74,35 @@ class MetricInfo:
     description: str
 
 
-def _info(name: str, label: str, higher_is_better: bool, description: str) -> tuple[str, MetricInfo]:
-    return name, MetricInfo(name, label, higher_is_better, description)
+METRICS: Registry[MetricInfo] = Registry("metric")
+"""Every metric key :func:`compute_metrics` can return, registered once with its display metadata."""
 
 
-METRIC_INFO: dict[str, MetricInfo] = dict(
-    [
-        _info("mae", "MAE", False, "mean absolute error (MOSI: unclipped values; SIMS: clipped to [-1, 1])"),
-        _info("corr", "Corr", True, "Pearson correlation (MOSI: unclipped; SIMS: clipped); nan if constant"),
-        _info("acc7", "Acc-7", True, "7-class accuracy: values clipped to [-3, 3], rounded half to even"),
-        _info(
-            "acc5", "Acc-5", True,
-            "5-class accuracy (MOSI: clipped to [-2, 2] and rounded; "
-            "SIMS: bins with edges -0.7, -0.1, 0.1, 0.7)",
-        ),
-        _info(
-            "acc3", "Acc-3", True,
-            "3-class accuracy (MOSI: clipped to [-1, 1] and rounded; SIMS: bins with edges -0.1, 0.1)",
-        ),
-        _info("has0_acc2", "Acc-2 (Has0)", True, "binary accuracy, negative vs non-negative (y >= 0), all samples"),
-        _info("has0_f1", "F1 (Has0)", True, "weighted F1, negative vs non-negative (y >= 0), all samples"),
-        _info("non0_acc2", "Acc-2 (Non0)", True, "binary accuracy, negative vs positive, samples with y == 0 dropped"),
-        _info("non0_f1", "F1 (Non0)", True, "weighted F1, negative vs positive, samples with y == 0 dropped"),
-        _info("acc2", "Acc-2", True, "SIMS binary accuracy: bins [-1, 0] and (0, 1]"),
-        _info("f1", "F1", True, "SIMS weighted F1 on the bins [-1, 0] and (0, 1]"),
-    ]
-)
-"""Metadata of every metric key that :func:`compute_metrics` can return."""
+def register_metric(name: str, label: str, higher_is_better: bool, description: str) -> MetricInfo:
+    """Declare a metric key (a name taken twice is an error); its computation lives in the metric
+    family's function (:func:`mosi_metrics`, :func:`sims_metrics`), which returns every key at once."""
+    info = MetricInfo(name, label, higher_is_better, description)
+    METRICS.register(name, info)
+    return info
+
+
+register_metric("mae", "MAE", False, "mean absolute error (MOSI: unclipped values; SIMS: clipped to [-1, 1])")
+register_metric("corr", "Corr", True, "Pearson correlation (MOSI: unclipped; SIMS: clipped); nan if constant")
+register_metric("acc7", "Acc-7", True, "7-class accuracy: values clipped to [-3, 3], rounded half to even")
+register_metric("acc5", "Acc-5", True, "5-class accuracy (MOSI: clipped to [-2, 2] and rounded; "
+                "SIMS: bins with edges -0.7, -0.1, 0.1, 0.7)")
+register_metric("acc3", "Acc-3", True,
+                "3-class accuracy (MOSI: clipped to [-1, 1] and rounded; SIMS: bins with edges -0.1, 0.1)")
+register_metric("has0_acc2", "Acc-2 (Has0)", True, "binary accuracy, negative vs non-negative (y >= 0), all samples")
+register_metric("has0_f1", "F1 (Has0)", True, "weighted F1, negative vs non-negative (y >= 0), all samples")
+register_metric("non0_acc2", "Acc-2 (Non0)", True,
+                "binary accuracy, negative vs positive, samples with y == 0 dropped")
+register_metric("non0_f1", "F1 (Non0)", True, "weighted F1, negative vs positive, samples with y == 0 dropped")
+register_metric("acc2", "Acc-2", True, "SIMS binary accuracy: bins [-1, 0] and (0, 1]")
+register_metric("f1", "F1", True, "SIMS weighted F1 on the bins [-1, 0] and (0, 1]")
+
+METRIC_INFO: Mapping[str, MetricInfo] = METRICS.view()
+"""The registered metrics in declaration order (the order of report columns), read-only."""
 
 _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "mosi": ("mae", "corr", "acc7", "acc5", "acc3", "has0_acc2", "has0_f1", "non0_acc2", "non0_f1"),
