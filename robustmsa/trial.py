@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from corruptions import FAMILIES, GridPoint
+from corruptions.keys import MODALITIES
 
 from .data.batch import split_to_batch
 from .datasets import load_dataset
@@ -27,10 +32,11 @@ from .evaluation import CorruptionContext, GridRun, evaluate_grid
 from .models import count_parameters, create_model, model_config
 from .plan import TrialSpec, corruption_versions
 from .reports.figures import trial_curve_png
+from .suite import FamilyRef
 from .tracking import trial_artifacts
 from .training import resolve_device, train_model
 
-__all__ = ["TrialOutcome", "run_trial", "load_checkpoint"]
+__all__ = ["TrialOutcome", "run_trial", "load_checkpoint", "physical_parameters"]
 
 
 @dataclass
@@ -86,7 +92,8 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     versions = corruption_versions(spec.families())
     base = _row_base(spec, trial_id, h)
     rows, preds = _rows_and_predictions([(spec.model.display, r) for r in results], base, versions,
-                                        np.asarray(dataset[ev.split].ids).astype(str), data.labels.numpy())
+                                        np.asarray(dataset[ev.split].ids).astype(str), data.labels.numpy(),
+                                        physical_parameters(ev.families))
     buf = io.BytesIO()
     torch.save({"state_dict": trained.best_state, "model": spec.model.name,
                 "config": model_config(spec.model.name, **spec.model.overrides),
@@ -129,8 +136,26 @@ def _row_base(spec: TrialSpec, trial_id: str, data_hash: str) -> dict[str, Any]:
     }
 
 
+def physical_parameters(families: list[FamilyRef]) -> Callable[[GridPoint], dict[str, Any]]:
+    """The physical parameter of a grid point, per modality, as row columns: ``param_name``,
+    ``param_unit`` and ``param_text/audio/vision`` (the family's parameter at that modality's rho:
+    e.g. SNR in dB, drop rate, blur width; the clean value where rho = 1). The evaluation's own
+    family instances (their parameters included) map rho; the clean point has none (NaN)."""
+    instances = {f.name: FAMILIES.get(f.name)(**f.params) for f in families}
+
+    def columns(g: GridPoint) -> dict[str, Any]:
+        fam = instances.get(g.family)
+        if fam is None:
+            return {"param_name": "", "param_unit": "", **{f"param_{m}": math.nan for m in MODALITIES}}
+        return {"param_name": str(fam.parameter_name), "param_unit": str(fam.parameter_unit),
+                **{f"param_{m}": float(fam.parameter(g.point.of(m))) for m in MODALITIES}}
+
+    return columns
+
+
 def _rows_and_predictions(results: list[tuple[str, Any]], base: dict[str, Any], versions: dict[str, str],
-                          ids: np.ndarray, labels: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+                          ids: np.ndarray, labels: np.ndarray, physical: Callable[[GridPoint], dict[str, Any]]
+                          ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Long-form rows and per-sample predictions of ``(model label, PointResult)`` pairs."""
     rows: list[dict[str, Any]] = []
     preds: dict[str, list] = {"grid": [], "family": [], "sweep": [], "level_index": [], "level": [],
@@ -142,7 +167,7 @@ def _rows_and_predictions(results: list[tuple[str, Any]], base: dict[str, Any], 
         g = r.grid
         point_base = {**base, "model": name, "family": g.family, "sweep": g.sweep, "level_index": g.index,
                       "level": g.level, "rho_text": g.point.text, "rho_audio": g.point.audio,
-                      "rho_vision": g.point.vision, "corruption_version": versions.get(g.family, "")}
+                      "rho_vision": g.point.vision, **physical(g), "corruption_version": versions.get(g.family, "")}
         rows += [{**point_base, "metric": k, "value": float(v)} for k, v in r.metrics.items()]
         rows += _quality_rows(point_base, r.extras)
         n = len(r.pred)
@@ -172,7 +197,8 @@ def run_references(spec: TrialSpec, trial_id: str, data_hash: str | None = None)
     ev = spec.evaluation
     rows, preds = _rows_and_predictions(results, _row_base(spec, trial_id, h), versions,
                                         np.asarray(dataset[ev.split].ids).astype(str),
-                                        np.asarray(dataset[ev.split].labels, dtype=np.float32))
+                                        np.asarray(dataset[ev.split].labels, dtype=np.float32),
+                                        physical_parameters(ev.families))
     info = {"total_seconds": time.perf_counter() - t0, "eval_seconds": time.perf_counter() - t0,
             "grid_points": len(results), "host": platform.node(), "data_hash": h, "corruption_versions": versions,
             "ceiling": dataset.info.get("ceiling"), "metric_family": dataset.metric_family, **facts}

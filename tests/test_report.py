@@ -798,3 +798,42 @@ def test_a_new_table_is_one_declaration(demo, tmp_path, monkeypatch) -> None:
     assert "Extra" in (tmp_path / "results.md").read_text()
     write_report_data(_data(*demo[:2]), tmp_path, Settings(bootstrap=0), figures=False)  # now it builds nothing
     assert not list(tmp_path.glob("extra.*"))
+
+
+def test_every_figure_has_a_caption_and_bands_need_three_seeds(tmp_path) -> None:
+    """results.md and report.tex caption every figure (what is plotted, over what, the band); with
+    fewer than 3 seeds the curves carry no band and the caption says so; rho runs 0 -> 1."""
+    from robustmsa.reports.figures import MIN_SEEDS_FOR_BAND, RHO_LIMITS
+
+    assert MIN_SEEDS_FOR_BAND == 3 and RHO_LIMITS[0] < RHO_LIMITS[1]  # absent on the left, clean on the right
+    for seeds, band in (((0, 1), "no band: fewer than 3 seeds"), ((0, 1, 2), "band: 95% Student-t interval")):
+        out = tmp_path / f"s{len(seeds)}"
+        rows, preds, _ = synthetic(seeds=seeds, families=("noise",), sweeps=("audio", "joint"))
+        write_report_data(_data(rows, preds), out, Settings(bootstrap=0))
+        md = (out / "results.md").read_text()
+        figures = md.split("## Figures")[1]
+        stems = [p.stem for p in out.glob("*.png")]
+        assert stems and all(f"*Figure {k} (`" in figures for k in range(1, len(stems) + 1))
+        curves = next(line for line in figures.splitlines() if line.startswith("*Figure") and "curves_noise" in line)
+        assert "against the reliability ρ of the noise corruption (0 = absent, 1 = clean)" in curves
+        assert band in curves and f"mean over {len(seeds)} seeds" in curves
+        quality = next(line for line in figures.splitlines() if "quality_noise" in line and line.startswith("*"))
+        assert "band: interquartile range" in quality
+        tex = (out / "report.tex").read_text()
+        assert r"\listoffigures" in tex and r"\caption{curves_noise}" not in tex
+        assert tex.count(r"\caption{") == len(stems) and r"\label{fig:curves_noise}" in tex
+
+
+def test_rows_carry_the_physical_parameter_of_each_point() -> None:
+    from robustmsa.evaluation import build_grid
+    from robustmsa.suite import GridSpec
+    from robustmsa.trial import physical_parameters
+
+    grid = GridSpec(families=["noise", {"name": "drop"}], levels=[1.0, 0.5, 0.0], sweeps=["audio", "audio+vision"])
+    columns = physical_parameters(grid.families)
+    by = {(g.family, g.sweep, g.index): columns(g) for g in build_grid(grid)}
+    assert by[("noise", "audio", 1)] == {"param_name": "SNR", "param_unit": "dB", "param_text": float("inf"),
+                                        "param_audio": 0.0, "param_vision": float("inf")}
+    assert by[("noise", "audio", 2)]["param_audio"] == float("-inf")
+    assert by[("drop", "audio+vision", 5)]["param_audio"] == 0.5 and by[("drop", "audio+vision", 5)]["param_vision"] == 1.0
+    assert by[("drop", "audio+vision", 5)]["param_name"] == "drop rate"

@@ -27,7 +27,7 @@ from ..plan import expand_trials, plan_suite
 from . import catalogue  # noqa: F401  (registers the tables and figures)
 from .build import Settings, Variant
 from .core import Context, SigRecord
-from .figures import Styles
+from .figures import Drawn, Styles
 from .load import NothingToReport, ReportData, Selection, from_frames, load_from_tracking
 from .registry import DatasetReport, build_tables, draw_figures, owned_files
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
@@ -166,18 +166,18 @@ def write_report_data(data: ReportData, out: Path, settings: Settings | None = N
     latex = w.text("report.tex", _report_tex(data, tables, drawn))
     w.cleanup(keep_figures=not figures)
     return {"table": str(results), "latex": str(latex), "rows": str(out / "rows.csv"),
-            "figures": ", ".join(str(p) for p in drawn if p.suffix == ".png")}
+            "figures": ", ".join(str(p) for d in drawn for p in d.paths if p.suffix == ".png")}
 
 
 def _build(data: ReportData, s: Settings, variants: Sequence[Variant] | None, w: _Writer,
-           figures: bool) -> tuple[list[Table], list[SigRecord], list[Path]]:
+           figures: bool) -> tuple[list[Table], list[SigRecord], list[Drawn]]:
     """The tables, significance records and (written) figures of every dataset, dataset by dataset."""
     datasets = sorted(set(data.rows["dataset"]))
     styles = Styles(data.model_order + sorted(set(data.rows["model"])),
                     data.regime_order + sorted(set(data.rows["regime"])))
     tables: list[Table] = []
     records: list[SigRecord] = []
-    drawn: list[Path] = []
+    drawn: list[Drawn] = []
     for ds in datasets:
         ctx = Context(data, ds, replicates=s.bootstrap, bootstrap_seed=s.bootstrap_seed, seed_test=s.seed_test,
                       alpha=s.alpha)
@@ -194,7 +194,7 @@ def _records_csv(records: Sequence[SigRecord]) -> str:
     return frame.to_csv(index=False, float_format=None)
 
 
-def _results_md(data: ReportData, tables: Sequence[Table], figures: Sequence[Path], extra: dict[str, str]) -> str:
+def _results_md(data: ReportData, tables: Sequence[Table], figures: Sequence[Drawn], extra: dict[str, str]) -> str:
     prov = data.provenance()
     lines = [f"# {data.suite}: robustness report", ""]
     lines += [f"- {k}: {v}" for k, v in prov.lines()]
@@ -203,25 +203,32 @@ def _results_md(data: ReportData, tables: Sequence[Table], figures: Sequence[Pat
               "`report.tex` compiles them all. See docs/reports.md.", ""]
     for t in tables:
         lines.append(to_markdown(t, level=2, provenance=False))
-    pngs = [p for p in figures if p.suffix == ".png"]
-    if pngs:
+    if figures:
         lines += ["## Figures", ""]
-        lines += [f"![{p.stem}]({p.name})" for p in pngs] + [""]
+    for k, d in enumerate(figures, 1):
+        png = next((p for p in d.paths if p.suffix == ".png"), None)
+        if png is not None:
+            lines += [f"![Figure {k}: {d.stem}]({png.name})", "", f"*Figure {k} (`{d.stem}`).* {d.caption}", ""]
     return "\n".join(lines)
 
 
-def _report_tex(data: ReportData, tables: Sequence[Table], figures: Sequence[Path]) -> str:
+def _report_tex(data: ReportData, tables: Sequence[Table], figures: Sequence[Drawn]) -> str:
     prov = data.provenance()
     lines = ["% Standalone preview of every table and figure of this report: pdflatex report.tex",
              r"\documentclass[twocolumn]{article}", r"\usepackage[margin=1.8cm]{geometry}", r"\usepackage{booktabs}",
              r"\usepackage{graphicx}", r"\begin{document}",
              f"\\title{{{latex_escape(data.suite)}: robustness report}}", r"\author{robustmsa}",
              f"\\date{{{latex_escape(prov.date)}}}", r"\maketitle"]
+    facts = [(k, v.split(":")[0] if k == "trials" else v) for k, v in prov.lines()]  # ids: in provenance.json
+    lines += [r"\noindent " + r" \\ ".join(f"{latex_escape(k)}: {latex_escape(str(v))}" for k, v in facts),
+              r"\listoftables", r"\listoffigures", r"\clearpage"]  # page 1: what the report holds
     for t in tables:
         lines += [f"\\input{{{t.name}.tex}}", r"\clearpage"]
-    for p in figures:
-        if p.suffix == ".pdf":
-            lines += [r"\begin{figure*}[t]", r"\centering", f"\\includegraphics[width=\\textwidth]{{{p.name}}}",
-                      f"\\caption{{{latex_escape(p.stem)}}}", r"\end{figure*}", r"\clearpage"]
+    for d in figures:
+        pdf = next((p for p in d.paths if p.suffix == ".pdf"), None)
+        if pdf is not None:
+            lines += [r"\begin{figure*}[t]", r"\centering", f"\\includegraphics[width=\\textwidth]{{{pdf.name}}}",
+                      f"\\caption{{{latex_escape(d.caption)}}}\\label{{fig:{d.stem}}}", r"\end{figure*}",
+                      r"\clearpage"]
     lines += [r"\end{document}", ""]
     return "\n".join(lines)

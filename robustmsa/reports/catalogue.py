@@ -6,8 +6,6 @@ is one more declaration (see docs/reports.md).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from .build import (
     ablation_table,
     compared,
@@ -18,7 +16,7 @@ from .build import (
     significance_table,
     specialist_table,
 )
-from .figures import curve_figures, expert_figures, heatmap_figures, quality_figures
+from .figures import Drawn, curve_figures, expert_figures, heatmap_figures, quality_figures
 from .references import fallback_table, oracle_gap_table
 from .registry import Built, DatasetReport, register_figure, register_table
 
@@ -87,20 +85,20 @@ def _significance(r: DatasetReport) -> Built:
 
 
 @register_figure("curves", owns=("curves_*",), order=10)
-def _curves(r: DatasetReport) -> list[Path]:
+def _curves(r: DatasetReport) -> list[Drawn]:
     return curve_figures(r.ctx, r.settings.main_metric, r.styles, r.out, r.write, r.suffix)
 
 
 @register_figure("heatmaps", owns=("heatmap_*",), order=20)
-def _heatmaps(r: DatasetReport) -> list[Path]:
+def _heatmaps(r: DatasetReport) -> list[Drawn]:
     return heatmap_figures(r.ctx, r.settings.main_metric, r.out, r.write, r.suffix)
 
 
 @register_figure("quality", owns=("quality_*",), order=30)
-def _quality_figures(r: DatasetReport) -> list[Path]:
+def _quality_figures(r: DatasetReport) -> list[Drawn]:
     return quality_figures(r.ctx, r.styles, r.out, r.write, r.suffix, pairs=r.quality_pairs)
 
 
 @register_figure("experts", owns=("experts_*",), order=40)
-def _experts(r: DatasetReport) -> list[Path]:
+def _experts(r: DatasetReport) -> list[Drawn]:
     return expert_figures(r.ctx, r.out, r.write, r.suffix)

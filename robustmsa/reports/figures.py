@@ -1,7 +1,8 @@
 """Figures of a report (matplotlib, PNG and PDF), sized and styled for a two-column paper.
 
 - ``curves_<family>``: the main metric against reliability, one panel per curve sweep, one line
-  per model and regime, a band of the 95% confidence interval of the mean over seeds;
+  per model and regime; with 3 or more seeds a band of the 95% Student-t interval of the mean
+  over seeds (with fewer, no band: two seeds give intervals wider than the curves' differences);
 - ``heatmap_<family>_<a>-<b>``: the main metric over a two-modality product grid, one panel per
   model and regime (only where the evaluation had such a sweep);
 - ``quality_<family>``: the predicted quality r_m against the applied reliability of each modality
@@ -11,6 +12,10 @@
 
 :func:`trial_curve_png` draws the ``curves.png`` artifact each trial logs to the tracking store
 (its own rows, before any report exists).
+
+Reliability runs one way everywhere: ρ = 0 (absent) on the left, ρ = 1 (clean) on the right, as in
+MLflow's charts of the curve metrics. Every figure comes with its caption (:class:`Drawn`), which
+says what is plotted, over what, and what the band is; ``results.md`` and ``report.tex`` print it.
 
 Colours follow the Okabe-Ito palette (colour-blind safe) and are fixed per model across every
 figure; the line style is fixed per regime. Text is 7-8 pt at the printed size (a full row of
@@ -22,12 +27,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from corruptions.catalogue import format_parameter
 from corruptions.grids import is_curve_sweep
 
 from ..metrics import METRIC_INFO
@@ -35,7 +42,7 @@ from .build import compared, quality_pairs
 from .core import Context, Entity
 from .references import ORACLE_LABEL, reference_curve
 
-__all__ = ["PALETTE", "Styles", "curve_figures", "heatmap_figures", "quality_figures", "expert_figures", "save_figure",
+__all__ = ["PALETTE", "Styles", "Drawn", "MIN_SEEDS_FOR_BAND", "curve_figures", "heatmap_figures", "quality_figures", "expert_figures", "save_figure",
            "trial_curve_png", "STYLE"]
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
@@ -49,6 +56,21 @@ WIDTH = 7.0  # inches: the text width of a two-column paper
 #: the reference curves: (name in the rows, legend label, line style); drawn after the models
 REFERENCE_STYLES = (("oracle", ORACLE_LABEL, {"color": "#000000", "linestyle": "--", "linewidth": 1.0}),
                     ("linear probe", "linear probe", {"color": "#7f7f7f", "linestyle": ":", "linewidth": 1.0}))
+
+
+#: fewer seeds than this: curves carry no band (a t-interval over two seeds spans most of the plot)
+MIN_SEEDS_FOR_BAND = 3
+#: the x-axis of every reliability plot: absent on the left, clean on the right
+RHO_LIMITS = (-0.02, 1.02)
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One figure written in PNG and PDF (``paths``) and its caption."""
+
+    stem: str
+    caption: str
+    paths: tuple[Path, ...]
 
 
 class Styles:
@@ -96,6 +118,24 @@ def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
+def _parameter_axis(ax: object, ctx: Context, fam: str, sweep: str) -> None:
+    """A top axis with the family's physical parameter (SNR in dB, drop rate, ...) at the swept
+    levels, from the rows' ``param_*`` columns (absent in rows of older trials: no axis)."""
+    r = ctx.rows
+    col = f"param_{'text' if sweep == 'joint' else sweep}"
+    if col not in r or "param_name" not in r:
+        return
+    sub = r[(r["family"] == fam) & (r["sweep"] == sweep)].drop_duplicates("level")
+    if sub.empty or not str(sub["param_name"].iloc[0]):
+        return
+    levels = sub["level"].astype(float).to_list()
+    labels = [format_parameter(v) for v in sub[col].astype(float)]
+    top = ax.secondary_xaxis("top")  # type: ignore[attr-defined]
+    top.set_xticks(levels, labels, fontsize=5)
+    unit = str(sub["param_unit"].iloc[0])
+    top.set_xlabel(f"{sub['param_name'].iloc[0]}" + (f" ({unit})" if unit and len(unit) <= 4 else ""), fontsize=6)
+
+
 def _legend(fig: object, axes: list, n: int) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
@@ -106,17 +146,35 @@ def _legend(fig: object, axes: list, n: int) -> None:
                    handlelength=2.4, columnspacing=1.2)
 
 
+def _curve_caption(ctx: Context, metric: str, fam: str, sweeps: list[str], seeds: list[int]) -> str:
+    info = METRIC_INFO[metric]
+    n_lo, n_hi = (min(seeds), max(seeds)) if seeds else (0, 0)
+    n = (f"{n_lo}" if n_lo == n_hi else f"{n_lo}-{n_hi}") + (" seed" if n_hi == 1 else " seeds")
+    band = ("band: 95% Student-t interval of the mean over seeds" if n_lo >= MIN_SEEDS_FOR_BAND else
+            f"no band: fewer than {MIN_SEEDS_FOR_BAND} seeds, too few for an interval over seeds "
+            "(the tables' paired bootstrap over test samples tests the differences)")
+    refs = [label for name, label, _ in REFERENCE_STYLES if any(
+        reference_curve(ctx, name, fam, sw, metric) is not None for sw in sweeps)]
+    ref_text = (f" Reference predictors, not competitors: {' and '.join(refs)} (black dashed: the oracle, grey "
+                "dotted: the linear probe)." if refs else "")
+    return (f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better) against the reliability ρ "
+            f"of the {fam} corruption (0 = absent, 1 = clean), one panel per sweep ({', '.join(sweeps)}; a modality "
+            f"sweep degrades that modality alone, joint all three at once). Lines: mean over {n} of each model "
+            f"and training regime; {band}. Top axis: the corruption's physical parameter at each level.{ref_text}")
+
+
 def curve_figures(ctx: Context, metric: str, styles: Styles, out: Path, write: Callable[[Path, bytes], None],
-                  suffix: str = "") -> list[Path]:
+                  suffix: str = "") -> list[Drawn]:
     plt = _plt()
     info = METRIC_INFO[metric]
     arrow = "↑" if info.higher_is_better else "↓"
     ents = compared(ctx)
-    paths: list[Path] = []
+    drawn: list[Drawn] = []
     for fam in ctx.families:
         sweeps = [sw for sw in ctx.sweeps if any((fam, sw) in ctx.curves.get(t, {}) for e in ents for _, t in e.trials)]
         if not sweeps:
             continue
+        seeds: list[int] = []
         with plt.rc_context(STYLE):
             fig, axes = plt.subplots(1, len(sweeps), figsize=(WIDTH * min(1.0, max(2, len(sweeps)) / 4), 2.3),
                                      sharey=True, squeeze=False, layout="constrained")
@@ -131,21 +189,25 @@ def curve_figures(ctx: Context, metric: str, styles: Styles, out: Path, write: C
                     mean, lo, hi = _band(vals)
                     st = styles.of(e)
                     ax.plot(levels, mean, label=e.label, **st)
-                    if vals.shape[0] > 1:
+                    seeds.append(vals.shape[0])
+                    if vals.shape[0] >= MIN_SEEDS_FOR_BAND:
                         ax.fill_between(levels, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
                 for name, label, style in REFERENCE_STYLES:
                     ref = reference_curve(ctx, name, fam, sw, metric)
                     if ref is not None:
                         ax.plot(ref[0], ref[1], label=label, **style)
                 ax.set_title(f"{fam}: {sw}")
-                ax.set_xlabel("reliability ρ")
-                ax.set_xlim(1.02, -0.02)
+                ax.set_xlim(*RHO_LIMITS)
+                _parameter_axis(ax, ctx, fam, sw)
                 ax.grid(True, linewidth=0.3, alpha=0.5)
+            fig.supxlabel("reliability ρ (0 absent, 1 clean)", fontsize=8)
             axes[0][0].set_ylabel(f"{info.label} {arrow}")
             _legend(fig, list(axes[0]), len(ents))
-            paths += save_figure(fig, out, f"curves_{fam}{suffix}", write)
+            stem = f"curves_{fam}{suffix}"
+            drawn.append(Drawn(stem, _curve_caption(ctx, metric, fam, sweeps, seeds),
+                               tuple(save_figure(fig, out, stem, write))))
             plt.close(fig)
-    return paths
+    return drawn
 
 
 def product_sweeps(ctx: Context) -> list[tuple[str, str, tuple[str, str]]]:
@@ -160,12 +222,12 @@ def product_sweeps(ctx: Context) -> list[tuple[str, str, tuple[str, str]]]:
 
 
 def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path, bytes], None],
-                    suffix: str = "") -> list[Path]:
+                    suffix: str = "") -> list[Drawn]:
     plt = _plt()
     info = METRIC_INFO[metric]
     arrow = "↑" if info.higher_is_better else "↓"
     ents = compared(ctx)
-    paths: list[Path] = []
+    drawn: list[Drawn] = []
     r = ctx.rows[ctx.rows["metric"] == metric]
     for fam, sw, (a, b) in product_sweeps(ctx):
         sub = r[(r["family"] == fam) & (r["sweep"] == sw)]
@@ -215,19 +277,24 @@ def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path,
             cb = fig.colorbar(im, ax=list(axes.flat), shrink=0.9)
             cb.set_label(f"{info.label} {arrow}")
             fig.suptitle(f"{fam}: {a} × {b}", fontsize=8)
-            paths += save_figure(fig, out, f"heatmap_{fam}_{a}-{b}{suffix}", write)
+            stem = f"heatmap_{fam}_{a}-{b}{suffix}"
+            caption = (f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better) over the product "
+                       f"grid of the {fam} corruption on {a} and {b} (ρ of {a} across, of {b} upwards; 0 = absent, "
+                       "1 = clean; the third modality clean), one panel per model and training regime, mean over "
+                       "seeds; one colour scale for all panels.")
+            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write))))
             plt.close(fig)
-    return paths
+    return drawn
 
 
 def quality_figures(ctx: Context, styles: Styles, out: Path, write: Callable[[Path, bytes], None],
-                    suffix: str = "", pairs: dict | None = None) -> list[Path]:
+                    suffix: str = "", pairs: dict | None = None) -> list[Drawn]:
     plt = _plt()
     pairs = quality_pairs(ctx) if pairs is None else pairs
     if not pairs:
         return []
     ents = {e.label: e for e in compared(ctx)}
-    paths: list[Path] = []
+    drawn: list[Drawn] = []
     for fam in sorted({k[2] for k in pairs}):
         mods = [m for m in ("text", "audio", "vision") if any(k[2] == fam and k[3] == m for k in pairs)]
         with plt.rc_context(STYLE):
@@ -245,13 +312,19 @@ def quality_figures(ctx: Context, styles: Styles, out: Path, write: Callable[[Pa
                     ax.plot(xs, mean, label=label, **st)
                     ax.fill_between(xs, q25, q75, color=st["color"], alpha=0.15, linewidth=0)
                 ax.set_title(f"{fam}: {m}")
-                ax.set_xlabel("applied reliability ρ")
+                ax.set_xlim(*RHO_LIMITS)
                 ax.grid(True, linewidth=0.3, alpha=0.5)
+            fig.supxlabel("applied reliability ρ (0 absent, 1 clean)", fontsize=8)
             axes[0][0].set_ylabel("predicted quality r")
             _legend(fig, list(axes[0]), len(ents))
-            paths += save_figure(fig, out, f"quality_{fam}{suffix}", write)
+            stem = f"quality_{fam}{suffix}"
+            caption = (f"Quality estimates against the truth: the quality r each model predicts for a modality against "
+                       f"the reliability ρ the {fam} corruption applied to it (0 = absent, 1 = clean), one panel per "
+                       "modality, test samples of every grid point and seed pooled. Line: mean r at each applied ρ; "
+                       "band: interquartile range of r over those samples.")
+            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write))))
             plt.close(fig)
-    return paths
+    return drawn
 
 
 def expert_columns(ctx: Context) -> list[str]:
@@ -263,7 +336,7 @@ def expert_columns(ctx: Context) -> list[str]:
     return sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1]))
 
 
-def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None], suffix: str = "") -> list[Path]:
+def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None], suffix: str = "") -> list[Drawn]:
     """``experts_<family>``: mean routing weight of each expert (rows) along the joint sweep (columns),
     one panel per mixture-of-experts model and regime, averaged over seeds and test samples.
 
@@ -274,7 +347,7 @@ def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None]
         return []
     plt = _plt()
     p = ctx.data.predictions
-    paths: list[Path] = []
+    drawn: list[Drawn] = []
     for fam in ctx.families:
         panels = []
         for e in compared(ctx):
@@ -283,7 +356,7 @@ def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None]
             if sub.empty or sub[cols].isna().all().all():
                 continue
             g = sub.groupby("level", sort=True)[cols].mean()
-            g = g.loc[sorted(g.index, reverse=True)]  # clean (rho = 1) on the left
+            g = g.loc[sorted(g.index)]  # absent (rho = 0) on the left, clean on the right
             panels.append((e.label, g))
         if not panels:
             continue
@@ -305,9 +378,14 @@ def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None]
             for ax in list(axes.flat)[len(panels):]:
                 ax.set_visible(False)
             fig.colorbar(im, ax=list(axes.flat)[: len(panels)], label="mean routing weight", shrink=0.9)
-            paths += save_figure(fig, out, f"experts_{fam}{suffix}", write)
+            stem = f"experts_{fam}{suffix}"
+            caption = (f"Expert routing along the joint sweep of the {fam} corruption: the mean routing weight of each "
+                       "expert (rows) at each reliability ρ of all three modalities (columns, 0 = absent on the left, "
+                       "1 = clean on the right), one panel per mixture-of-experts model and training regime, averaged "
+                       "over seeds and test samples.")
+            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write))))
             plt.close(fig)
-    return paths
+    return drawn
 
 
 def trial_curve_png(rows: list[dict], title: str, metric: str = "mae") -> bytes:
@@ -327,8 +405,8 @@ def trial_curve_png(rows: list[dict], title: str, metric: str = "mae") -> bytes:
             g = g.sort_values("level")
             ax.plot(g["level"], g["value"], marker="o", ms=3, label=sweep)
         ax.set_title(fam, fontsize=9)
-        ax.set_xlabel("reliability ρ", fontsize=8)
-        ax.invert_xaxis()
+        ax.set_xlabel("reliability ρ (0 absent, 1 clean)", fontsize=8)
+        ax.set_xlim(*RHO_LIMITS)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel(f"{metric.upper()} (↓)", fontsize=8)
     axes[0][-1].legend(fontsize=7)

@@ -25,7 +25,7 @@ from corruptions.registry import DuplicateNameError, Registry
 
 from .build import Settings, Variant, quality_pairs
 from .core import Context, SigRecord
-from .figures import Styles
+from .figures import Drawn, Styles
 from .tables import Table
 
 __all__ = ["Built", "DatasetReport", "TableSpec", "FigureSpec", "TABLES", "FIGURES", "register_table",
@@ -87,7 +87,7 @@ class DatasetReport:
 
 
 TableBuilder = Callable[[DatasetReport], Built]
-FigureDrawer = Callable[[DatasetReport], list[Path]]
+FigureDrawer = Callable[[DatasetReport], list[Drawn]]
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,9 @@ def build_tables(report: DatasetReport) -> list[Table]:
     return [t for spec in ordered(TABLES) for t in report.tables[spec.name]]
 
 
-def draw_figures(report: DatasetReport) -> list[Path]:
-    """Every registered figure of one dataset, in order; the paths written."""
-    return [p for spec in ordered(FIGURES) for p in spec.draw(report)]
+def draw_figures(report: DatasetReport) -> list[Drawn]:
+    """Every registered figure of one dataset, in order, with its caption and the files written."""
+    return [d for spec in ordered(FIGURES) for d in spec.draw(report)]
 
 
 def owned_files() -> list[str]:
