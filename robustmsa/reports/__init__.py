@@ -228,7 +228,7 @@ def _report_tex(data: ReportData, tables: Sequence[Table], figures: Sequence[Dra
         pdf = next((p for p in d.paths if p.suffix == ".pdf"), None)
         if pdf is not None:
             lines += [r"\begin{figure*}[t]", r"\centering", f"\\includegraphics[width=\\textwidth]{{{pdf.name}}}",
-                      f"\\caption{{{latex_escape(d.caption)}}}\\label{{fig:{d.stem}}}", r"\end{figure*}",
+                      f"\\caption[{latex_escape(d.title or d.stem)}]{{{latex_escape(d.caption)}}}\\label{{fig:{d.stem}}}", r"\end{figure*}",
                       r"\clearpage"]
     lines += [r"\end{document}", ""]
     return "\n".join(lines)

@@ -66,11 +66,12 @@ RHO_LIMITS = (-0.02, 1.02)
 
 @dataclass(frozen=True)
 class Drawn:
-    """One figure written in PNG and PDF (``paths``) and its caption."""
+    """One figure written in PNG and PDF (``paths``), its caption and a short title (lists of figures)."""
 
     stem: str
     caption: str
     paths: tuple[Path, ...]
+    title: str = ""
 
 
 class Styles:
@@ -205,7 +206,7 @@ def curve_figures(ctx: Context, metric: str, styles: Styles, out: Path, write: C
             _legend(fig, list(axes[0]), len(ents))
             stem = f"curves_{fam}{suffix}"
             drawn.append(Drawn(stem, _curve_caption(ctx, metric, fam, sweeps, seeds),
-                               tuple(save_figure(fig, out, stem, write))))
+                               tuple(save_figure(fig, out, stem, write)), f"{info.label} against reliability: {fam}"))
             plt.close(fig)
     return drawn
 
@@ -282,7 +283,8 @@ def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path,
                        f"grid of the {fam} corruption on {a} and {b} (ρ of {a} across, of {b} upwards; 0 = absent, "
                        "1 = clean; the third modality clean), one panel per model and training regime, mean over "
                        "seeds; one colour scale for all panels.")
-            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write))))
+            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write)),
+                               f"{info.label} over the {a} x {b} grid: {fam}"))
             plt.close(fig)
     return drawn
 
@@ -322,7 +324,8 @@ def quality_figures(ctx: Context, styles: Styles, out: Path, write: Callable[[Pa
                        f"the reliability ρ the {fam} corruption applied to it (0 = absent, 1 = clean), one panel per "
                        "modality, test samples of every grid point and seed pooled. Line: mean r at each applied ρ; "
                        "band: interquartile range of r over those samples.")
-            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write))))
+            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write)),
+                               f"Quality estimates against reliability: {fam}"))
             plt.close(fig)
     return drawn
 
@@ -383,7 +386,8 @@ def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None]
                        "expert (rows) at each reliability ρ of all three modalities (columns, 0 = absent on the left, "
                        "1 = clean on the right), one panel per mixture-of-experts model and training regime, averaged "
                        "over seeds and test samples.")
-            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write))))
+            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write)),
+                               f"Expert routing along the joint sweep: {fam}"))
             plt.close(fig)
     return drawn
 

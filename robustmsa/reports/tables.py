@@ -228,7 +228,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "↑": r"$\uparrow$", "↓": r"$\downarrow$", "±": r"$\pm$", "ρ": r"$\rho$", "†": r"$^\dagger$",
                   "‡": r"$^\ddagger$", "Δ": r"$\Delta$", "σ": r"$\sigma$", "≤": r"$\leq$", "≥": r"$\geq$",
-                  "×": r"$\times$", "−": "--", "—": "---", "–": "--", "Σ": r"$\Sigma$", "<": r"\textless{}", ">": r"\textgreater{}"}
+                  "×": r"$\times$", "−": "--", "—": "---", "–": "--", "Σ": r"$\Sigma$", "<": r"\textless{}", ">": r"\textgreater{}",
+                  "|": r"\textbar{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -297,7 +298,7 @@ def to_latex(table: Table, provenance_in_caption: bool = True) -> str:
     out = [f"% robustmsa report table '{table.name}': {table.title}"]
     out += [f"% {k}: {v}" for k, v in table.provenance.lines()]
     out += [f"\\begin{{{env}}}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
-            f"\\caption{{{latex_escape(table.title)}. {latex_escape(caption)}}}",
+            f"\\caption[{latex_escape(table.title)}]{{{latex_escape(table.title)}. {latex_escape(caption)}}}",
             f"\\label{{tab:{_label(table.provenance.suite)}-{_label(table.name)}}}",
             f"\\begin{{tabular}}{{l{''.join('l' if _is_text(table, c) else 'r' for c in table.columns)}}}",
             r"\toprule"]
