@@ -710,3 +710,34 @@ def test_label_in_the_loader_report(tmp_path: Path) -> None:
     assert ds.info["label"] == "MOSI-bert" and ds.name == "aligned_50"
     assert ds.content_hash() == load_mmsa_pickle(path).content_hash()
 
+
+def test_dataset_display_names_rows_and_trials() -> None:
+    from robustmsa.plan import expand_trials
+    from robustmsa.suite import DatasetSpec, Suite
+    from robustmsa.trial import _row_base
+
+    mosi = {"name": "mmsa", "params": {"path": "data/MOSI/Processed/aligned_50.pkl"}}
+    labelled = {"name": "mmsa", "params": {"path": "x/aligned_50.pkl", "label": "MOSI-bert"}}
+    assert DatasetSpec.model_validate(mosi).display == "MOSI/aligned_50"
+    assert DatasetSpec.model_validate(labelled).display == "MOSI-bert"
+    assert DatasetSpec().display == "synthetic"
+    assert DatasetSpec(name="synthetic_sims", params={"seed": 1}).display == "synthetic_sims"
+    suite = Suite.model_validate({"name": "x", "models": [{"name": "late_fusion"}],
+                                  "datasets": [mosi, labelled, {"name": "synthetic"}]})
+    trials = expand_trials(suite)
+    by_dataset = {t.dataset.display: t for t in trials if not t.is_reference}
+    assert set(by_dataset) == {"MOSI/aligned_50", "MOSI-bert", "synthetic"}
+    for display, t in by_dataset.items():
+        assert t.name == f"late_fusion/spectrum/{display}/seed0"
+        assert _row_base(t, "tid", "hash")["dataset"] == display
+        assert t.resolved()["dataset"] == t.dataset.model_dump(mode="json")  # identity: name and params only
+    refs = sorted(t.name for t in trials if t.is_reference)
+    assert refs == ["references/MOSI-bert", "references/MOSI/aligned_50", "references/synthetic"]
+    assert by_dataset["synthetic"].resolved()["dataset"] == {"name": "synthetic", "params": {}}
+
+
+def test_dataset_display_in_report_file_names() -> None:
+    from robustmsa.reports.build import file_part
+
+    assert file_part("MOSI/aligned_50") == "MOSI-aligned_50" and file_part("mmsa:x") == "mmsa-x"
+    assert file_part("synthetic_sims") == "synthetic_sims" and file_part("a.b-c") == "a.b-c"
