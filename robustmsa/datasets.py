@@ -39,12 +39,20 @@ def register_dataset(name: str, help: str, loader: Loader) -> Loader:
 
 
 def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
-    """Load dataset ``name`` (registry) with ``params``; unknown names list the close matches."""
+    """Load dataset ``name`` (registry) with ``params``; unknown names list the close matches.
+
+    ``params.label``, for any dataset, is its name in report tables (``DatasetSpec.display``), not a
+    loader argument: it is kept in ``info["label"]``.
+    """
     entry = DATASETS.get(name)
+    loader_params = {k: v for k, v in (params or {}).items() if k != "label"}
     try:
-        return entry.load(**(params or {}))
+        dataset = entry.load(**loader_params)
     except TypeError as e:
         raise DataError(f"dataset {name!r}: bad params {sorted(params or {})}: {e}") from None
+    if (params or {}).get("label") is not None:
+        dataset.info["label"] = str(params["label"])
+    return dataset
 
 
 def _synthetic(preset: str) -> Loader:
@@ -92,8 +100,8 @@ register_dataset(
     "suite's dataset)",
     _synthetic("trimodal"),
 )
-register_dataset("mmsa", "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite",
-                 _mmsa)
+register_dataset("mmsa", "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite, "
+                 "label (name in tables; default from the path, e.g. MOSI/aligned_50)", _mmsa)
 register_dataset(
     "synthetic_raw",
     "embedded raw-media benchmark (faces, voice, transcripts; 360/80/160 clips), features extracted; raw "

@@ -86,9 +86,9 @@ class TrialSpec:
     @property
     def name(self) -> str:
         if self.is_reference:
-            return f"references/{self.dataset.name}"
+            return f"references/{self.dataset.display}"
         cond = f"@{self.condition.label}" if self.condition else ""
-        return f"{self.model.display}/{self.regime.name}{cond}/{self.dataset.name}/seed{self.seed}"
+        return f"{self.model.display}/{self.regime.name}{cond}/{self.dataset.display}/seed{self.seed}"
 
     def training_run(self) -> TrainingRun:
         return TrainingRun(self.regime, self.training, self.seed, self.condition)

@@ -66,6 +66,17 @@ class DatasetSpec(_Strict):
     name: str = "synthetic"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def display(self) -> str:
+        """Name in tables and trial names: params.label, else an MMSA file's (MOSI/aligned_50), else name."""
+        if self.params.get("label"):
+            return str(self.params["label"])
+        if self.name == "mmsa" and self.params.get("path"):
+            from .data.mmsa import mmsa_label
+
+            return mmsa_label(self.params["path"])
+        return self.name
+
 
 class ModelSpec(_Strict):
     """A model by registry name with config overrides; ``label`` names it in tables."""

@@ -128,7 +128,7 @@ def _load_checked(spec: TrialSpec, data_hash: str | None) -> tuple[Any, str, Cor
 def _row_base(spec: TrialSpec, trial_id: str, data_hash: str) -> dict[str, Any]:
     return {
         "trial_id": trial_id, "suite": spec.suite, "suite_version": spec.suite_version,
-        "dataset": spec.dataset.name, "data_hash": data_hash, "model": spec.model.display,
+        "dataset": spec.dataset.display, "data_hash": data_hash, "model": spec.model.display,
         "model_name": spec.model.name, "regime": spec.regime.name,
         "regime_kind": "reference" if spec.is_reference else spec.regime.kind,
         "condition": json.dumps(spec.condition.spec(), sort_keys=True) if spec.condition else "",

@@ -76,8 +76,11 @@ def test_aligned_mosi_loads(tmp_path: Path) -> None:
         sp, r = ds[s], raw[s]
         assert sp.text.shape == (n, L, DT) and sp.text.dtype == np.float32
         assert sp.audio.shape == (n, 6, 5) and sp.vision.shape == (n, 6, 20)
-        assert sp.audio_mask.shape == (n, 6) and sp.audio_mask.all() and sp.vision_mask.all()
+        assert sp.audio_mask.shape == (n, 6)
         np.testing.assert_array_equal(sp.text_mask, r["text_bert"][:, 1] > 0.5)
+        # aligned, no length keys: audio and vision share the text's valid length (as MMSA)
+        np.testing.assert_array_equal(sp.audio_mask, sp.text_mask)
+        np.testing.assert_array_equal(sp.vision_mask, sp.text_mask)
         assert sp.text_ids is not None and sp.text_ids.dtype == np.int64
         np.testing.assert_array_equal(sp.text_ids, r["text_bert"][:, 0].astype(np.int64))
         np.testing.assert_array_equal(sp.labels, r["regression_labels"].astype(np.float32))
@@ -89,6 +92,7 @@ def test_aligned_mosi_loads(tmp_path: Path) -> None:
     assert info["dims"] == {"text": DT, "audio": 5, "vision": 20}
     assert info["variant"] == "mosi-a5-v20"
     assert info["sizes"] == SIZES and info["aligned"] is True
+    assert info["frame_masks"] == {"audio": "text_mask", "vision": "text_mask"}
     assert info["source"] == str(path.resolve())
     assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info["nonfinite"] == {} and info["generated_ids"] == []
@@ -554,3 +558,186 @@ def test_save_errors(tmp_path: Path) -> None:
     del ds.splits["test"]
     with pytest.raises(DataError, match="no split 'test'"):
         save_mmsa_pickle(ds, tmp_path / "x.pkl")
+
+
+# ------------------------------------------------------------------ aligned files without length keys
+
+
+def _padded_aligned_raw(seed: int = 3, t: int = 12) -> dict[str, dict[str, Any]]:
+    """An aligned_50-like file: every modality T frames, zero padding after the text's valid length,
+    no audio_lengths/vision_lengths (as the real aligned releases)."""
+    rng = np.random.default_rng(seed)
+    raw: dict[str, dict[str, Any]] = {}
+    for split, n in {"train": 40, "valid": 10, "test": 20}.items():
+        valid = rng.integers(3, t, n)  # every sample has padding
+        mask = (np.arange(t)[None, :] < valid[:, None]).astype(np.float64)
+        pad = mask[:, :, None]
+        raw[split] = {
+            "text": rng.normal(size=(n, t, DT)) * pad,
+            "text_bert": np.stack([rng.integers(1000, 2000, (n, t)) * mask, mask, np.zeros_like(mask)], axis=1),
+            "audio": rng.normal(size=(n, t, 5)) * pad,
+            "vision": rng.normal(size=(n, t, 20)) * pad,
+            "regression_labels": rng.uniform(-3, 3, n),
+            "id": np.array([f"{split}{i}$_$0" for i in range(n)], dtype=object),
+        }
+    return raw
+
+
+def _padding_frames_changed_by_noise(ds: MSADataset, padding: np.ndarray) -> tuple[int, int]:
+    """(padding frames, valid frames) of the test audio that ``noise`` at rho = 0.5 on audio changes."""
+    from robustmsa.corruption_context import CorruptionContext
+    from robustmsa.data.batch import split_to_batch
+
+    ctx = CorruptionContext(split_to_batch(ds["train"]).modalities())
+    test = split_to_batch(ds["test"])
+    clean = test.modalities()
+    out = ctx.corrupter("noise", 0).corrupt(clean, test.keys, {"audio": 0.5})
+    changed = (out["audio"].features != clean["audio"].features).any(-1).numpy()
+    return int((changed & padding).sum()), int((changed & ~padding).sum())
+
+
+def test_aligned_without_lengths_masks_from_text_as_mmsa(tmp_path: Path) -> None:
+    raw = _padded_aligned_raw()
+    ds = load_mmsa_pickle(write(tmp_path, raw, name="aligned_50.pkl"))
+    for s in SPLITS:
+        text_len = raw[s]["text_bert"][:, 1].sum(axis=1)  # MMSA: np.sum(text_bert[:, 1, :], axis=1)
+        want = np.arange(12)[None, :] < text_len[:, None]
+        np.testing.assert_array_equal(ds[s].audio_mask, want)
+        np.testing.assert_array_equal(ds[s].vision_mask, want)
+        np.testing.assert_array_equal(ds[s].text_mask, want)
+    info = ds.info
+    assert info["aligned"] is True
+    assert info["frame_masks"] == {"audio": "text_mask", "vision": "text_mask"}
+    assert "as MMSA does for aligned data" in info["frame_masks_from"]
+    assert "text_bert attention mask" in info["frame_masks_from"]
+    padding = raw["test"]["text_bert"][:, 1] < 0.5
+    assert padding.sum() > 50
+    changed_padding, changed_valid = _padding_frames_changed_by_noise(ds, padding)
+    assert changed_padding == 0 and changed_valid == (~padding).sum()
+
+
+def test_all_valid_masks_would_let_noise_into_padding(tmp_path: Path) -> None:
+    """The check above can fail: with every frame marked valid (the old reading of these files)
+    noise at rho = 0.5 changes every padding frame."""
+    raw = _padded_aligned_raw()
+    for s in SPLITS:
+        for key in ("audio_lengths", "vision_lengths"):
+            raw[s][key] = np.full(len(raw[s]["regression_labels"]), 12)
+    ds = load_mmsa_pickle(write(tmp_path, raw))
+    assert ds.info["aligned"] is False  # the lengths disagree with the text's
+    assert ds.info["frame_masks"] == {"audio": "lengths", "vision": "lengths"}
+    padding = raw["test"]["text_bert"][:, 1] < 0.5
+    assert _padding_frames_changed_by_noise(ds, padding)[0] == padding.sum()
+
+
+def test_aligned_detected_with_or_without_length_keys(tmp_path: Path) -> None:
+    raw = _padded_aligned_raw()
+    without = load_mmsa_pickle(write(tmp_path, raw, name="a.pkl"))
+    for s in SPLITS:
+        raw[s]["audio_lengths"] = raw[s]["text_bert"][:, 1].sum(axis=1).astype(np.int64)
+        raw[s]["vision_lengths"] = list(raw[s]["audio_lengths"])
+    with_keys = load_mmsa_pickle(write(tmp_path, raw, name="b.pkl"))
+    assert without.info["aligned"] is True and with_keys.info["aligned"] is True
+    assert with_keys.info["frame_masks"] == {"audio": "lengths", "vision": "lengths"}
+    assert with_keys.content_hash() == without.content_hash()
+    raw["valid"]["vision"] = raw["valid"]["vision"][:, :10]  # one split of another length: unaligned
+    assert load_mmsa_pickle(write(tmp_path, raw, name="c.pkl")).info["aligned"] is False
+
+
+def test_aligned_without_text_bert_or_lengths_keeps_every_frame(tmp_path: Path) -> None:
+    raw = _padded_aligned_raw()
+    for s in SPLITS:
+        del raw[s]["text_bert"]
+    ds = load_mmsa_pickle(write(tmp_path, raw))
+    assert ds.info["aligned"] is True and ds["test"].audio_mask.all() and ds["test"].vision_mask.all()
+    assert ds.info["frame_masks"] == {"audio": "all_valid", "vision": "all_valid"}
+    assert "no audio_lengths and no text_bert mask" in ds.info["frame_masks_from"]
+
+
+def test_aligned_export_round_trip_stays_aligned(tmp_path: Path) -> None:
+    from robustmsa.data.synthetic import SyntheticConfig, export_mmsa, generate_synthetic
+
+    ds = generate_synthetic(SyntheticConfig.from_preset("mosi", n_train=20, n_valid=10, n_test=10))
+    assert not ds["test"].audio_mask.all()  # padding present
+    export_mmsa(ds, tmp_path / "aligned_50.pkl")
+    back = load_mmsa_pickle(tmp_path / "aligned_50.pkl")
+    assert back.info["aligned"] is True
+    for s in SPLITS:
+        for m in ("text", "audio", "vision"):
+            np.testing.assert_array_equal(getattr(back[s], f"{m}_mask"), getattr(ds[s], f"{m}_mask"), err_msg=m)
+    # a file read without length keys, written and read again: same masks, still aligned
+    first = load_mmsa_pickle(write(tmp_path, _padded_aligned_raw()))
+    save_mmsa_pickle(first, tmp_path / "again.pkl")
+    again = load_mmsa_pickle(tmp_path / "again.pkl", name=first.name)
+    assert again.info["aligned"] is True and again.content_hash() == first.content_hash()
+
+
+def test_export_keeps_all_valid_masks_of_an_aligned_layout(tmp_path: Path) -> None:
+    """All-True audio/vision masks beside a padded text mask survive the round trip (the lengths
+    are written, so the loader does not take the text mask)."""
+    first = load_mmsa_pickle(write(tmp_path, _padded_aligned_raw()))
+    for s in SPLITS:
+        first.splits[s].audio_mask = np.ones_like(first[s].audio_mask)
+    save_mmsa_pickle(first, tmp_path / "out.pkl")
+    back = load_mmsa_pickle(tmp_path / "out.pkl")
+    assert back["test"].audio_mask.all() and back.content_hash() == first.content_hash()
+    assert back.info["aligned"] is False
+
+
+# ------------------------------------------------------------------ the dataset's name in tables
+
+
+@pytest.mark.parametrize(("path", "label"), [
+    ("data/MOSI/Processed/aligned_50.pkl", "MOSI/aligned_50"),
+    ("MOSEI/unaligned_50.pkl", "MOSEI/unaligned_50"),
+    ("/srv/SIMS/Processed/unaligned_39.pkl", "SIMS/unaligned_39"),
+    ("aligned_50.pkl", "mmsa:aligned_50"),
+    ("data/Processed/aligned_50.pkl", "mmsa:aligned_50"),
+])
+def test_mmsa_label_from_the_path(path: str, label: str) -> None:
+    assert mmsa.mmsa_label(path) == label
+
+
+def test_label_in_the_loader_report(tmp_path: Path) -> None:
+    from robustmsa.datasets import load_dataset
+
+    folder = tmp_path / "MOSI" / "Processed"
+    folder.mkdir(parents=True)
+    path = write(folder, make_raw(), name="aligned_50.pkl")
+    assert load_mmsa_pickle(path).info["label"] == "MOSI/aligned_50"
+    assert load_mmsa_pickle(path, label="mine").info["label"] == "mine"
+    ds = load_dataset("mmsa", {"path": str(path), "label": "MOSI-bert"})
+    assert ds.info["label"] == "MOSI-bert" and ds.name == "aligned_50"
+    assert ds.content_hash() == load_mmsa_pickle(path).content_hash()
+
+
+def test_dataset_display_names_rows_and_trials() -> None:
+    from robustmsa.plan import expand_trials
+    from robustmsa.suite import DatasetSpec, Suite
+    from robustmsa.trial import _row_base
+
+    mosi = {"name": "mmsa", "params": {"path": "data/MOSI/Processed/aligned_50.pkl"}}
+    labelled = {"name": "mmsa", "params": {"path": "x/aligned_50.pkl", "label": "MOSI-bert"}}
+    assert DatasetSpec.model_validate(mosi).display == "MOSI/aligned_50"
+    assert DatasetSpec.model_validate(labelled).display == "MOSI-bert"
+    assert DatasetSpec().display == "synthetic"
+    assert DatasetSpec(name="synthetic_sims", params={"seed": 1}).display == "synthetic_sims"
+    suite = Suite.model_validate({"name": "x", "models": [{"name": "late_fusion"}],
+                                  "datasets": [mosi, labelled, {"name": "synthetic"}]})
+    trials = expand_trials(suite)
+    by_dataset = {t.dataset.display: t for t in trials if not t.is_reference}
+    assert set(by_dataset) == {"MOSI/aligned_50", "MOSI-bert", "synthetic"}
+    for display, t in by_dataset.items():
+        assert t.name == f"late_fusion/spectrum/{display}/seed0"
+        assert _row_base(t, "tid", "hash")["dataset"] == display
+        assert t.resolved()["dataset"] == t.dataset.model_dump(mode="json")  # identity: name and params only
+    refs = sorted(t.name for t in trials if t.is_reference)
+    assert refs == ["references/MOSI-bert", "references/MOSI/aligned_50", "references/synthetic"]
+    assert by_dataset["synthetic"].resolved()["dataset"] == {"name": "synthetic", "params": {}}
+
+
+def test_dataset_display_in_report_file_names() -> None:
+    from robustmsa.reports.build import file_part
+
+    assert file_part("MOSI/aligned_50") == "MOSI-aligned_50" and file_part("mmsa:x") == "mmsa-x"
+    assert file_part("synthetic_sims") == "synthetic_sims" and file_part("a.b-c") == "a.b-c"

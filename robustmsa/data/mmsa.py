@@ -11,8 +11,14 @@ the expected shape), detects the feature dims and the known MOSI variants, handl
 values by an explicit policy and returns an :class:`~robustmsa.data.dataset.MSADataset`.
 :func:`save_mmsa_pickle` writes a dataset back in the same format, atomically.
 
-Masks: aligned MMSA files carry no ``audio_lengths``/``vision_lengths``; every frame of them is
-valid (all-True masks). Unaligned files give the number of valid leading frames per sample.
+Masks: unaligned files give the number of valid leading frames per sample (``audio_lengths``,
+``vision_lengths``). Aligned files (the ``aligned_50`` releases) carry no length keys: as MMSA does
+for aligned data (``MMSA/data_loader.py``, ``MMDataset.__init_mosi``: ``audio_lengths =
+vision_lengths = np.sum(text_bert[:, 1, :], axis=1)``), audio and vision then share the text's valid
+length, the sum of the ``text_bert`` attention mask, so their padding frames are masked out. A
+file is aligned when text, audio and vision have the same length in every split and any length
+key it carries equals the text's valid lengths (``info["aligned"]``); where each audio/vision
+mask came from is in ``info["frame_masks"]`` and, in words, ``info["frame_masks_from"]``.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ __all__ = [
     "NONFINITE_POLICIES",
     "METRIC_FAMILIES",
     "KNOWN_VARIANTS",
+    "mmsa_label",
 ]
 
 NONFINITE_POLICIES = ("report", "zero", "error")
@@ -467,13 +474,46 @@ def _frame_mask(lengths: np.ndarray | None, n: int, t: int) -> tuple[np.ndarray,
     return mask, int((clamped != lengths).sum())
 
 
-def _build_split(split: str, a: dict[str, np.ndarray]) -> tuple[Split, dict[str, Any]]:
+def _text_lengths(a: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Valid text tokens per sample, the sum of the ``text_bert`` attention mask (as MMSA); None without it."""
+    tb = a.get("text_bert")
+    return None if tb is None else (tb[:, 1] > 0.5).sum(axis=1).astype(np.int64)
+
+
+def _split_aligned(a: dict[str, np.ndarray]) -> bool:
+    """Text, audio and vision of the same length, and any length key equal to the text's valid lengths
+    (to each other without ``text_bert``): the aligned layout, with or without length keys."""
+    length = a["text"].shape[1]
+    if a["audio"].shape[1] != length or a["vision"].shape[1] != length:
+        return False
+    given = [a[k] for k in _LENGTH_KEYS if k in a]
+    reference = _text_lengths(a)
+    if reference is None:
+        reference = given[0] if given else None
+    return all(np.array_equal(g, reference) for g in given)
+
+
+#: info["frame_masks"] values: where an audio/vision mask came from
+MASK_FROM_LENGTHS, MASK_FROM_TEXT, MASK_ALL_VALID = "lengths", "text_mask", "all_valid"
+
+
+def _frame_lengths(a: dict[str, np.ndarray], key: str, aligned: bool) -> tuple[np.ndarray | None, str]:
+    """The lengths behind one audio/vision mask and their source: the length key, else (aligned) the
+    text's valid lengths, else None (every frame valid)."""
+    if key in a:
+        return a[key], MASK_FROM_LENGTHS
+    text = _text_lengths(a) if aligned else None
+    return (text, MASK_FROM_TEXT) if text is not None else (None, MASK_ALL_VALID)
+
+
+def _build_split(split: str, a: dict[str, np.ndarray], aligned: bool) -> tuple[Split, dict[str, Any]]:
     """A :class:`Split` from validated arrays, and facts about it for ``info``."""
     n, length = a["text"].shape[:2]
-    facts: dict[str, Any] = {"clamped_lengths": {}, "generated_ids": False}
+    facts: dict[str, Any] = {"clamped_lengths": {}, "generated_ids": False, "frame_masks": {}}
     masks = {}
     for key, modality in _LENGTH_KEYS.items():
-        masks[modality], clamped = _frame_mask(a.get(key), n, a[modality].shape[1])
+        lengths, facts["frame_masks"][modality] = _frame_lengths(a, key, aligned)
+        masks[modality], clamped = _frame_mask(lengths, n, a[modality].shape[1])
         if clamped:
             facts["clamped_lengths"][key] = clamped
     tb = a.get("text_bert")
@@ -519,10 +559,69 @@ def _check_option(value: Any, allowed: tuple[str, ...], what: str) -> None:
         )
 
 
+#: folder names that say nothing about which dataset a file holds (skipped by :func:`mmsa_label`)
+_GENERIC_FOLDERS = frozenset({"processed", "data", "features", "feature", "feats", "pkl", "pickles", "mmsa"})
+
+
+def mmsa_label(path: str | os.PathLike[str]) -> str:
+    """The name of an MMSA file in report tables: its dataset folder and stem.
+
+    The folder is the nearest of the file's two parent folders not named like ``Processed``,
+    ``data`` or ``features``: ``data/MOSI/Processed/aligned_50.pkl`` -> ``MOSI/aligned_50``,
+    ``SIMS/unaligned_39.pkl`` -> ``SIMS/unaligned_39``; without one, ``mmsa:<stem>``
+    (``aligned_50.pkl`` -> ``mmsa:aligned_50``). Computed from the path as written, no file read.
+    """
+    p = Path(path)
+    for folder in reversed(p.parent.parts[-2:]):
+        if folder.lower() not in _GENERIC_FOLDERS and folder not in ("", ".", "..", p.anchor):
+            return f"{folder}/{p.stem}"
+    return f"mmsa:{p.stem}"
+
+
+def _merged(facts: dict[str, dict[str, Any]], key: str) -> dict[str, str]:
+    """Per modality, the split facts' ``key`` value, or ``split=value`` pairs where the splits differ."""
+    out: dict[str, str] = {}
+    for m in _LENGTH_KEYS.values():
+        found = {s: facts[s][key][m] for s in SPLITS}
+        values = set(found.values())
+        out[m] = values.pop() if len(values) == 1 else ", ".join(f"{s}={v}" for s, v in found.items())
+    return out
+
+
+def _masks_from(frame_masks: dict[str, str]) -> str:
+    """``info["frame_masks_from"]``: the audio/vision mask sources in words."""
+    words = {
+        MASK_FROM_LENGTHS: "the file's {m}_lengths",
+        MASK_FROM_TEXT: "the text mask (aligned file without {m}_lengths: as MMSA does for aligned data, "
+        "{m} shares the text's valid length, the sum of the text_bert attention mask)",
+        MASK_ALL_VALID: "every frame valid (no {m}_lengths and no text_bert mask to take them from)",
+    }
+    return "; ".join(f"{m}: {words.get(src, src).format(m=m)}" for m, src in frame_masks.items())
+
+
+def _file_info(p: Path, data: dict[str, dict[str, np.ndarray]], dims: dict[str, int],
+               facts: dict[str, dict[str, Any]], aligned: bool) -> dict[str, Any]:
+    """The provenance and layout part of ``info``."""
+    frame_masks = _merged(facts, "frame_masks")
+    return {
+        "format": "mmsa-pickle",
+        "source": str(p.resolve()),
+        "sha256": _file_sha256(p),
+        "sizes": {s: int(data[s]["text"].shape[0]) for s in SPLITS},
+        "lengths": {s: {m: int(data[s][m].shape[1]) for m in ("text", "audio", "vision")} for s in SPLITS},
+        "dims": dims,
+        "variant": KNOWN_VARIANTS.get((dims["audio"], dims["vision"]), "unknown"),
+        "aligned": aligned,
+        "frame_masks": frame_masks,
+        "frame_masks_from": _masks_from(frame_masks),
+    }
+
+
 def load_mmsa_pickle(
     path: str | os.PathLike[str],
     *,
     name: str | None = None,
+    label: str | None = None,
     metric_family: str | None = None,
     nonfinite: str = "report",
 ) -> MSADataset:
@@ -534,7 +633,10 @@ def load_mmsa_pickle(
     metric_family: "mosi" or "sims"; when None, "sims" if ``regression_labels_T`` exists or all
     labels lie in [-1, 1] and the name or path contains "sims", else "mosi" (reason in
     ``info["metric_family_from"]``). label_range follows: (-1, 1) for sims, (-3, 3) for mosi.
-    name: defaults to the file stem. Errors are :class:`DataError` naming the file, split and key.
+    name: defaults to the file stem. label: the name in report tables, ``info["label"]``
+    (default :func:`mmsa_label`, e.g. ``MOSI/aligned_50``). Aligned files without length keys get
+    audio/vision masks from the text mask, as MMSA does (module docstring; ``info["aligned"]``,
+    ``info["frame_masks"]``). Errors are :class:`DataError` naming the file, split and key.
     """
     _check_option(nonfinite, NONFINITE_POLICIES, "nonfinite")
     if metric_family is not None:
@@ -549,21 +651,16 @@ def load_mmsa_pickle(
         ignored.update(skipped)
     dims = _check_dims(file, data)
     report = _handle_nonfinite(file, data, nonfinite)
+    aligned = all(_split_aligned(data[s]) for s in SPLITS)
     splits: dict[str, Split] = {}
     facts: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
-        splits[split], facts[split] = _build_split(split, data[split])
+        splits[split], facts[split] = _build_split(split, data[split], aligned)
     ds_name = name if name is not None else p.stem
     family, why = _metric_family(metric_family, splits, ds_name, str(path))
     info: dict[str, Any] = {
-        "format": "mmsa-pickle",
-        "source": str(p.resolve()),
-        "sha256": _file_sha256(p),
-        "sizes": {s: len(splits[s]) for s in SPLITS},
-        "lengths": {s: {m: int(data[s][m].shape[1]) for m in ("text", "audio", "vision")} for s in SPLITS},
-        "dims": dims,
-        "variant": KNOWN_VARIANTS.get((dims["audio"], dims["vision"]), "unknown"),
-        "aligned": not any(k in data[s] for s in SPLITS for k in _LENGTH_KEYS),
+        "label": label if label is not None else mmsa_label(path),
+        **_file_info(p, data, dims, facts, aligned),
         "metric_family_from": why,
         "nonfinite_policy": nonfinite,
         "nonfinite": report,
@@ -580,11 +677,10 @@ def load_mmsa_pickle(
 # --------------------------------------------------------------------------------------------
 
 
-def _prefix_lengths(split: str, modality: str, s: Split) -> np.ndarray | None:
-    """Valid-frame counts of a prefix mask; None when every frame is valid."""
+def _prefix_lengths(split: str, modality: str, s: Split) -> np.ndarray:
+    """Valid-frame counts of a prefix mask (written even when every frame is valid: without them the
+    loader would take an aligned file's masks from the text mask)."""
     mask = np.asarray(getattr(s, f"{modality}_mask"), dtype=bool)
-    if mask.all():
-        return None
     lengths = mask.sum(axis=1)
     prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
     bad = np.flatnonzero((prefix != mask).any(axis=1))
@@ -620,9 +716,7 @@ def _split_payload(split: str, s: Split) -> dict[str, np.ndarray]:
         "id": _strings(s.ids),
     }
     for modality in ("audio", "vision"):
-        lengths = _prefix_lengths(split, modality, s)
-        if lengths is not None:
-            out[f"{modality}_lengths"] = lengths
+        out[f"{modality}_lengths"] = _prefix_lengths(split, modality, s)
     for m, labels in sorted(s.unimodal_labels.items()):
         out[f"regression_labels_{m}"] = np.asarray(labels, dtype=np.float32)
     for k, clue in sorted(s.clues.items()):
@@ -659,9 +753,10 @@ def save_mmsa_pickle(dataset: MSADataset, path: str | os.PathLike[str]) -> None:
     """Write ``dataset`` as an MMSA feature pickle (protocol 4), atomically.
 
     Per split: text, text_bert (ids, mask, zero segment ids; zero ids when ``text_ids`` is None),
-    audio, vision, regression_labels, id, and when present audio_lengths/vision_lengths (only for
-    masks that are not all True; they must be prefix masks), regression_labels_<T|A|V>,
-    clues_<modality> and raw_text. :func:`load_mmsa_pickle` reads every one of them back.
+    audio, vision, regression_labels, id, audio_lengths/vision_lengths (always: the masks must be
+    prefix masks, and an aligned file read back keeps its masks and is reported aligned), and when
+    present regression_labels_<T|A|V>, clues_<modality> and raw_text. :func:`load_mmsa_pickle`
+    reads every one of them back.
     """
     missing = [s for s in SPLITS if s not in dataset.splits]
     if missing:

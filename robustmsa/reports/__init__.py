@@ -70,7 +70,7 @@ def collect_rows(suite: Any) -> pd.DataFrame:
 
 def suite_cells(suite: Any) -> set[tuple]:
     """The (dataset, model, regime, condition, seed) cells of the suite as defined now (no data loaded)."""
-    return {(t.dataset.name, t.model.display, t.regime.name,
+    return {(t.dataset.display, t.model.display, t.regime.name,
              json.dumps(t.condition.spec(), sort_keys=True) if t.condition else "", t.seed)
             for t in expand_trials(suite)}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -108,8 +109,14 @@ def _prov(ctx: Context, rows: Sequence[Row]) -> Provenance:
     return ctx.data.provenance({t for r in rows for t in r.trial_ids})
 
 
+def file_part(name: str) -> str:
+    """``name`` usable in a file name (a dataset like ``MOSI/aligned_50``): runs of other characters
+    than letters, digits, ``.``, ``_`` and ``-`` become ``-``."""
+    return re.sub(r"[^\w.-]+", "-", name)
+
+
 def _suffix(ctx: Context, multi: bool) -> tuple[str, str]:
-    return (f"_{ctx.dataset}", f" ({ctx.dataset})") if multi else ("", "")
+    return (f"_{file_part(ctx.dataset)}", f" ({ctx.dataset})") if multi else ("", "")
 
 
 ACC_NOTE = ("Acc-2 and F1: Has0 = negative vs non-negative over all samples, Non0 = negative vs positive "

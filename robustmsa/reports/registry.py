@@ -23,7 +23,7 @@ import numpy as np
 
 from corruptions.registry import DuplicateNameError, Registry
 
-from .build import Settings, Variant, quality_pairs
+from .build import Settings, Variant, file_part, quality_pairs
 from .core import Context, SigRecord
 from .figures import Drawn, Styles
 from .tables import Table
@@ -72,7 +72,7 @@ class DatasetReport:
     @property
     def suffix(self) -> str:
         """File-name suffix: ``_<dataset>`` with several datasets, else empty."""
-        return f"_{self.ctx.dataset}" if self.multi else ""
+        return f"_{file_part(self.ctx.dataset)}" if self.multi else ""
 
     @property
     def title_suffix(self) -> str:
