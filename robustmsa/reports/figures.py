@@ -222,6 +222,14 @@ def product_sweeps(ctx: Context) -> list[tuple[str, str, tuple[str, str]]]:
     return sorted(out)
 
 
+def _heatmap_caption(metric: str, fam: str, a: str, b: str) -> str:
+    info = METRIC_INFO[metric]
+    return (f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better) over the product grid of the "
+            f"{fam} corruption on {a} and {b} (ρ of {a} across, of {b} upwards; 0 = absent, 1 = clean; the third "
+            "modality clean), one panel per model and training regime, mean over seeds; one colour scale for all "
+            "panels.")
+
+
 def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path, bytes], None],
                     suffix: str = "") -> list[Drawn]:
     plt = _plt()
@@ -279,11 +287,7 @@ def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path,
             cb.set_label(f"{info.label} {arrow}")
             fig.suptitle(f"{fam}: {a} × {b}", fontsize=8)
             stem = f"heatmap_{fam}_{a}-{b}{suffix}"
-            caption = (f"{info.label} ({'higher' if info.higher_is_better else 'lower'} is better) over the product "
-                       f"grid of the {fam} corruption on {a} and {b} (ρ of {a} across, of {b} upwards; 0 = absent, "
-                       "1 = clean; the third modality clean), one panel per model and training regime, mean over "
-                       "seeds; one colour scale for all panels.")
-            drawn.append(Drawn(stem, caption, tuple(save_figure(fig, out, stem, write)),
+            drawn.append(Drawn(stem, _heatmap_caption(metric, fam, a, b), tuple(save_figure(fig, out, stem, write)),
                                f"{info.label} over the {a} x {b} grid: {fam}"))
             plt.close(fig)
     return drawn
