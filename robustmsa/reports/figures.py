@@ -230,6 +230,19 @@ def _heatmap_caption(metric: str, fam: str, a: str, b: str) -> str:
             "panels.")
 
 
+def _product_grids(sub: pd.DataFrame, ents: list[Entity], mods: tuple[str, str], xs: list[float],
+                   ys: list[float]) -> list[tuple[Entity, np.ndarray]]:
+    """Per entity, the metric (mean over seeds) on the product grid: rows = rho of ``mods[1]``."""
+    a, b = mods
+    grids = []
+    for e in ents:
+        g = sub[sub["trial_id"].isin(e.trial_ids)]
+        if not g.empty:
+            m = g.groupby([f"rho_{b}", f"rho_{a}"])["value"].mean()
+            grids.append((e, np.array([[m.get((y, x), np.nan) for x in xs] for y in ys])))
+    return grids
+
+
 def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path, bytes], None],
                     suffix: str = "") -> list[Drawn]:
     plt = _plt()
@@ -242,14 +255,7 @@ def heatmap_figures(ctx: Context, metric: str, out: Path, write: Callable[[Path,
         sub = r[(r["family"] == fam) & (r["sweep"] == sw)]
         xs = sorted(set(sub[f"rho_{a}"].astype(float)))
         ys = sorted(set(sub[f"rho_{b}"].astype(float)))
-        grids = []
-        for e in ents:
-            g = sub[sub["trial_id"].isin(e.trial_ids)]
-            if g.empty:
-                continue
-            m = g.groupby([f"rho_{b}", f"rho_{a}"])["value"].mean()
-            grid = np.array([[m.get((y, x), np.nan) for x in xs] for y in ys])
-            grids.append((e, grid))
+        grids = _product_grids(sub, ents, (a, b), xs, ys)
         if not grids:
             continue
         vmin = np.nanmin([np.nanmin(g) for _, g in grids]) if any(np.isfinite(g).any() for _, g in grids) else 0.0
