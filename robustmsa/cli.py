@@ -82,6 +82,9 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
               f"supports of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
     out.print(f"  estimated cost: at most {cost.sample_passes:,} sample passes (epochs x train x 2 for training and "
               f"validation, grid points x test for evaluation)")
+    from .estimate import estimate_wall_time
+
+    out.print(f"  estimated wall time: {estimate_wall_time(suite, planned).text()}", markup=False, highlight=False)
     for p in planned:
         out.print(f"  - {p.spec.name}  [dim]{p.trial_id}[/dim]")
     return 0

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("robustmsa.training", "robustmsa.references"),
     ("robustmsa.tracking",),
     ("robustmsa.reports",),
-    ("robustmsa.trial",),
+    ("robustmsa.trial", "robustmsa.estimate"),
     ("robustmsa.runner",),
     ("robustmsa.cli", "robustmsa.__main__"),
 ]

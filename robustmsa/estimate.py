@@ -1,0 +1,155 @@
+"""How long a suite will take on this machine, and how much of it a rerun reuses.
+
+``robustmsa validate`` prints it. A trial's time comes, in order of preference, from the store
+(the median ``info/total_seconds`` of finished trials of the same model, regime kind, dataset
+and epochs, from any suite of the experiment) or from a short calibration: a few timed training
+steps and one timed forward pass of each model on its dataset, scaled by the trial's sample passes
+(training epochs x train split, validation grids, evaluation grid x evaluated split). Early
+stopping only shortens a trial, so calibrated times are upper bounds. The wall time divides the
+trials over the parallel slots of this machine (cores / ``resources.cpus_per_trial``, at most
+``runner.max_concurrent``).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data.batch import batches, split_to_batch
+from .datasets import load_dataset
+from .evaluation import predict
+from .models import create_model
+from .plan import PlannedTrial, validation_grid
+from .suite import Suite
+from .tracking import Tracker
+
+__all__ = ["WallTime", "estimate_wall_time", "parallel_slots"]
+
+#: seconds a run spends outside its trials (Ray start, planning); the report is measured apart
+OVERHEAD_S = 8.0
+
+
+@dataclass(frozen=True)
+class WallTime:
+    """The estimate: seconds of wall time for the trials to run, and where each trial's time came from."""
+
+    seconds: float
+    to_run: int
+    reused: int
+    slots: int
+    from_store: int
+    calibrated: int
+    untimed: int = 0
+
+    def text(self) -> str:
+        how = [f"{self.from_store} timed from finished trials in the store"] if self.from_store else []
+        how += [f"{self.calibrated} from a short calibration (an upper bound)"] if self.calibrated else []
+        how += [f"{self.untimed} reference trial(s) not timed: no record yet"] if self.untimed else []
+        return (f"about {_duration(self.seconds)} on this machine for {self.to_run} trial(s) over {self.slots} "
+                f"parallel slot(s) ({'; '.join(how) or 'nothing to run'}); a rerun reuses {self.reused} finished "
+                "trial(s)")
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s} s" if s < 90 else f"{s // 60} min {s % 60:02d} s"
+
+
+def parallel_slots(suite: Suite) -> int:
+    """Trials that run at once on this machine (local Ray: one per ``cpus_per_trial`` cores)."""
+    if suite.runner.backend == "local" and not suite.runner.ray_address:
+        return 1
+    slots = max(1, int((os.cpu_count() or 1) // max(suite.resources.cpus_per_trial, 1e-9)))
+    return min(slots, suite.runner.max_concurrent or slots)
+
+
+def _store(suite: Suite) -> Tracker | None:
+    """The suite's experiment for reading, without creating a store that is not there."""
+    uri = suite.tracking.uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    return Tracker.existing(uri, suite.experiment)
+
+
+def _recorded(store: Tracker | None) -> dict[tuple[str, str, str, str], list[float]]:
+    """(model, regime kind, dataset, epochs) -> total seconds of the finished trials in the store."""
+    out: dict[tuple[str, str, str, str], list[float]] = {}
+    for r in store.finished_trial_runs() if store else []:
+        secs = r.metrics.get("info/total_seconds")
+        key = (r.params.get("model.name", ""), r.params.get("regime.kind", ""), r.params.get("dataset.name", ""),
+               r.params.get("training.epochs", ""))
+        if secs is not None and key[0]:
+            out.setdefault(key, []).append(float(secs))
+    return out
+
+
+def _key(p: PlannedTrial) -> tuple[str, str, str, str]:
+    s = p.spec
+    return (s.model.name, s.regime.kind, s.dataset.name, str(s.training.epochs))
+
+
+def _calibrate(p: PlannedTrial, threads: int) -> float:
+    """Upper-bound seconds of one trial from timed training steps and a timed forward pass."""
+    spec = p.spec
+    ds = load_dataset(spec.dataset.name, spec.dataset.params)
+    train, test = split_to_batch(ds["train"]), split_to_batch(ds[spec.evaluation.split])
+    model = create_model(spec.model.name, dims=ds.dims, lengths=ds.lengths, seed=0, **spec.model.overrides)
+    model.fit_inputs(train)
+    opt = torch.optim.AdamW(model.param_groups(1e-4, 0.0))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        steps, seen, t0 = 0, 0, 0.0
+        for b in batches(train, spec.training.batch_size, shuffle_seed=0):
+            if steps == 1:
+                t0, seen = time.perf_counter(), 0  # the first step warms up
+            loss = model(b)["pred"].abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen, steps = seen + len(b), steps + 1
+            if steps >= 6:
+                break
+        per_train = (time.perf_counter() - t0) / max(seen, 1)
+        n = min(len(test), 512)
+        t1 = time.perf_counter()
+        predict(model, test.slice(0, n), spec.evaluation.batch_size, torch.device("cpu"))
+        per_eval = (time.perf_counter() - t1) / max(n, 1)
+    finally:
+        torch.set_num_threads(old)
+    vg = validation_grid(spec.regime)
+    valid_points = (vg.points() + 1) if vg else 1
+    epochs = spec.training.epochs
+    return (epochs * len(ds["train"]) * per_train + epochs * valid_points * len(ds["valid"]) * per_eval
+            + spec.evaluation.points() * len(test) * per_eval)
+
+
+def estimate_wall_time(suite: Suite, planned: list[PlannedTrial]) -> WallTime:
+    """Seconds until the suite's trials are done on this machine (the report excluded)."""
+    store = _store(suite)
+    done = set(store.completed_trials()) if store else set()
+    todo = [p for p in planned if p.trial_id not in done]
+    recorded = _recorded(store)
+    threads = max(1, int(suite.resources.cpus_per_trial))
+    calibrated: dict[tuple[str, str, str, str], float] = {}
+    total, counts = 0.0, {"store": 0, "calibrated": 0, "untimed": 0}
+    for p in todo:
+        key = _key(p)
+        if key in recorded:
+            total += statistics.median(recorded[key])
+            counts["store"] += 1
+        elif p.spec.is_reference:  # the oracle and probes: timed only from the store (they run beside the models)
+            counts["untimed"] += 1
+        else:
+            if key not in calibrated:
+                calibrated[key] = _calibrate(p, threads)
+            total += calibrated[key]
+            counts["calibrated"] += 1
+    slots = parallel_slots(suite)
+    seconds = (total / min(slots, max(len(todo), 1)) + OVERHEAD_S) if todo else 0.0
+    return WallTime(seconds, len(todo), len(planned) - len(todo), slots, counts["store"], counts["calibrated"],
+                    counts["untimed"])
