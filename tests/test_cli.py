@@ -130,3 +130,40 @@ def test_ls_corruptions_fits_a_narrow_terminal() -> None:
     assert max(len(line) for line in tables) <= 80 and "docs/corruptions.md" in note
     text = "\n".join(tables)
     assert "4.77" in text and "snr" in text and "…" not in text
+
+
+BAD_INPUT = {  # argv -> what <where> must name (the file, key, dataset or argument at fault)
+    "model config key": (["validate", "{smoke}", "models=[{{name: qa_moe, overrides: {{hiddn: 3}}}}]"],
+                         "smoke.yaml", "models.0.overrides.hiddn"),
+    "model config value": (["validate", "{smoke}", "models=[{{name: late_fusion, overrides: {{dropout: 3}}}}]"],
+                           "smoke.yaml", "models.0.overrides.dropout"),
+    "suite key": (["validate", "{smoke}", "training.epochz=3"], "smoke.yaml", "training.epochz"),
+    "suite name": (["validate", "{smoke}", "models=[{{name: qa_mo}}]"], "smoke.yaml", "models.0.name"),
+    "suite file": (["validate", "{tmp}/missing.yaml"], "missing.yaml", ""),
+    "override": (["validate", "{smoke}", "oops"], "override 'oops'", ""),
+    "dataset param": (["validate", "{smoke}", "datasets=[{{name: synthetic_trimodal, params: {{n_trin: 3}}}}]"],
+                      "dataset 'synthetic_trimodal'", "n_trin"),
+    "dataset file": (["validate", "{smoke}", "datasets=[{{name: mmsa, params: {{path: {tmp}/x.pkl}}}}]"],
+                     "dataset 'mmsa'", "x.pkl"),
+    "dataset path": (["validate", "{smoke}", "datasets=[{{name: mmsa}}]"], "dataset 'mmsa'", "params.path"),
+    "subcommand choice": (["ls", "modls"], "robustmsa ls", "what"),
+    "unknown flag": (["validate", "{smoke}", "--bogus"], "robustmsa validate", "--bogus"),
+    "unknown command": (["bogus"], "robustmsa", "COMMAND"),
+    "missing argument": (["run"], "robustmsa run", "suite"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_every_error_starts_with_where(case: str, repo: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``error: <where>: <what>``: <where> names the file, key, dataset or argument; exit 2, no traceback."""
+    import re
+
+    argv, where, detail = BAD_INPUT[case]
+    argv = [a.format(smoke=repo / "suites" / "smoke.yaml", tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("error"))
+    m = re.match(r"error: (?P<where>[^:]+): \S", line)
+    assert m, line
+    assert where in m["where"] and detail in line and "Traceback" not in err
