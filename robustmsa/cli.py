@@ -26,7 +26,7 @@ from rich.table import Table
 
 from corruptions.registry import UnknownNameError
 
-from . import __version__
+from ._version import __version__
 from .errors import RobustMSAError
 
 __all__ = ["main", "build_parser"]
