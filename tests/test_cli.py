@@ -167,3 +167,16 @@ def test_every_error_starts_with_where(case: str, repo: Path, tmp_path: Path,
     m = re.match(r"error: (?P<where>[^:]+): \S", line)
     assert m, line
     assert where in m["where"] and detail in line and "Traceback" not in err
+
+
+def test_an_unknown_registry_name_names_itself() -> None:
+    """A registry lookup that fails outside suite validation still prints ``error: <kind> '<name>': ...``."""
+    from rich.console import Console
+
+    from corruptions.registry import UnknownNameError
+    from robustmsa.cli import _report_error
+
+    err = Console(width=200, color_system=None)
+    with err.capture() as cap:
+        assert _report_error(err, UnknownNameError("dataset", "synthetik", ["synthetic", "mmsa"])) == 2
+    assert cap.get().startswith("error: dataset 'synthetik': unknown dataset 'synthetik' (did you mean synthetic?)")
