@@ -4,8 +4,11 @@
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...]
+    robustmsa --version
 
-Errors caused by input print one line and a hint (exit 2); ``--debug`` shows the traceback.
+Errors caused by input print ``error: <where>: <what>`` (``<where>`` the file, key, dataset or
+argument at fault) and a hint, exit 2; ``--debug`` (before or after the subcommand) shows the
+traceback instead.
 """
 from __future__ import annotations
 
@@ -14,36 +17,60 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from corruptions.registry import UnknownNameError
 
+from ._version import __version__
 from .errors import RobustMSAError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 LS_WHAT = ("models", "corruptions", "datasets", "suites")
+_SUITE_HELP = "suite file (YAML), e.g. suites/smoke.yaml; `robustmsa ls suites` lists them"
+_OVERRIDES_HELP = "key=value overrides with dotted keys and YAML values, e.g. training.epochs=3 seeds=[0]"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robustmsa", description="Robustness evaluation for multimodal sentiment analysis")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a suite (trains each model once, evaluates the whole spectrum)")
-    r.add_argument("suite")
-    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=3 seeds=[0]")
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error format: ``error: <command>: <message>`` after the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def _suite_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("suite", help=_SUITE_HELP)
+    sp.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser: ``--debug`` is accepted before and after the subcommand."""
+    p = _Parser(prog="robustmsa", description="Robustness evaluation for multimodal sentiment analysis")
+    p.add_argument("--version", action="version", version=f"robustmsa {__version__}",
+                   help="print the version and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    common = argparse.ArgumentParser(add_help=False)  # the subcommands' copy leaves the top-level value alone
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    r = sub.add_parser("run", parents=[common], help="run a suite (trains each model once, evaluates the whole spectrum)")
+    _suite_args(r)
     r.add_argument("--ray-address", help="join an existing Ray cluster (e.g. 127.0.0.1:6379)")
     r.add_argument("--backend", choices=("ray", "local"), help="override runner.backend")
     r.add_argument("--no-report", action="store_true", help="skip writing the report")
-    v = sub.add_parser("validate", help="validate a suite and print its expanded grid")
-    v.add_argument("suite")
-    v.add_argument("overrides", nargs="*")
-    ls = sub.add_parser("ls", help="list registered models, corruptions, datasets or suites")
-    ls.add_argument("what", choices=LS_WHAT)
-    rp = sub.add_parser("report", help="write tables and figures of a suite from the tracking store")
-    rp.add_argument("suite")
-    rp.add_argument("overrides", nargs="*")
+    v = sub.add_parser("validate", parents=[common], help="validate a suite and print its expanded grid")
+    _suite_args(v)
+    ls = sub.add_parser("ls", parents=[common], help="list registered models, corruptions, datasets or suites")
+    ls.add_argument("what", choices=LS_WHAT, help="what to list: " + ", ".join(LS_WHAT))
+    rp = sub.add_parser("report", parents=[common],
+                        help="write tables and figures of a suite from the tracking store")
+    _suite_args(rp)
     return p
 
 
@@ -97,9 +124,14 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
         for n in MODELS.names():
             out.print(n)
     elif args.what == "corruptions":
-        from corruptions.catalogue import catalogue_markdown
-
-        out.print(catalogue_markdown(), markup=False)
+        (table,) = _corruption_tables(split=False)
+        width = Console(width=1000).measure(table).maximum
+        if not out.is_terminal:  # piped: as wide as the table needs, not the default 80 columns
+            out = Console(soft_wrap=True, width=max(out.width, width))
+        for t in [table] if width <= out.width else _corruption_tables(split=True):
+            out.print(t)
+        out.print("rho = 1 is the clean input, rho = 0 the modality absent; the mapping of each family and what "
+                  "rho = 0 means: docs/corruptions.md (python -m corruptions.catalogue)", markup=False, highlight=False)
     elif args.what == "datasets":
         from .datasets import DATASETS
 
@@ -112,6 +144,31 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _corruption_tables(split: bool) -> list[Table]:
+    """The corruption catalogue as terminal tables: what each family's parameter is, and its value
+    at each reliability; one table, or (``split``, for a narrow terminal) two."""
+    from corruptions.catalogue import CATALOGUE_LEVELS, catalogue_rows
+
+    rows = catalogue_rows()
+    levels = [f"rho={rho:g}" for rho in CATALOGUE_LEVELS]
+    about = ["version", "level", "modalities", "parameter", "unit"]
+    parts = [about, levels] if split else [about + levels]
+    titles = ["Corruption families", "Their parameter at each reliability rho"] if split else [
+        "Corruption families: the physical parameter at each reliability rho"]
+    tables = []
+    for title, cols in zip(titles, parts):
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("family", no_wrap=True)
+        for col in cols:
+            numeric = col in levels or col == "version"
+            table.add_column(col.removeprefix("rho=") if col in levels else col, no_wrap=numeric,
+                             justify="right" if numeric else "left", overflow="fold")
+        for r in rows:
+            table.add_row(*(escape(str(r[c])) for c in ("name", *cols)))
+        tables.append(table)
+    return tables
+
+
 def _cmd_report(args: argparse.Namespace, out: Console) -> int:
     from .reports import write_report
     from .suite import load_suite
@@ -122,32 +179,50 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
     return 0 if paths else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    parser = _parser()
+def _report_error(err: Console, e: Exception) -> int:
+    """Print an input error as ``error: <where>: <what>`` (and its hint); the exit code 2."""
+    if isinstance(e, UnknownNameError):
+        text = f"{e.kind} {e.name!r}: {e.message}"
+    else:
+        text = str(e)
+    err.print(f"error: {text}", markup=False, highlight=False)
+    hint = getattr(e, "hint", None)
+    if hint:
+        err.print(f"hint: {hint}", markup=False, highlight=False)
+    return 2
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; overrides may follow the options (``run S --backend local seeds=[0]``)."""
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
     if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        where = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
+        parser.print_usage(sys.stderr)
+        parser.exit(2, f"error: {where}: unrecognized argument(s): {' '.join(stray)}\n")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    return args
+
+
+COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        args = _parse(build_parser(), argv)
+    except SystemExit as e:  # --help, --version and usage errors: argparse has printed them
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     try:
-        return {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report}[args.command](
-            args, out)
-    except RobustMSAError as e:
+        return COMMANDS[args.command](args, out)
+    except (RobustMSAError, UnknownNameError) as e:  # input errors; any other KeyError is a bug and raises
         if args.debug:
             raise
-        err.print(f"error: {e}", markup=False, highlight=False)
-        if e.hint:
-            err.print(f"hint: {e.hint}", markup=False, highlight=False)
-        return 2
-    except UnknownNameError as e:  # a registry lookup by name; any other KeyError is a bug and raises
-        if args.debug:
-            raise
-        err.print(f"error: {e}", markup=False, highlight=False)
-        return 2
+        return _report_error(err, e)
     except KeyboardInterrupt:
         err.print("interrupted: completed trials are tracked; run the same command again to resume")
         return 130

@@ -13,7 +13,7 @@ from typing import Any
 from corruptions.registry import Registry
 
 from .data.dataset import MSADataset
-from .errors import DataError
+from .errors import DataError, RobustMSAError
 
 __all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset"]
 
@@ -42,14 +42,20 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
     """Load dataset ``name`` (registry) with ``params``; unknown names list the close matches.
 
     ``params.label``, for any dataset, is its name in report tables (``DatasetSpec.display``), not a
-    loader argument: it is kept in ``info["label"]``.
+    loader argument: it is kept in ``info["label"]``. Every input error starts with ``dataset '<name>': ``
+    (the CLI's ``error: <where>:``).
     """
     entry = DATASETS.get(name)
+    where = f"dataset {name!r}"
     loader_params = {k: v for k, v in (params or {}).items() if k != "label"}
     try:
         dataset = entry.load(**loader_params)
     except TypeError as e:
-        raise DataError(f"dataset {name!r}: bad params {sorted(params or {})}: {e}") from None
+        raise DataError(f"{where}: bad params {sorted(params or {})}: {e}") from None
+    except RobustMSAError as e:
+        if str(e).startswith(f"{where}:"):
+            raise
+        raise type(e)(f"{where}: {str(e).removeprefix(f'{name}: ')}", hint=e.hint) from e
     if (params or {}).get("label") is not None:
         dataset.info["label"] = str(params["label"])
     return dataset
@@ -66,7 +72,7 @@ def _synthetic(preset: str) -> Loader:
 
 def _mmsa(path: str | None = None, **params: Any) -> MSADataset:
     if not path:
-        raise DataError("dataset 'mmsa' needs params.path (the MMSA pickle file)",
+        raise DataError("dataset 'mmsa': params.path is required (the MMSA pickle file)",
                         hint="datasets: [{name: mmsa, params: {path: data/MOSI/aligned_50.pkl}}]")
     from .data.mmsa import load_mmsa_pickle
 

@@ -1,7 +1,7 @@
 """User-facing errors: one readable line plus a hint; the CLI prints them without a traceback."""
 from __future__ import annotations
 
-__all__ = ["RobustMSAError", "DataError", "SuiteError", "NonFiniteError"]
+__all__ = ["RobustMSAError", "DataError", "SuiteError", "NonFiniteError", "ModelConfigError"]
 
 
 class RobustMSAError(Exception):
@@ -22,3 +22,13 @@ class SuiteError(RobustMSAError):
 
 class NonFiniteError(RobustMSAError):
     """NaN or inf met where finite numbers are required (data, loss, predictions)."""
+
+
+class ModelConfigError(RobustMSAError):
+    """A model config key is unknown or has a bad value: ``key`` names it, ``problem`` says what is
+    wrong, ``model`` is the model's name when known (a suite re-raises it naming its file and key)."""
+
+    def __init__(self, key: str, problem: str, hint: str | None = None, model: str | None = None):
+        where = f"model {model!r}: config key {key!r}" if model else f"model config key {key!r}"
+        super().__init__(f"{where}: {problem}", hint)
+        self.key, self.problem, self.model = key, problem, model

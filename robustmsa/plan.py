@@ -17,7 +17,7 @@ from typing import Any
 
 from corruptions import FAMILIES
 
-from . import __version__
+from ._version import __version__
 from .datasets import load_dataset
 from .models import model_config
 from .suite import (

@@ -26,7 +26,7 @@ from pydantic import (
 from corruptions.keys import MODALITIES
 from corruptions.registry import did_you_mean
 
-from .errors import SuiteError
+from .errors import ModelConfigError, SuiteError
 
 __all__ = [
     "Suite",
@@ -418,7 +418,7 @@ def _deep_merge(base: dict, top: dict) -> dict:
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist", hint="robustmsa ls suites lists the suites")
+        raise SuiteError(f"{path}: suite file does not exist", hint="robustmsa ls suites lists the suites")
     if path.resolve() in seen:
         raise SuiteError(f"{path}: include cycle: {' -> '.join(map(str, seen))}")
     try:
@@ -441,7 +441,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise SuiteError(f"override {item!r} is not of the form key=value", hint="e.g. training.epochs=3")
+            raise SuiteError(f"override {item!r}: not of the form key=value", hint="e.g. training.epochs=3")
         key, _, raw = item.partition("=")
         try:
             value = yaml.safe_load(raw) if raw else ""
@@ -520,6 +520,7 @@ def _check_names(suite: Suite, source: str) -> None:
             check(FAMILIES, f.name, f"regimes.{i}.sampler.families.{j}")
         for j, c in enumerate(r.conditions):
             check(FAMILIES, c.family.name, f"regimes.{i}.conditions.{j}.family")
+    _check_model_configs(suite, source)
     labels = [m.display for m in suite.models]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
@@ -530,6 +531,18 @@ def _check_names(suite: Suite, source: str) -> None:
 
         for j, m in enumerate(suite.metrics):
             check(_NameList(list(METRIC_INFO)), m, f"metrics.{j}")
+
+
+def _check_model_configs(suite: Suite, source: str) -> None:
+    """Each model's overrides resolve to a valid config; an error names the file and the key."""
+    from .models import resolve_config
+
+    for i, m in enumerate(suite.models):
+        try:
+            resolve_config(m.name, **m.overrides)
+        except ModelConfigError as e:
+            raise SuiteError(f"{source}: key 'models.{i}.overrides.{e.key}' (model {m.name!r}): {e.problem}",
+                             hint=e.hint) from None
 
 
 class _NameList:

@@ -1,9 +1,10 @@
 """The shape of the code, checked: layers only import downwards, functions stay small.
 
 The layers, from the bottom (docs/architecture.md walks through them): the corruption engine
-(``corruptions``, which never imports robustmsa); shared leaves (errors, metrics, robustness);
+(``corruptions``, which never imports robustmsa); shared leaves (version, errors, metrics, robustness);
 data; raw media; models; the dataset registry; the suite schema; the plan; corruption context and
-evaluation; training and reference predictors; tracking; reports; the trial; the runner; the CLI.
+evaluation; training and reference predictors; tracking; reports; the trial; the runner; the Python
+API (``robustmsa.api`` and the package's ``__init__``, which re-exports it lazily); the CLI.
 A module may import its own layer and the layers below it, never one above (lazy imports inside
 functions included).
 """
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, ...]] = [
     ("corruptions",),
-    ("robustmsa", "robustmsa.errors", "robustmsa.metrics", "robustmsa.robustness"),
+    ("robustmsa._version", "robustmsa.errors", "robustmsa.metrics", "robustmsa.robustness"),
     ("robustmsa.data",),
     ("robustmsa.media",),
     ("robustmsa.models",),
@@ -31,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("robustmsa.reports",),
     ("robustmsa.trial", "robustmsa.estimate"),
     ("robustmsa.runner",),
+    ("robustmsa.api", "robustmsa"),  # ``robustmsa`` itself: the package's __init__, which re-exports the API
     ("robustmsa.cli", "robustmsa.__main__"),
 ]
 
@@ -74,6 +76,8 @@ def imports_of(module: str, path: Path) -> set[str]:
             else:
                 name = node.module or ""
             found.add(name)
+            if not node.module:  # ``from . import api``: the submodules named
+                found.update(f"{name}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
     return {n for n in found if n.split(".")[0] in ("corruptions", "robustmsa")}

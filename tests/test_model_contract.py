@@ -166,7 +166,7 @@ def test_unknown_override_names_key_and_allowed(name: str) -> None:
     with pytest.raises(RobustMSAError) as err:
         KIT.build(name, d_modle=32)
     msg = str(err.value)
-    assert "override" in msg and "'d_modle'" in msg and "did you mean d_model" in msg
+    assert f"model {name!r}: config key 'd_modle'" in msg and "did you mean d_model" in msg
     for key in model_config(name):
         assert key in msg
 
@@ -195,7 +195,7 @@ def test_overrides_apply_and_change_model(name: str) -> None:
 
 
 def test_unknown_override_key_names_the_close_match() -> None:
-    with pytest.raises(RobustMSAError, match=r"override: unknown model config key 'head_hiden'.*did you mean head_hidden\?"):
+    with pytest.raises(RobustMSAError, match=r"model 'late_fusion': config key 'head_hiden': unknown key.*did you mean head_hidden\?"):
         model_config("late_fusion", head_hiden=8)
     assert model_config("late_fusion", d_model=32)["d_model"] == 32
     assert model_config("late_fusion", d_model=16)["d_model"] == 16

@@ -132,7 +132,7 @@ def test_manifest_errors(tmp_path: Path) -> None:
                                     encoding="utf-8")
     with pytest.raises(DataError, match=r"line 2 \(clip 'x'\): label 'oops' is not a finite number"):
         load_dataset("raw", {"path": str(tmp_path / "n.csv")})
-    with pytest.raises(DataError, match="needs params.path"):
+    with pytest.raises(DataError, match="params.path is required"):
         load_dataset("raw", {})
     with pytest.raises(DataError, match=r"unknown parameter\(s\) \['fsp'\]"):
         load_dataset("raw", {"path": str(tmp_path / "n.csv"), "fsp": 3})

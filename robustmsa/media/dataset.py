@@ -331,7 +331,7 @@ def load_raw_folder(path: str | None = None, **params: Any) -> RawMSADataset:
     from .acoustic import AcousticFeatures
 
     if not path:
-        raise DataError("dataset 'raw' needs params.path (a manifest .csv or a folder of clips)",
+        raise DataError("dataset 'raw': params.path is required (a manifest .csv or a folder of clips)",
                         hint="datasets: [{name: raw, params: {path: data/my_clips}}]")
     own, media = list(RawFolderParams.__dataclass_fields__), list(MediaOptions.__dataclass_fields__)
     unknown = sorted(set(params) - set(own) - set(media))

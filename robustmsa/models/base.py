@@ -5,7 +5,7 @@ with a frozen dataclass holding its configuration: its documented defaults are t
 defaults, the one place they are written. :func:`create_model` resolves the configuration from
 those defaults and keyword overrides (e.g. a suite's ``models[i].overrides``), validated key by key.
 
-An unknown key raises :class:`~robustmsa.errors.RobustMSAError` naming the key, the close matches
+An unknown key raises :class:`~robustmsa.errors.ModelConfigError` naming the model, the key, the close matches
 and the allowed keys; a value of the wrong type names the key and the expected type. Parameters
 are initialised under ``torch.random.fork_rng(devices=[])`` with ``torch.manual_seed(seed)``:
 creation is deterministic and leaves the caller's global RNG untouched.
@@ -26,7 +26,7 @@ from corruptions.keys import MODALITIES
 from corruptions.registry import Registry, did_you_mean
 
 from ..data.batch import Batch
-from ..errors import RobustMSAError
+from ..errors import ModelConfigError, RobustMSAError
 from .extras import Extra, declare_extras
 from .layers import EncoderSpec, ModalityEncoders, SequenceEncoder, TextFeatureEncoder
 from .text_encoders import HFTextEncoder, build_text_encoder, text_param_groups
@@ -98,9 +98,9 @@ class BaseConfig:
 
 
 def check_config(ok: bool, key: str, message: str) -> None:
-    """Raise a RobustMSAError about config key ``key`` unless ``ok`` (for ``__post_init__`` checks)."""
+    """Raise a :class:`ModelConfigError` about config key ``key`` unless ``ok`` (for ``__post_init__`` checks)."""
     if not ok:
-        raise RobustMSAError(f"model config key {key!r} {message}", hint=f"fix {key!r} in the overrides")
+        raise ModelConfigError(key, message, hint=f"fix {key!r} in the overrides")
 
 
 class MSAModel(nn.Module, ABC):
@@ -216,10 +216,10 @@ def _check_supported_hint(name: str, key: str, hint: Any) -> None:
 
 
 def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
-    """Validate ``value`` against a config field type (ints are accepted for floats)."""
-    def fail(expected: str) -> RobustMSAError:
-        return RobustMSAError(f"{source}: model config key {key!r} must be {expected}, got {value!r}",
-                              hint=f"give {key!r} a value of type {expected}")
+    """Validate ``value`` against a config field type (ints are accepted for floats) of model ``source``."""
+    def fail(expected: str) -> ModelConfigError:
+        return ModelConfigError(key, f"must be {expected}, got {value!r}", model=source,
+                                hint=f"give {key!r} {expected}")
 
     origin = typing.get_origin(hint)
     if origin is Literal:
@@ -253,8 +253,8 @@ def _merge(values: dict[str, Any], hints: dict[str, Any], new: Mapping[str, Any]
     for key, value in new.items():
         if key not in hints:
             hint = did_you_mean(key, allowed)
-            raise RobustMSAError(f"{source}: unknown model config key {key!r}{f' ({hint})' if hint else ''}. "
-                                 f"Allowed keys: {', '.join(allowed)}", hint="remove or rename the key")
+            raise ModelConfigError(key, f"unknown key{f' ({hint})' if hint else ''}; allowed: {', '.join(allowed)}",
+                                   model=source, hint="remove or rename the key")
         values[key] = _coerce(hints[key], value, source, key)
 
 
@@ -263,8 +263,11 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     cls = MODELS.get(name)
     hints = typing.get_type_hints(cls.config_cls)
     values = {f.name: getattr(cls.config_cls(), f.name) for f in dataclasses.fields(cls.config_cls)}
-    _merge(values, hints, overrides, "override")
-    return cls.config_cls(**values)
+    _merge(values, hints, overrides, name)
+    try:
+        return cls.config_cls(**values)
+    except ModelConfigError as e:  # a __post_init__ check: name the model
+        raise ModelConfigError(e.key, e.problem, e.hint, model=e.model or name) from None
 
 
 def model_config(name: str, **overrides: Any) -> dict[str, Any]:
