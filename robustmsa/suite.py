@@ -232,17 +232,12 @@ class GridSpec(_Strict):
     @field_validator("families")
     @classmethod
     def _v_families(cls, v: list[FamilyRef]) -> list[FamilyRef]:
-        if not v:
-            raise ValueError("at least one corruption family is required")
         return _unique(v, "family names (rows are keyed by family name)", key=lambda f: f.name)
 
     @field_validator("sweeps")
     @classmethod
     def _v_sweeps(cls, v: list[str]) -> list[str]:
         allowed = [*MODALITIES, "joint"]
-        if not v:
-            raise ValueError(f"at least one sweep is required; allowed: {', '.join(allowed)}, qmc, or a product "
-                             "such as audio+vision")
         _unique(v, "sweeps")
         for s in v:
             parts = s.split("+")
@@ -331,6 +326,14 @@ class EvaluationSpec(GridSpec):
     references: bool = True
     batch_size: int = Field(512, ge=1)
     split: Literal["test", "valid"] = "test"
+
+    @field_validator("families", "sweeps")
+    @classmethod
+    def _v_non_empty(cls, v: list, info: Any) -> list:
+        if not v:  # (an internal clean-only GridSpec may be empty; an evaluation may not)
+            raise ValueError(f"at least one {'corruption family' if info.field_name == 'families' else 'sweep'} "
+                             "is required")
+        return v
 
 
 class ResourcesSpec(_Strict):
