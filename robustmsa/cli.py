@@ -3,7 +3,7 @@
     robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local]
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
-    robustmsa report SUITE [key=value ...]
+    robustmsa report SUITE [key=value ...] [--allow-partial]
 
 Errors caused by input print one line and a hint (exit 2); ``--debug`` shows the traceback.
 """
@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write tables and figures of a suite from the tracking store")
     rp.add_argument("suite")
     rp.add_argument("overrides", nargs="*")
+    rp.add_argument("--allow-partial", action="store_true",
+                    help="exit 0 even when cells of the suite have no finished trial (the report still says so)")
     return p
 
 
@@ -114,8 +116,13 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
     from .suite import load_suite
 
     paths = write_report(load_suite(args.suite, args.overrides))
+    note = paths.pop("incomplete", "")
     for k, pth in paths.items():
         out.print(f"{k:8s} {pth}")
+    if note and not args.allow_partial:  # the files are written, with the note; the exit code says so too
+        Console(stderr=True, soft_wrap=True).print(  # the note itself is on stderr already (write_report)
+            "hint: run the suite again to complete it, or pass --allow-partial", markup=False, highlight=False)
+        return 1
     return 0 if paths else 1
 
 
