@@ -346,8 +346,9 @@ _URI_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql
 
 def _check_uri(uri: str) -> str:
     """A tracking URI MLflow can open: a known scheme with what it needs (reachability is not checked here)."""
-    if not uri.strip() or uri != uri.strip() or any(ch.isspace() or not ch.isprintable() for ch in uri):
-        raise ValueError(f"tracking URI {uri!r} is empty or holds whitespace; e.g. sqlite:///mlflow.db")
+    if not uri.strip() or uri != uri.strip() or not uri.isprintable():
+        raise ValueError(f"tracking URI {uri!r} is empty, padded with blanks or holds control characters; "
+                         "e.g. sqlite:///mlflow.db")
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0].lower()
     if "://" not in uri and scheme != "databricks":
