@@ -3,7 +3,7 @@
     robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local]
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
-    robustmsa report SUITE [key=value ...]
+    robustmsa report SUITE [key=value ...] [--allow-partial]
     robustmsa --version
 
 Errors caused by input print ``error: <where>: <what>`` (``<where>`` the file, key, dataset or
@@ -37,11 +37,10 @@ _OVERRIDES_HELP = "key=value overrides with dotted keys and YAML values, e.g. tr
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's one error format: ``error: <command>: <message>`` after the usage."""
+    """argparse with the CLI's one error format: ``error: <command>: <message>`` and a ``hint:`` line."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {self.prog}: {message}\n")
+        self.exit(2, f"error: {self.prog}: {message}\nhint: {self.prog} -h shows the usage\n")
 
 
 def _suite_args(sp: argparse.ArgumentParser) -> None:
@@ -71,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", parents=[common],
                         help="write tables and figures of a suite from the tracking store")
     _suite_args(rp)
+    rp.add_argument("--allow-partial", action="store_true",
+                    help="exit 0 even when cells of the suite have no finished trial (the report still says so)")
     return p
 
 
@@ -174,8 +175,13 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
     from .suite import load_suite
 
     paths = write_report(load_suite(args.suite, args.overrides))
+    note = paths.pop("incomplete", "")
     for k, pth in paths.items():
         out.print(f"{k:8s} {pth}")
+    if note and not args.allow_partial:  # the files are written, with the note; the exit code says so too
+        Console(stderr=True, soft_wrap=True).print(  # the note itself is on stderr already (write_report)
+            "hint: run the suite again to complete it, or pass --allow-partial", markup=False, highlight=False)
+        return 1
     return 0 if paths else 1
 
 
@@ -198,8 +204,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
     if stray:
         where = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
-        parser.print_usage(sys.stderr)
-        parser.exit(2, f"error: {where}: unrecognized argument(s): {' '.join(stray)}\n")
+        parser.exit(2, f"error: {where}: unrecognized argument(s): {' '.join(stray)}\nhint: {where} -h shows the usage\n")
     if extra:
         args.overrides = [*args.overrides, *extra]
     return args

@@ -28,16 +28,23 @@ from .suite import (
     GridSpec,
     ModelSpec,
     RegimeSpec,
+    ResourcesSpec,
     Suite,
     TrainingSpec,
 )
 
 __all__ = ["TrialSpec", "TrainingRun", "PlannedTrial", "Cost", "expand_trials", "plan_suite", "trial_identity", "estimate_cost",
-           "validation_grid", "code_version", "corruption_versions", "REFERENCE_VERSION"]
+           "validation_grid", "code_version", "corruption_versions", "trial_threads", "REFERENCE_VERSION"]
 
 #: version of what the reference trial computes (:mod:`robustmsa.references`), part of its identity:
 #: bump it whenever a reference predictor would give other numbers for the same data
 REFERENCE_VERSION = "1"
+
+
+def trial_threads(resources: ResourcesSpec) -> int:
+    """The torch thread count a trial runs with: ``max(1, int(resources.cpus_per_trial))``. Results
+    differ in the last bits between thread counts (reduction order), so it is part of the identity."""
+    return max(1, int(resources.cpus_per_trial))
 
 
 def validation_grid(regime: RegimeSpec) -> GridSpec | None:
@@ -78,6 +85,7 @@ class TrialSpec:
     evaluation: EvaluationSpec
     condition: Condition | None = None
     kind: str = "model"
+    threads: int = 1  # torch threads of the trial (:func:`trial_threads`)
 
     @property
     def is_reference(self) -> bool:
@@ -104,9 +112,15 @@ class TrialSpec:
         return sorted({m.name for f in refs for m in f.members()})
 
     def resolved(self) -> dict[str, Any]:
-        """The fully resolved configuration (the model's defaults included)."""
+        """The fully resolved configuration (the model's defaults included).
+
+        Everything that changes the numbers is in it. The torch thread count enters as ``"threads"``
+        only when it is not 1, so the identities of one-thread trials (the default) stay as they were
+        before the entry existed."""
         common = {"suite": self.suite, "suite_version": self.suite_version,
                   "dataset": self.dataset.model_dump(mode="json")}
+        if self.threads != 1:
+            common["threads"] = self.threads
         if self.is_reference:
             return {**common, "kind": "reference", "references": REFERENCE_VERSION,
                     "evaluation": self.evaluation.model_dump(mode="json")}
@@ -131,15 +145,16 @@ def expand_trials(suite: Suite) -> list[TrialSpec]:
     """datasets x models x regimes x seeds (x conditions for specialist regimes), in a stable order,
     then one reference trial per dataset (``evaluation.references``)."""
     out: list[TrialSpec] = []
+    threads = trial_threads(suite.resources)
     for d in suite.datasets:
         for m in suite.models:
             for r in suite.regimes:
                 conditions: list[Condition | None] = list(r.conditions) if r.kind == "specialist" else [None]
-                out += [TrialSpec(suite.name, suite.version, d, m, r, s, suite.training, suite.evaluation, c)
-                        for c in conditions for s in suite.seeds]
+                out += [TrialSpec(suite.name, suite.version, d, m, r, s, suite.training, suite.evaluation, c,
+                                  threads=threads) for c in conditions for s in suite.seeds]
     if suite.evaluation.references:
         out += [TrialSpec(suite.name, suite.version, d, REFERENCE_MODEL, REFERENCE_REGIME, 0, suite.training,
-                          suite.evaluation, kind="reference") for d in suite.datasets]
+                          suite.evaluation, kind="reference", threads=threads) for d in suite.datasets]
     return out
 
 

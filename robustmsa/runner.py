@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .plan import PlannedTrial, code_version, plan_suite
+from .plan import PlannedTrial, code_version, plan_suite, trial_threads
 from .reports import write_report
 from .suite import Suite
 from .tracking import TAG, Tracker
@@ -145,11 +145,11 @@ def run_suite(
     """Run every trial of ``suite`` that is not already completed; track it; write the report."""
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
+    planned = plan_suite(suite)  # data errors surface before anything is written to the store
     tracker = Tracker(suite.tracking.uri, suite.experiment)
     orphans = tracker.mark_orphans_failed()
     if orphans:
         console.print(f"marked {orphans} run(s) left RUNNING by an interrupted invocation as FAILED")
-    planned = plan_suite(suite)
     done = tracker.completed_trials()
     todo = [p for p in planned if p.trial_id not in done]
     summary = RunSummary(suite.name, suite.experiment, suite.tracking.uri, None, len(planned),
@@ -179,7 +179,7 @@ class _SuiteRun:
         suite, summary = self.suite, self.summary
         summary.parent_run_id = self.tracker.start_parent(
             suite.name, {**self.tags, f"{TAG}.source": str(suite.source)}, suite.to_dict())
-        threads = max(1, int(suite.resources.cpus_per_trial))
+        threads = trial_threads(suite.resources)
         executor = (_RayExecutor(suite, address, threads, self.console) if kind == "ray" else _LocalExecutor(threads))
         limit = suite.runner.max_concurrent or len(todo)
         queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models

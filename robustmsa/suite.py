@@ -8,9 +8,11 @@ resources, tracking and report settings. Errors name the file, the key and the a
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
@@ -46,9 +48,23 @@ __all__ = [
 
 SUITE_SCHEMA_VERSION = 1
 
+#: a seed torch and numpy both accept (``torch.manual_seed``, ``np.random.default_rng``, int32 keys)
+SEED_LIMIT = 2**31
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused in every float field (a learning rate of inf fails only at run time)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _unique(values: list, what: str, key: Any = None) -> list:
+    """``values`` unchanged; a ValueError naming the repeated entries when two are equal (by ``key``)."""
+    keys = [key(v) if key else v for v in values]
+    dup = sorted({str(k) for i, k in enumerate(keys) if k in keys[:i]})
+    if dup:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(dup)}")
+    return values
 
 
 def _check_levels(levels: list[float]) -> list[float]:
@@ -194,6 +210,20 @@ class SamplerSpec(_Strict):
     rho_low: float = Field(0.0, ge=0, le=1)
     rho_high: float = Field(1.0, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> SamplerSpec:
+        if not self.families:
+            raise ValueError("sampler.families must name at least one family")
+        if self.weights is not None:
+            if len(self.weights) != len(self.families):
+                raise ValueError(f"sampler.weights needs one entry per family ({len(self.families)}), "
+                                 f"got {len(self.weights)}")
+            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError(f"sampler.weights must be >= 0 and not all 0, got {self.weights}")
+        if self.rho_low > self.rho_high:
+            raise ValueError(f"sampler.rho_low ({self.rho_low}) must not exceed rho_high ({self.rho_high})")
+        return self
+
 
 class GridSpec(_Strict):
     """A grid over the spectrum: families x sweeps x levels (level 1.0 is the clean end).
@@ -210,10 +240,16 @@ class GridSpec(_Strict):
 
     _v_levels = field_validator("levels")(classmethod(lambda cls, v: _check_levels(v)))
 
+    @field_validator("families")
+    @classmethod
+    def _v_families(cls, v: list[FamilyRef]) -> list[FamilyRef]:
+        return _unique(v, "family names (rows are keyed by family name)", key=lambda f: f.name)
+
     @field_validator("sweeps")
     @classmethod
     def _v_sweeps(cls, v: list[str]) -> list[str]:
         allowed = [*MODALITIES, "joint"]
+        _unique(v, "sweeps")
         for s in v:
             parts = s.split("+")
             if s in allowed or s == "qmc":
@@ -224,7 +260,7 @@ class GridSpec(_Strict):
                              "distinct modalities joined by '+' (e.g. audio+vision)")
         return v
 
-    qmc_points: int = Field(16, ge=1)
+    qmc_points: int = Field(16, ge=1, le=65536)
 
     @model_validator(mode="after")
     def _families_have_points(self) -> GridSpec:
@@ -274,6 +310,10 @@ class RegimeSpec(_Strict):
             object.__setattr__(self, "sampler", SamplerSpec())
         if self.kind == "specialist" and not self.conditions:
             raise ValueError("a specialist regime needs 'conditions' (family, sweep, level)")
+        if self.conditions and self.kind != "specialist":
+            raise ValueError(f"'conditions' belong to a specialist regime, not to kind {self.kind!r}")
+        _unique(self.conditions, "specialist conditions",
+                key=lambda c: c.label + ("" if c.family.written_as_name else f" {c.family.key()}"))
         return self
 
 
@@ -293,10 +333,18 @@ class EvaluationSpec(GridSpec):
     also evaluate the reference predictors (the oracle where the dataset has one, linear probes)
     over the same grid, in one reference trial per dataset (robustmsa.references)."""
 
-    seed: int = 1234
+    seed: Seed = 1234
     references: bool = True
     batch_size: int = Field(512, ge=1)
     split: Literal["test", "valid"] = "test"
+
+    @field_validator("families", "sweeps")
+    @classmethod
+    def _v_non_empty(cls, v: list, info: Any) -> list:
+        if not v:  # (an internal clean-only GridSpec may be empty; an evaluation may not)
+            raise ValueError(f"at least one {'corruption family' if info.field_name == 'families' else 'sweep'} "
+                             "is required")
+        return v
 
 
 class ResourcesSpec(_Strict):
@@ -304,11 +352,43 @@ class ResourcesSpec(_Strict):
     gpus_per_trial: float = Field(0.0, ge=0)
 
 
+_URI_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
+
+
+def _check_uri(uri: str) -> str:
+    """A tracking URI MLflow can open: a known scheme with what it needs (reachability is not checked here)."""
+    if not uri.strip() or uri != uri.strip() or not uri.isprintable():
+        raise ValueError(f"tracking URI {uri!r} is empty, padded with blanks or holds control characters; "
+                         "e.g. sqlite:///mlflow.db")
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0].lower()
+    if "://" not in uri and scheme != "databricks":
+        if ":" in uri.split("/")[0] and len(uri.split(":")[0]) > 1:
+            raise ValueError(f"tracking URI {uri!r}: write <scheme>://..., e.g. sqlite:///mlflow.db")
+        return uri  # a local folder (MLflow's file store)
+    if scheme not in _URI_SCHEMES:
+        raise ValueError(f"tracking URI {uri!r}: unknown scheme {parsed.scheme!r}; allowed: {', '.join(_URI_SCHEMES)}")
+    if scheme == "sqlite" and (not uri.startswith("sqlite:///") or not uri[len("sqlite:///"):].strip("/")):
+        raise ValueError(f"tracking URI {uri!r}: a SQLite store needs a file, e.g. sqlite:///mlflow.db "
+                         "(relative) or sqlite:////abs/path/mlflow.db")
+    if scheme in ("http", "https", "postgresql", "mysql", "mssql") and not parsed.hostname:
+        raise ValueError(f"tracking URI {uri!r} names no host, e.g. http://127.0.0.1:5000")
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"tracking URI {uri!r}: the port is not a number in 0-65535") from None
+    if scheme == "file" and not parsed.path:
+        raise ValueError(f"tracking URI {uri!r} names no folder, e.g. file:///abs/path/mlruns")
+    return uri
+
+
 class TrackingSpec(_Strict):
     uri: str = "sqlite:///mlflow.db"
     experiment: str | None = None
     log_predictions: bool = True
     log_checkpoint: bool = True
+
+    _v_uri = field_validator("uri")(classmethod(lambda cls, v: _check_uri(v)))
 
 
 class RunnerSpec(_Strict):
@@ -331,7 +411,7 @@ class ReportSpec(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     seed_test: Literal["ttest", "wilcoxon"] = "ttest"
     bootstrap: int = Field(1000, ge=0, le=100_000)  # replicates of the paired bootstrap; 0 = none
-    bootstrap_seed: int = Field(0, ge=0)
+    bootstrap_seed: Seed = 0
     provenance_in_caption: bool = True
 
     @field_validator("main_metric")
@@ -366,7 +446,7 @@ class Suite(_Strict):
     datasets: list[DatasetSpec] = Field(default_factory=lambda: [DatasetSpec()])
     models: list[ModelSpec]
     regimes: list[RegimeSpec] = Field(default_factory=lambda: [RegimeSpec(name="spectrum", kind="spectrum")])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0])
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     metrics: list[str] | None = None  # the metric columns of the report tables (None: the standard ones)
@@ -395,6 +475,23 @@ class Suite(_Strict):
             raise ValueError("must not be empty")
         return v
 
+    # a repeated entry would give two trials the same identity (or two cells the same name in reports)
+    _u_seeds = field_validator("seeds")(classmethod(lambda cls, v: _unique(v, "seeds")))
+    _u_datasets = field_validator("datasets")(classmethod(
+        lambda cls, v: _unique(v, "dataset names (trial names and report cells are keyed by name)", key=lambda d: d.name)))
+    _u_regimes = field_validator("regimes")(classmethod(
+        lambda cls, v: _unique(v, "regime names", key=lambda r: r.name)))
+    _u_metrics = field_validator("metrics")(classmethod(lambda cls, v: v if v is None else _unique(v, "metrics")))
+
+    @field_validator("name")
+    @classmethod
+    def _v_name(cls, v: str) -> str:
+        if not v.strip() or v != v.strip() or v.startswith(".") or any(ch in v for ch in "/\\") \
+                or not v.isprintable():
+            raise ValueError(f"suite name {v!r} must be a non-empty file name (no '/', '\\', leading '.' or "
+                             "control characters): it names the report folder and the MLflow experiment")
+        return v
+
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
@@ -416,42 +513,103 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    if not path.is_file():
-        raise SuiteError(f"{path}: suite file does not exist", hint="robustmsa ls suites lists the suites")
-    if path.resolve() in seen:
-        raise SuiteError(f"{path}: include cycle: {' -> '.join(map(str, seen))}")
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: the suite schema refuses it later
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path, included_by: Path | None = None) -> str:
+    """The file's text; a missing or wrong path is named by the file that includes it, if any."""
+    where, what = (f"{included_by}: key 'include'", f"included file {path}") if included_by else (str(path), "suite file")
+    if path.is_dir():
+        raise SuiteError(f"{where}: {what} is a directory, not a YAML file",
+                         hint="give the path of a .yaml file; robustmsa ls suites lists the suites")
+    if not path.exists():
+        raise SuiteError(f"{where}: {what} does not exist", hint="robustmsa ls suites lists the suites")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})",
+                         hint="save the suite file as UTF-8") from None
+    except OSError as e:
+        raise SuiteError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+
+
+def _includes(path: Path, data: dict[str, Any]) -> list[str]:
+    includes = data.pop("include", None)
+    if includes is None:
+        return []
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) and i.strip() for i in includes):
+        raise SuiteError(f"{path}: key 'include': expected a file name or a list of file names, got {includes!r}",
+                         hint="include: base.yaml   or   include: [a.yaml, b.yaml]")
+    return includes
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    text = _read_text(path, seen[-1] if seen else None)
+    if path.resolve() in seen:
+        raise SuiteError(f"{path}: include cycle: {' -> '.join(map(str, (*seen, path.resolve())))}")
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite must be a mapping of keys, got {type(data).__name__}")
-    includes = data.pop("include", []) or []
-    if isinstance(includes, str):
-        includes = [includes]
     merged: dict[str, Any] = {}
-    for inc in includes:
+    for inc in _includes(path, data):
         merged = _deep_merge(merged, _read_yaml((path.parent / inc), (*seen, path.resolve())))
     return _deep_merge(merged, data)
 
 
+def _override_item(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise SuiteError(f"override {item!r}: not of the form key=value", hint="e.g. training.epochs=3")
+    key, _, raw = item.partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not all(parts):
+        raise SuiteError(f"override {item!r}: the key {key!r} has an empty part",
+                         hint="keys are dotted names, e.g. training.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["training.epochs=3", "seeds=[1,2]"]`` -> nested dict (values parsed as YAML)."""
+    """``["training.epochs=3", "seeds=[1,2]"]`` -> nested dict (values parsed as YAML). A later
+    override of the same key wins; one that sets a key inside a value an earlier one set to a
+    non-mapping (``training=3 training.epochs=2``), or the reverse, is refused."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise SuiteError(f"override {item!r}: not of the form key=value", hint="e.g. training.epochs=3")
-        key, _, raw = item.partition("=")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        parts, value = _override_item(item)
         node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
-        node[parts[-1]] = value
+            if not isinstance(node, dict):
+                raise SuiteError(f"override {item!r} sets a key inside '{'.'.join(parts[:i + 1])}', which an "
+                                 f"earlier override set to {node!r}", hint="keep one of the two overrides")
+        old = node.get(parts[-1])
+        if isinstance(old, dict) and old and not isinstance(value, dict):
+            raise SuiteError(f"override {item!r} replaces '{'.'.join(parts)}', whose keys an earlier override set",
+                             hint="keep one of the two overrides")
+        node[parts[-1]] = _deep_merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
     return out
 
 
@@ -510,16 +668,10 @@ def _check_names(suite: Suite, source: str) -> None:
         check(DATASETS, d.name, f"datasets.{i}.name")
     for i, m in enumerate(suite.models):
         check(MODELS, m.name, f"models.{i}.name")
-    grids = [("evaluation", suite.evaluation)]
-    grids += [(f"regimes.{i}.validation", r.validation) for i, r in enumerate(suite.regimes) if r.validation]
-    for key, g in grids:
-        for j, f in enumerate(g.families):
-            check(FAMILIES, f.name, f"{key}.families.{j}")
-    for i, r in enumerate(suite.regimes):
-        for j, f in enumerate(r.sampler.families if r.sampler else []):
-            check(FAMILIES, f.name, f"regimes.{i}.sampler.families.{j}")
-        for j, c in enumerate(r.conditions):
-            check(FAMILIES, c.family.name, f"regimes.{i}.conditions.{j}.family")
+    for key, f, _ in _family_refs(suite):
+        check(FAMILIES, f.name, key)
+    for key, f, training in _family_refs(suite):
+        _check_family(f, key, source, training)
     _check_model_configs(suite, source)
     labels = [m.display for m in suite.models]
     dup = {x for x in labels if labels.count(x) > 1}
@@ -543,6 +695,51 @@ def _check_model_configs(suite: Suite, source: str) -> None:
         except ModelConfigError as e:
             raise SuiteError(f"{source}: key 'models.{i}.overrides.{e.key}' (model {m.name!r}): {e.problem}",
                              hint=e.hint) from None
+
+
+def _family_refs(suite: Suite) -> list[tuple[str, FamilyRef, bool]]:
+    """Every corruption family of the suite: (its key, the reference, whether training draws it per batch)."""
+    grids = [("evaluation", suite.evaluation)]
+    grids += [(f"regimes.{i}.validation", r.validation) for i, r in enumerate(suite.regimes) if r.validation]
+    out = [(f"{key}.families.{j}", f, False) for key, g in grids for j, f in enumerate(g.families)]
+    for i, r in enumerate(suite.regimes):
+        out += [(f"regimes.{i}.sampler.families.{j}", f, True)
+                for j, f in enumerate(r.sampler.families if r.sampler else [])]
+        out += [(f"regimes.{i}.conditions.{j}.family", c.family, False) for j, c in enumerate(r.conditions)]
+    return out
+
+
+def _check_family(ref: FamilyRef, key: str, source: str, training: bool) -> None:
+    """The family can be built with its parameters (what a trial would do at run time)."""
+    from corruptions import FAMILIES
+
+    cls = FAMILIES.get(ref.name)
+    if training and cls.level != "feature":
+        raise SuiteError(f"{source}: key '{key}': the training sampler takes feature-level families; "
+                         f"{ref.name!r} is {cls.level}-level (it may go in evaluation.families)")
+    accepted = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    unknown = sorted(set(ref.params) - set(accepted))
+    if unknown:
+        raise SuiteError(f"{source}: key '{key}': unknown parameter(s) {', '.join(unknown)} of family {ref.name!r}; "
+                         f"allowed: {', '.join(accepted) or 'none'}", hint="see docs/corruptions.md")
+    try:
+        cls(**ref.params)
+        ref.members()
+    except Exception as e:  # noqa: BLE001 - any failure of the constructor is a bad parameter value
+        msg = str(e).replace("\n", " ")
+        raise SuiteError(f"{source}: key '{key}': bad parameters for family {ref.name!r}: {msg}",
+                         hint="see docs/corruptions.md") from None
+
+
+def _check_report_dir(suite: Suite, source: str) -> None:
+    """The report folder can be created: no file on its path (checked before any trial runs)."""
+    target = Path(suite.report.dir) / suite.name
+    for p in (target, *target.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise SuiteError(f"{source}: key 'report.dir': {p} is a file, so the report folder {target} "
+                                 "cannot be created", hint="set report.dir=<a folder>")
+            return
 
 
 class _NameList:
@@ -569,4 +766,5 @@ def load_suite(path: str | Path, overrides: list[str] | dict[str, Any] | None = 
     except ValidationError as e:
         raise SuiteError(_format_errors(e, str(p)), hint="see suites/README.md for the schema") from None
     _check_names(suite, str(p))
+    _check_report_dir(suite, str(p))
     return suite

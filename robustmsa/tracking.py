@@ -130,6 +130,18 @@ class Tracker:
         filt = _FINISHED_TRIALS + (f" and tags.`{TAG}.suite` = '{suite}'" if suite else "")
         return [_trial_run(r) for r in self._search(filt)]
 
+    def unfinished_trial_runs(self, suite: str | None = None) -> dict[str, str]:
+        """trial identity -> status (FAILED, RUNNING, KILLED) of its latest trial run that did not
+        finish, for the trials (of ``suite`` if given) with such a run."""
+        filt = f"tags.`{TAG}.kind` = 'trial' and attributes.status != 'FINISHED'"
+        filt += f" and tags.`{TAG}.suite` = '{suite}'" if suite else ""
+        latest: dict[str, tuple[int, str]] = {}
+        for run in self._search(filt):
+            tid, key = run.data.tags.get(f"{TAG}.trial_id", ""), run.info.start_time or 0
+            if tid and (tid not in latest or key > latest[tid][0]):
+                latest[tid] = (key, run.info.status)
+        return {k: v[1] for k, v in sorted(latest.items())}
+
     def completed_trials(self) -> dict[str, str]:
         """trial identity -> run id of its latest FINISHED child run."""
         out: dict[str, tuple[int, str]] = {}

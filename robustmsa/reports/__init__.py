@@ -24,6 +24,7 @@ from rich.console import Console
 from ..errors import RobustMSAError
 from ..metrics import METRIC_INFO
 from ..plan import expand_trials, plan_suite
+from ..tracking import Tracker
 from . import catalogue  # noqa: F401  (registers the tables and figures)
 from .build import Settings, Variant
 from .core import Context, SigRecord
@@ -33,7 +34,7 @@ from .registry import DatasetReport, build_tables, draw_figures, owned_files
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
 
 __all__ = ["write_report", "write_report_data", "collect_rows", "load_from_tracking", "from_frames", "ReportData",
-           "Selection", "Settings", "Variant", "settings_of", "suite_cells"]
+           "Selection", "Settings", "Variant", "settings_of", "suite_cells", "incomplete_note"]
 
 FRAME_FILES = ("significance_all.csv", "rows.csv", "provenance.json", "results.md", "report.tex")
 """The files every report writes around its tables and figures (those are in the registry)."""
@@ -68,36 +69,69 @@ def collect_rows(suite: Any) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def _cell(t: Any) -> tuple:
+    return (t.dataset.display, t.model.display, t.regime.name,
+            json.dumps(t.condition.spec(), sort_keys=True) if t.condition else "", t.seed)
+
+
 def suite_cells(suite: Any) -> set[tuple]:
     """The (dataset, model, regime, condition, seed) cells of the suite as defined now (no data loaded)."""
-    return {(t.dataset.display, t.model.display, t.regime.name,
-             json.dumps(t.condition.spec(), sort_keys=True) if t.condition else "", t.seed)
-            for t in expand_trials(suite)}
+    return {_cell(t) for t in expand_trials(suite)}
 
 
-def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[ReportData, list[str]]:
-    """The suite's trials from the store, and the identities that differ from the suite as defined now."""
+#: how a missing cell's latest unfinished run is named in the note (no run at all: "not run")
+_UNFINISHED = {"FAILED": "failed", "RUNNING": "running or interrupted", "KILLED": "killed"}
+NOTE_LIST_MAX = 20  # cells named in the note; provenance.json lists them all
+
+
+def incomplete_note(suite: Any, missing: Sequence[tuple], ids: dict[tuple, str],
+                    unfinished: dict[str, str]) -> tuple[str, list[str]]:
+    """The note of a report that lacks ``missing`` cells of ``suite`` (``""`` when none) and every
+    missing cell as ``name: status``. ``ids``: cell -> trial identity as planned now (empty when the
+    data is not on this machine); ``unfinished``: trial identity -> status of its unfinished run."""
+    if not missing:
+        return "", []
+    names = {_cell(t): t.name for t in expand_trials(suite)}
+    listed = [f"{names.get(c, '/'.join(map(str, c)))}: {_UNFINISHED.get(unfinished.get(ids.get(c, '')), 'not run')}"
+              for c in sorted(missing, key=lambda c: names.get(c, ""))]
+    shown = "; ".join(listed[:NOTE_LIST_MAX]) + (f"; and {len(listed) - NOTE_LIST_MAX} more" if len(listed) > NOTE_LIST_MAX
+                                                else "")
+    return f"incomplete: {len(missing)} of {len(names)} cells missing ({shown})", listed
+
+
+def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[ReportData, list[str], list[str]]:
+    """The suite's trials from the store, the identities that differ from the suite as defined now,
+    and the cells of the suite without a finished trial (``name: status``; also in ``data.incomplete``)."""
     try:
-        planned: set[str] = {p.trial_id for p in plan_suite(suite)}
+        ids = {_cell(p.spec): p.trial_id for p in plan_suite(suite)}
     except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial
         console.print(f"[yellow]cannot plan the suite ({e}); reporting each cell's latest finished trial[/yellow]")
-        planned = set()
+        ids = {}
+    planned = set(ids.values())
     selection = Selection(suite=suite.name, cells=suite_cells(suite), prefer=planned,
                           model_order=[m.display for m in suite.models], regime_order=[r.name for r in suite.regimes])
     data = load_from_tracking(suite.tracking.uri, suite.experiment, selection, predictions=predictions)
+    listed: list[str] = []
+    if data.missing:
+        tracker = Tracker.existing(suite.tracking.uri, suite.experiment)
+        unfinished = tracker.unfinished_trial_runs(suite.name) if tracker else {}
+        data.incomplete, listed = incomplete_note(suite, data.missing, ids, unfinished)
+        console.print(data.incomplete, style="yellow", markup=False, highlight=False, soft_wrap=True)
     other = sorted(set(data.trials["trial_id"]) - planned) if planned else []
     if other:
         console.print(f"[yellow]{len(other)} cell(s) reported from trials of an earlier definition of the suite "
                       f"(their identity differs from a run now): {', '.join(other)}[/yellow]")
-    return data, other
+    return data, other, listed
 
 
 def write_report(suite: Any, console: Console | None = None) -> dict[str, str]:
-    """Write the report of ``suite`` into ``<report.dir>/<suite name>/``; return the main paths."""
+    """Write the report of ``suite`` into ``<report.dir>/<suite name>/``; return the main paths, and
+    under ``"incomplete"`` the note naming the cells of the suite that have no finished trial (the
+    tables and ``results.md`` carry it too; absent when the report is complete)."""
     console = console or Console(stderr=True)
     _check_references(suite, console)
     try:
-        data, other = _load(suite, console)
+        data, other, missing = _load(suite, console)
     except NothingToReport as e:
         console.print(f"[yellow]no completed trials to report yet ({e})[/yellow]")
         return {}
@@ -107,8 +141,11 @@ def write_report(suite: Any, console: Console | None = None) -> dict[str, str]:
     extra = {"source": str(suite.source), "tracking_uri": suite.tracking.uri, "experiment": suite.experiment}
     if other:
         extra["trials_of_an_earlier_suite_definition"] = " ".join(other)
-    return write_report_data(data, Path(suite.report.dir) / suite.name, settings_of(suite.report, suite.metrics),
-                             variants=variants, extra=extra)
+    if missing:
+        extra["missing_cells"] = "; ".join(missing)
+    paths = write_report_data(data, Path(suite.report.dir) / suite.name, settings_of(suite.report, suite.metrics),
+                              variants=variants, extra=extra)
+    return {**paths, "incomplete": data.incomplete} if data.incomplete else paths
 
 
 # ---------------------------------------------------------------------------- writing
@@ -158,7 +195,7 @@ def write_report_data(data: ReportData, out: Path, settings: Settings | None = N
         w.text(f"{t.name}.md", to_markdown(t))
         w.text(f"{t.name}.csv", to_csv(t))
     prov = data.provenance()
-    w.text("significance_all.csv", _records_csv(records))
+    w.text("significance_all.csv", _records_csv(records, data.incomplete))
     every = data.rows if data.references is None else pd.concat([data.rows, data.references], ignore_index=True)
     w.text("rows.csv", every.to_csv(index=False))  # the reference predictors' rows too (regime_kind reference)
     w.text("provenance.json", json.dumps({**prov.as_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n")
@@ -189,14 +226,16 @@ def _build(data: ReportData, s: Settings, variants: Sequence[Variant] | None, w:
     return tables, records, drawn
 
 
-def _records_csv(records: Sequence[SigRecord]) -> str:
+def _records_csv(records: Sequence[SigRecord], incomplete: str = "") -> str:
     frame = pd.DataFrame([vars(r) for r in records], columns=list(SigRecord.__dataclass_fields__))
+    frame["incomplete"] = incomplete  # the note of a report that lacks cells of its suite, on every line
     return frame.to_csv(index=False, float_format=None)
 
 
 def _results_md(data: ReportData, tables: Sequence[Table], figures: Sequence[Drawn], extra: dict[str, str]) -> str:
     prov = data.provenance()
     lines = [f"# {data.suite}: robustness report", ""]
+    lines += [f"**{data.incomplete}**", ""] if data.incomplete else []
     lines += [f"- {k}: {v}" for k, v in prov.lines()]
     lines += [f"- {k.replace('_', ' ')}: `{v}`" for k, v in sorted(extra.items())]
     lines += ["", "Every table is also in LaTeX (`<name>.tex`, booktabs) and CSV (`<name>.csv`) beside this file; "

@@ -47,6 +47,9 @@ class ReportData:
     ``predictions``: per-sample predictions with a ``trial_id`` column, or None when not logged.
     ``references``: the rows of the reference predictors (oracle, linear probes; regime kind
     ``reference``), kept apart from ``rows`` so that no table ranks them as models.
+    ``missing``: the (dataset, model, regime, condition, seed) cells that were asked for (the
+    selection's ``cells``) but have no finished trial; ``incomplete``: the note every table and
+    ``results.md`` carry when cells are missing ("" when the report is complete).
     """
 
     rows: pd.DataFrame
@@ -58,6 +61,8 @@ class ReportData:
     regime_order: list[str] = field(default_factory=list)
     ceiling: dict[str, float] | None = None
     references: pd.DataFrame | None = None
+    missing: tuple[tuple, ...] = ()
+    incomplete: str = ""
 
     def provenance(self, trial_ids: Iterable[str] | None = None) -> Provenance:
         """Provenance of the given trials (default: all of them)."""
@@ -74,6 +79,7 @@ class ReportData:
             code_versions=tuple(sorted({str(c) for c in t["code_version"] if isinstance(c, str) and c})),
             corruption_versions=tuple(versions),
             date=_date(t["end_time"]),
+            incomplete=self.incomplete,
         )
 
     def order_key(self, model: str, regime: str) -> tuple:
@@ -300,6 +306,9 @@ def load_from_tracking(uri: str, experiment: str, selection: Selection | None = 
     models = [t for t in keep if by_kind[t] != REFERENCE_KIND]
     pred = pd.concat([preds[t] for t in models], ignore_index=True) if models and len(preds) == len(models) else None
     first = by_id[keep[0]]
-    return from_frames(rows, pred, trials, suite=sel.suite or first.tag("suite", experiment),
+    data = from_frames(rows, pred, trials, suite=sel.suite or first.tag("suite", experiment),
                        suite_version=first.tag("suite_version"), model_order=list(sel.model_order),
                        regime_order=list(sel.regime_order), ceiling=ceiling)
+    if sel.cells is not None:  # the cells asked for that have no finished trial
+        data.missing = tuple(sorted(set(sel.cells) - {tuple(line[k] for k in ROW_KEY) for line in lines}))
+    return data

@@ -48,6 +48,7 @@ class Provenance:
     code_versions: tuple[str, ...]
     corruption_versions: tuple[str, ...]
     date: str
+    incomplete: str = ""  # the note of a report that lacks cells of its suite ("" when complete)
 
     def short(self) -> str:
         """One sentence for captions (hashes shortened)."""
@@ -57,7 +58,8 @@ class Provenance:
                 f"corruptions {', '.join(self.corruption_versions) or 'none'}, {self.date[:10]}.")
 
     def lines(self) -> list[tuple[str, str]]:
-        return [("suite", f"{self.suite} (version {self.suite_version})"),
+        return [*([("incomplete", self.incomplete.removeprefix("incomplete: "))] if self.incomplete else []),
+                ("suite", f"{self.suite} (version {self.suite_version})"),
                 ("date", self.date),
                 ("code version", ", ".join(self.code_versions) or "unknown"),
                 ("data hash", ", ".join(self.data_hashes) or "unknown"),
@@ -67,7 +69,8 @@ class Provenance:
     def as_dict(self) -> dict[str, Any]:
         return {"suite": self.suite, "suite_version": self.suite_version, "date": self.date,
                 "code_versions": list(self.code_versions), "data_hashes": list(self.data_hashes),
-                "corruption_versions": list(self.corruption_versions), "trial_ids": list(self.trial_ids)}
+                "corruption_versions": list(self.corruption_versions), "trial_ids": list(self.trial_ids),
+                **({"incomplete": self.incomplete} if self.incomplete else {})}
 
 
 @dataclass
@@ -295,10 +298,12 @@ def to_latex(table: Table, provenance_in_caption: bool = True) -> str:
     env = "table*" if len(table.columns) > 3 else "table"
     ncol = len(table.columns) + 1
     caption = table.caption + (" " + table.provenance.short() if provenance_in_caption else "")
+    note = table.provenance.incomplete  # visible in the caption whatever provenance_in_caption says
+    caption_tex = latex_escape(caption) + (f" \\textbf{{{latex_escape(note[:1].upper() + note[1:])}.}}" if note else "")
     out = [f"% robustmsa report table '{table.name}': {table.title}"]
     out += [f"% {k}: {v}" for k, v in table.provenance.lines()]
     out += [f"\\begin{{{env}}}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
-            f"\\caption[{latex_escape(table.title)}]{{{latex_escape(table.title)}. {latex_escape(caption)}}}",
+            f"\\caption[{latex_escape(table.title)}]{{{latex_escape(table.title)}. {caption_tex}}}",
             f"\\label{{tab:{_label(table.provenance.suite)}-{_label(table.name)}}}",
             f"\\begin{{tabular}}{{l{''.join('l' if _is_text(table, c) else 'r' for c in table.columns)}}}",
             r"\toprule"]
@@ -352,8 +357,10 @@ def to_markdown(table: Table, level: int = 3, provenance: bool = True) -> str:
     """Heading, caption, a pipe table (row groups as bold rows) and the provenance below."""
     head = [markdown_escape(table.row_header)] + [markdown_escape(c.flat_label()) for c in table.columns]
     align = [":---" if _is_text(table, c) else "---:" for c in table.columns]
-    lines = [f"{'#' * level} {table.title}", "", table.caption, "",
-             "| " + " | ".join(head) + " |", "|" + "|".join([":---", *align]) + "|"]
+    lines = [f"{'#' * level} {table.title}", "", table.caption, ""]
+    if table.provenance.incomplete:
+        lines += [f"**{markdown_escape(table.provenance.incomplete)}**", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join([":---", *align]) + "|"]
     for g in table.groups():
         if g:
             lines.append("| " + " | ".join([f"**{markdown_escape(g)}**"] + [""] * len(table.columns)) + " |")
@@ -373,7 +380,7 @@ def to_markdown(table: Table, level: int = 3, provenance: bool = True) -> str:
 
 CSV_COLUMNS = ["table", "group", "row", "column", "column_label", "direction", "mean", "std", "n_seeds",
                "seeds", "display", "emphasis", "marks", "trial_ids", "suite", "suite_version", "code_version",
-               "data_hash", "corruption_versions", "date"]
+               "data_hash", "corruption_versions", "date", "incomplete"]
 
 
 def _num(x: float) -> str:
@@ -388,7 +395,7 @@ def to_csv(table: Table) -> str:
     w.writerow(CSV_COLUMNS)
     p = table.provenance
     prov = [p.suite, p.suite_version, ";".join(p.code_versions), ";".join(p.data_hashes),
-            ";".join(p.corruption_versions), p.date]
+            ";".join(p.corruption_versions), p.date, p.incomplete]
     for r in table.rows:
         for c in table.columns:
             cell = r.cells.get(c.key)
