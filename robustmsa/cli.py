@@ -1,6 +1,6 @@
 """Command line: a thin layer over the library. ``main(argv)`` does the work (tests call it).
 
-    robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local]
+    robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local] [--wait]
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...]
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="join an existing Ray cluster (e.g. 127.0.0.1:6379)")
     r.add_argument("--backend", choices=("ray", "local"), help="override runner.backend")
     r.add_argument("--no-report", action="store_true", help="skip writing the report")
+    r.add_argument("--wait", action="store_true",
+                   help="if the suite is already running in this tracking store, wait for it (default: refuse)")
     v = sub.add_parser("validate", help="validate a suite and print its expanded grid")
     v.add_argument("suite")
     v.add_argument("overrides", nargs="*")
@@ -52,7 +54,8 @@ def _cmd_run(args: argparse.Namespace, out: Console) -> int:
     from .suite import load_suite
 
     suite = load_suite(args.suite, args.overrides)
-    s = run_suite(suite, ray_address=args.ray_address, backend=args.backend, make_report=not args.no_report)
+    s = run_suite(suite, ray_address=args.ray_address, backend=args.backend, make_report=not args.no_report,
+                  wait=args.wait)
     out.print(f"\n[bold]{s.suite}[/bold]: {len(s.completed)} trials run, {s.skipped} reused, "
               f"{len(s.failed)} failed in {s.seconds:.0f} s")
     for name, err in s.failed.items():
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"error: {e}", markup=False, highlight=False)
         if e.hint:
             err.print(f"hint: {e.hint}", markup=False, highlight=False)
-        return 2
+        return e.exit_code
     except UnknownNameError as e:  # a registry lookup by name; any other KeyError is a bug and raises
         if args.debug:
             raise
