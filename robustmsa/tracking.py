@@ -115,6 +115,9 @@ def probe_store(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     if db is not None:
         if db.exists() and not os.access(db, os.R_OK | os.W_OK):
             raise StoreError(f"the tracking store {uri} is not writable: {db}", hint="fix its permissions or tracking.uri")
+        if not db.resolve().parent.is_dir():
+            raise StoreError(f"the directory of the tracking store {uri} does not exist: {db.resolve().parent}",
+                             hint="create it or fix tracking.uri")
         _check_writable_dir(db.resolve().parent, "directory", uri)
 
 
