@@ -1,6 +1,6 @@
 """Command line: a thin layer over the library. ``main(argv)`` does the work (tests call it).
 
-    robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local]
+    robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local] [--wait]
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...] [--allow-partial]
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="join an existing Ray cluster (e.g. 127.0.0.1:6379)")
     r.add_argument("--backend", choices=("ray", "local"), help="override runner.backend")
     r.add_argument("--no-report", action="store_true", help="skip writing the report")
+    r.add_argument("--wait", action="store_true",
+                   help="if the suite is already running in this tracking store, wait for it (default: refuse)")
     v = sub.add_parser("validate", parents=[common], help="validate a suite and print its expanded grid")
     _suite_args(v)
     ls = sub.add_parser("ls", parents=[common], help="list registered models, corruptions, datasets or suites")
@@ -80,7 +82,8 @@ def _cmd_run(args: argparse.Namespace, out: Console) -> int:
     from .suite import load_suite
 
     suite = load_suite(args.suite, args.overrides)
-    s = run_suite(suite, ray_address=args.ray_address, backend=args.backend, make_report=not args.no_report)
+    s = run_suite(suite, ray_address=args.ray_address, backend=args.backend, make_report=not args.no_report,
+                  wait=args.wait)
     out.print(f"\n[bold]{s.suite}[/bold]: {len(s.completed)} trials run, {s.skipped} reused, "
               f"{len(s.failed)} failed in {s.seconds:.0f} s")
     for name, err in s.failed.items():
@@ -186,7 +189,8 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
 
 
 def _report_error(err: Console, e: Exception) -> int:
-    """Print an input error as ``error: <where>: <what>`` (and its hint); the exit code 2."""
+    """Print an error as ``error: <where>: <what>`` (and its hint); its exit code (2 for bad input,
+    1 for a failure during a run, e.g. a store write)."""
     if isinstance(e, UnknownNameError):
         text = f"{e.kind} {e.name!r}: {e.message}"
     else:
@@ -195,7 +199,7 @@ def _report_error(err: Console, e: Exception) -> int:
     hint = getattr(e, "hint", None)
     if hint:
         err.print(f"hint: {hint}", markup=False, highlight=False)
-    return 2
+    return int(getattr(e, "exit_code", 2))
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

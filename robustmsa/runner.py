@@ -4,23 +4,41 @@ Resume: a trial's identity comes from its resolved config, the data's content ha
 corruption versions; trials with a FINISHED run under that identity are skipped, so re-running an
 interrupted suite completes it without duplicates. Runs left RUNNING by a killed driver are marked
 FAILED (tag ``robustmsa.orphaned``) before new work starts.
+
+One invocation per suite and store: the driver holds the suite's lease (``Tracker.acquire_lease``)
+while it runs; a second one refuses, naming the owner, or waits (``wait=True``). Everything that can
+be checked is checked before the store is touched or a trial submitted, each failure one
+:class:`~robustmsa.errors.RobustMSAError`: the tracking store (``probe_store``), the Ray address (a
+TCP probe), the plan, the trial resources against the cluster's nodes. The parent run ends in
+every path (FAILED unless every trial finished). A local Ray instance never outlives its driver: a
+watchdog process kills every process that inherited the driver's token once the driver is gone
+(``docs/reliability.md``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .errors import ClusterError, SuiteBusyError
 from .plan import PlannedTrial, code_version, plan_suite, trial_threads
 from .reports import write_report
-from .suite import Suite
-from .tracking import TAG, Tracker
+from .suite import ResourcesSpec, Suite
+from .tracking import TAG, Lease, LeaseOwner, Tracker, lease_stale_s, probe_store
 from .trial import TrialOutcome, run_trial
 
 __all__ = ["RunSummary", "run_suite"]
@@ -68,30 +86,138 @@ class _LocalExecutor:
         pass
 
 
+OWNER_ENV = "ROBUSTMSA_RAY_OWNER"  # the token every process of a local Ray instance inherits from its driver
+PROBE_TIMEOUT_S = 3.0
+
+# Run as `python -c`, in its own session: blocks until the driver closes the pipe or dies, then
+# SIGKILLs every process whose environment holds the token (the local Ray instance's GCS, raylet,
+# agents and workers), until none is left.
+_REAPER = r"""
+import os, signal, sys, time
+sys.stdin.buffer.read()
+mark = ("\0%s=%s\0" % (sys.argv[1], sys.argv[2])).encode()
+deadline = time.time() + 30
+while time.time() < deadline:
+    found = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                if mark not in b"\0" + f.read():
+                    continue
+            os.kill(int(d), signal.SIGKILL)
+            found += 1
+        except OSError:
+            pass
+    if not found:
+        break
+    time.sleep(0.2)
+"""
+
+
+class _Reaper:
+    """Makes the processes of a local Ray instance die with its driver, however the driver ends
+    (Ray's own fate sharing leaves agents behind when the driver is killed while Ray starts).
+    Processes started while the token is in the environment inherit it; the reaper kills them
+    when the driver's end of its stdin closes."""
+
+    def __init__(self) -> None:
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        env = {k: v for k, v in os.environ.items() if k != OWNER_ENV}
+        self.proc = None
+        if Path("/proc/self/environ").exists():
+            self.proc = subprocess.Popen([sys.executable, "-c", _REAPER, OWNER_ENV, self.token], env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+
+    @contextlib.contextmanager
+    def marking(self) -> Any:
+        """Processes started inside this block carry the token."""
+        os.environ[OWNER_ENV] = self.token
+        try:
+            yield
+        finally:
+            os.environ.pop(OWNER_ENV, None)
+
+    def close(self) -> None:
+        """Kill what is left of the instance (after ``ray.shutdown``) and wait for the reaper."""
+        if self.proc is not None:
+            self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=40)
+
+
+def probe_ray_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Fail fast when ``address`` is not HOST:PORT or nothing listens there (``auto`` is not probed)."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"the Ray address {address!r} is not HOST:PORT",
+                           hint="e.g. --ray-address 127.0.0.1:6379 (the address `ray start --head` prints)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f"the Ray cluster at {address} is not reachable: {e.strerror or e}",
+                           hint="start it (ray start --head) or fix --ray-address / runner.ray_address") from e
+
+
+def _check_resources(res: ResourcesSpec, nodes: list[dict[str, float]], console: Console) -> float:
+    """The GPUs a trial asks for, after checking some node can run a trial (else a task would wait
+    forever); no GPU in the whole cluster: 0 (GPU trials run on CPU, with a warning)."""
+    cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if res.cpus_per_trial > cpus:
+        raise ClusterError(f"resources.cpus_per_trial={res.cpus_per_trial:g} but the largest Ray node has "
+                           f"{cpus:g} CPU(s): no trial could start",
+                           hint=f"set resources.cpus_per_trial={cpus:g} or less, or join a larger cluster")
+    gpus = res.gpus_per_trial
+    most = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if gpus and most == 0:
+        console.print("[yellow]no GPU in the Ray cluster: running GPU trials on CPU[/yellow]")
+        return 0.0
+    if gpus > most:
+        raise ClusterError(f"resources.gpus_per_trial={gpus:g} but the largest Ray node has {most:g} GPU(s): "
+                           "no trial could start", hint=f"set resources.gpus_per_trial={most:g} or less")
+    return gpus
+
+
 class _RayExecutor:
     """Ray tasks, one per trial, with the suite's resources; joins a cluster if ``address`` is set."""
 
     def __init__(self, suite: Suite, address: str | None, threads: int, console: Console):
         import ray
 
-        self.ray = ray
+        self.ray, self.reaper, self.pending = ray, None, {}
         self.started = not ray.is_initialized()
-        if self.started:
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                # "local": always a new local instance, never a cluster found through RAY_ADDRESS or
-                # /tmp/ray/ray_current_cluster (possibly stale); --ray-address joins one explicitly
-                ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
-        res = suite.resources
-        gpus = res.gpus_per_trial
-        if gpus and ray.cluster_resources().get("GPU", 0) == 0:
-            console.print("[yellow]no GPU in the Ray cluster: running GPU trials on CPU[/yellow]")
-            gpus = 0
-        self.remote = ray.remote(num_cpus=res.cpus_per_trial, num_gpus=gpus, max_retries=0)(_execute)
+        try:
+            if self.started:
+                self._init(address, suite.resources, console)
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            gpus = _check_resources(suite.resources, nodes, console)
+        except BaseException:
+            self.close()
+            raise
+        self.remote = ray.remote(num_cpus=suite.resources.cpus_per_trial, num_gpus=gpus, max_retries=0)(_execute)
         self.threads = threads
-        self.pending: dict[Any, PlannedTrial] = {}
+
+    def _init(self, address: str | None, res: ResourcesSpec, console: Console) -> None:
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        if address:
+            try:
+                self.ray.init(address=address, **kwargs)
+            except Exception as e:  # noqa: BLE001 - reachable, but not a Ray cluster we may join
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                raise ClusterError(f"cannot join the Ray cluster at {address}: {first}",
+                                   hint="check --ray-address and the cluster's token (ray get-auth-token)") from e
+            return
+        cpus = os.cpu_count() or 1
+        _check_resources(res.model_copy(update={"gpus_per_trial": 0.0}), [{"CPU": float(cpus)}], console)
+        self.reaper = _Reaper()
+        with self.reaper.marking():
+            # "local": always a new local instance, never a cluster found through RAY_ADDRESS or
+            # /tmp/ray/ray_current_cluster (possibly stale); --ray-address joins one explicitly
+            self.ray.init(address="local", num_cpus=cpus, **kwargs)
 
     def submit(self, p: PlannedTrial) -> None:
         self.pending[self.remote.remote(p, self.threads)] = p
@@ -111,8 +237,10 @@ class _RayExecutor:
     def close(self) -> None:
         for ref in list(self.pending):
             self.ray.cancel(ref, force=True)
-        if self.started:
+        if self.started and self.ray.is_initialized():
             self.ray.shutdown()
+        if self.reaper is not None:
+            self.reaper.close()
 
 
 def _progress(console: Console) -> Progress:
@@ -141,69 +269,169 @@ def run_suite(
     console: Console | None = None,
     make_report: bool = True,
     on_trial: Callable[[str, str], None] | None = None,
+    wait: bool = False,
 ) -> RunSummary:
-    """Run every trial of ``suite`` that is not already completed; track it; write the report."""
+    """Run every trial of ``suite`` that is not already completed; track it; write the report.
+
+    Refuses (:class:`SuiteBusyError`) while another live invocation holds the suite's lease in the
+    store, or with ``wait`` waits for it, then reuses its trials."""
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
-    planned = plan_suite(suite)  # data errors surface before anything is written to the store
-    tracker = Tracker(suite.tracking.uri, suite.experiment)
-    orphans = tracker.mark_orphans_failed()
-    if orphans:
-        console.print(f"marked {orphans} run(s) left RUNNING by an interrupted invocation as FAILED")
-    done = tracker.completed_trials()
-    todo = [p for p in planned if p.trial_id not in done]
-    summary = RunSummary(suite.name, suite.experiment, suite.tracking.uri, None, len(planned),
-                         len(planned) - len(todo))
-    console.print(f"suite [bold]{suite.name}[/bold]: {len(planned)} trials, {summary.skipped} already "
-                  f"completed, {len(todo)} to run")
-    if todo:
-        kind = backend or ("ray" if ray_address else suite.runner.backend)
-        _SuiteRun(suite, tracker, summary, console, on_trial).run(todo, kind, ray_address or suite.runner.ray_address)
+    kind = backend or ("ray" if ray_address else suite.runner.backend)
+    address = ray_address or suite.runner.ray_address
+    probe_store(suite.tracking.uri)  # fail fast, before anything is touched
+    if kind == "ray" and address:
+        probe_ray_address(address)
+    planned = plan_suite(suite)  # a bad input fails here, before the store is touched
+    inv = _Invocation(suite, console, wait, kind, address)
+    summary = RunSummary(suite.name, suite.experiment, suite.tracking.uri, None, len(planned), 0)
+    with _sigterm_as_exit():
+        try:
+            inv.await_free()
+            if _todo(planned, Tracker.existing(suite.tracking.uri, suite.experiment)):
+                inv.start_executor()  # Ray and the resource check, still before the store is touched
+            inv.run(planned, summary, on_trial)
+        finally:
+            inv.close()
     summary.seconds = time.perf_counter() - t0
     if make_report:
         summary.report_paths = write_report(suite, console=console)
     return summary
 
 
+def _todo(planned: list[PlannedTrial], tracker: Tracker | None) -> list[PlannedTrial]:
+    done = tracker.completed_trials() if tracker else {}
+    return [p for p in planned if p.trial_id not in done]
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Any:
+    """SIGTERM (in the main thread) raises SystemExit, so the parent run and the lease are ended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+class _Invocation:
+    """One ``run_suite`` call: the suite's lease, the executor, the parent run, in that order."""
+
+    POLL_S = 2.0
+
+    def __init__(self, suite: Suite, console: Console, wait: bool, kind: str, address: str | None):
+        self.suite, self.console, self.wait, self.kind, self.address = suite, console, wait, kind, address
+        self.executor: _RayExecutor | _LocalExecutor | None = None
+
+    def _busy(self, owner: LeaseOwner) -> SuiteBusyError:
+        s = self.suite
+        return SuiteBusyError(
+            f"suite '{s.name}' is already running in {s.tracking.uri} (experiment '{s.experiment}'): "
+            f"{owner.describe()}",
+            hint=f"wait for it with `robustmsa run --wait`, or stop that process (a lease whose heartbeat "
+                 f"is over {lease_stale_s():.0f} s old is taken over)")
+
+    def await_free(self, tracker: Tracker | None = None) -> None:
+        """Return once no live invocation holds the suite's lease; without ``wait``, refuse instead."""
+        s, announced = self.suite, False
+        tracker = tracker or Tracker.existing(s.tracking.uri, s.experiment)
+        while tracker is not None and (owner := tracker.lease_holder(s.name)) is not None:
+            if not self.wait:
+                raise self._busy(owner)
+            if not announced:
+                self.console.print(f"waiting for the running invocation of suite '{s.name}' ({owner.describe()})",
+                                   markup=False, highlight=False)
+                announced = True
+            time.sleep(self.POLL_S)
+
+    def start_executor(self) -> None:
+        threads = trial_threads(self.suite.resources)
+        self.executor = (_RayExecutor(self.suite, self.address, threads, self.console) if self.kind == "ray"
+                         else _LocalExecutor(threads))
+
+    def _acquire(self, tracker: Tracker) -> Lease:
+        while True:
+            got = tracker.acquire_lease(self.suite.name)
+            if isinstance(got, Lease):
+                return got
+            if not self.wait:
+                raise self._busy(got)
+            self.await_free(tracker)
+
+    def run(self, planned: list[PlannedTrial], summary: RunSummary, on_trial: Callable[[str, str], None] | None) -> None:
+        s, console = self.suite, self.console
+        tracker = Tracker(s.tracking.uri, s.experiment)
+        lease = self._acquire(tracker)
+        try:
+            orphans = tracker.mark_orphans_failed(lease)
+            if orphans:
+                console.print(f"marked {orphans} run(s) left RUNNING by an interrupted invocation as FAILED")
+            todo = _todo(planned, tracker)  # again: an invocation waited for may have completed trials
+            summary.skipped = len(planned) - len(todo)
+            console.print(f"suite [bold]{s.name}[/bold]: {len(planned)} trials, {summary.skipped} already "
+                          f"completed, {len(todo)} to run")
+            if todo:
+                if self.executor is None:
+                    self.start_executor()
+                _SuiteRun(s, tracker, summary, console, on_trial, lease).run(todo, self.executor)
+        finally:
+            lease.release()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+
+
 class _SuiteRun:
     """One invocation's trials under its parent run: submitted, retried, tracked, counted."""
 
     def __init__(self, suite: Suite, tracker: Tracker, summary: RunSummary, console: Console,
-                 on_trial: Callable[[str, str], None] | None):
+                 on_trial: Callable[[str, str], None] | None, lease: Lease):
         self.suite, self.tracker, self.summary, self.console, self.on_trial = suite, tracker, summary, console, on_trial
         self.tags = {f"{TAG}.suite": suite.name, f"{TAG}.suite_version": str(suite.version),
-                     f"{TAG}.code_version": code_version()}
+                     f"{TAG}.code_version": code_version(), f"{TAG}.lease": lease.run_id}
         self.attempts: dict[str, int] = {}
 
-    def run(self, todo: list[PlannedTrial], kind: str, address: str | None) -> None:
+    def run(self, todo: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor) -> None:
         suite, summary = self.suite, self.summary
         summary.parent_run_id = self.tracker.start_parent(
             suite.name, {**self.tags, f"{TAG}.source": str(suite.source)}, suite.to_dict())
-        threads = trial_threads(suite.resources)
-        executor = (_RayExecutor(suite, address, threads, self.console) if kind == "ray" else _LocalExecutor(threads))
-        limit = suite.runner.max_concurrent or len(todo)
-        queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models
         status = "FAILED"
         try:
-            with _progress(self.console) as progress:
-                task = progress.add_task(suite.name, total=len(todo), running=0, failed=0)
-                while queue or executor.running():
-                    while queue and executor.running() < limit:
-                        executor.submit(queue.pop(0))
-                    progress.update(task, running=executor.running())
-                    p, outcome, error = executor.next_result()
-                    if not self._record(p, outcome, error, queue):
-                        continue  # queued again for a retry
-                    progress.advance(task)
-                    if not self.console.is_terminal:  # logs and CI: one line per finished trial, not a live bar
-                        _log_line(self.console, p.spec.name, outcome is not None, progress.tasks[task], error)
-                    if self.on_trial:
-                        self.on_trial(p.spec.name, "ok" if outcome is not None else "failed")
-                    progress.update(task, running=executor.running(), failed=len(summary.failed))
+            self._loop(todo, executor)
             status = "FINISHED" if not summary.failed else "FAILED"
         finally:
-            executor.close()
-            self.tracker.finish(summary.parent_run_id, status)
+            try:
+                self.tracker.finish(summary.parent_run_id, status)
+            except Exception as e:  # noqa: BLE001 - never mask the error in flight; the lease's end marks it
+                self.console.print(f"could not end the parent run: {e}", markup=False, highlight=False)
+
+    def _loop(self, todo: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor) -> None:
+        summary = self.summary
+        limit = self.suite.runner.max_concurrent or len(todo)
+        queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models
+        with _progress(self.console) as progress:
+            task = progress.add_task(self.suite.name, total=len(todo), running=0, failed=0)
+            while queue or executor.running():
+                while queue and executor.running() < limit:
+                    executor.submit(queue.pop(0))
+                progress.update(task, running=executor.running())
+                p, outcome, error = executor.next_result()
+                if not self._record(p, outcome, error, queue):
+                    continue  # queued again for a retry
+                progress.advance(task)
+                if not self.console.is_terminal:  # logs and CI: one line per finished trial, not a live bar
+                    _log_line(self.console, p.spec.name, outcome is not None, progress.tasks[task], error)
+                if self.on_trial:
+                    self.on_trial(p.spec.name, "ok" if outcome is not None else "failed")
+                progress.update(task, running=executor.running(), failed=len(summary.failed))
 
     def _record(self, p: PlannedTrial, outcome: TrialOutcome | None, error: str | None,
                 queue: list[PlannedTrial]) -> bool:

@@ -478,7 +478,9 @@ class Suite(_Strict):
     # a repeated entry would give two trials the same identity (or two cells the same name in reports)
     _u_seeds = field_validator("seeds")(classmethod(lambda cls, v: _unique(v, "seeds")))
     _u_datasets = field_validator("datasets")(classmethod(
-        lambda cls, v: _unique(v, "dataset names (trial names and report cells are keyed by name)", key=lambda d: d.name)))
+        lambda cls, v: _unique(v, "dataset names (trial names and report cells are keyed by the name a dataset "
+                                  "shows: params.label, an MMSA file's name, else the registry name)",
+                               key=lambda d: d.display)))
     _u_regimes = field_validator("regimes")(classmethod(
         lambda cls, v: _unique(v, "regime names", key=lambda r: r.name)))
     _u_metrics = field_validator("metrics")(classmethod(lambda cls, v: v if v is None else _unique(v, "metrics")))

@@ -10,6 +10,15 @@ and every per-point metric are in the tidy ``rows.csv`` artifact.
 
 Writing: :class:`Tracker` (``start_parent``, ``log_trial``, ``log_failure``, ``finish``,
 ``mark_orphans_failed``) and :func:`trial_artifacts`, the bytes a trial serialises in its worker.
+Opening a store: :func:`probe_store` checks it answers (or, for SQLite, that its directory is
+writable) in a few seconds, before anything runs; a SQLite store is initialised under a file lock
+(``<db>.lock`` beside it), so invocations starting at once on a new store do not race on its tables.
+
+Leases (``docs/reliability.md``): :meth:`Tracker.acquire_lease` gives one live invocation per
+(experiment, suite) a :class:`Lease`, a RUNNING run tagged ``robustmsa.kind = lease`` holding its
+owner (host, pid, since) and a heartbeat the driver refreshes; ``mark_orphans_failed`` marks FAILED
+only runs whose owner is provably gone.
+
 Reading: :meth:`Tracker.existing` opens an experiment without creating it;
 ``finished_trial_runs`` returns its FINISHED trial runs as plain :class:`TrialRun` records,
 ``completed_trials`` the latest run of each trial identity, ``artifact_names`` and ``download``
@@ -17,14 +26,21 @@ its artifacts.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import logging
 import math
+import os
 import re
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +49,119 @@ import pandas as pd
 
 from corruptions.grids import is_curve_sweep
 
-__all__ = ["Tracker", "TrialRun", "flatten", "TAG", "trial_artifacts"]
+from .errors import StoreError, StoreWriteError
+
+__all__ = ["Tracker", "TrialRun", "Lease", "LeaseOwner", "flatten", "TAG", "trial_artifacts", "probe_store",
+           "sqlite_path"]
 
 TAG = "robustmsa"  # tag prefix
 _FINISHED_TRIALS = f"tags.`{TAG}.kind` = 'trial' and attributes.status = 'FINISHED'"
+PROBE_TIMEOUT_S = 3.0
+
+
+def _eq(key: str, value: str) -> str:
+    """``key = value`` for an MLflow filter string, the value quoted so any suite name fits (MLflow's
+    parser has no escapes: a value with a single quote is written in double quotes)."""
+    if "'" not in value:
+        return f"{key} = '{value}'"
+    if '"' not in value:
+        return f'{key} = "{value}"'
+    raise StoreError(f"the name {value!r} holds both kinds of quote, which MLflow cannot search for",
+                     hint="rename the suite (or set tracking.experiment) without quotes")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other URI or in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = urllib.parse.unquote(urllib.parse.urlsplit(uri).path[1:])
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _check_writable_dir(directory: Path, what: str, uri: str) -> None:
+    probe = directory
+    while not probe.exists() and probe != probe.parent:  # a directory still to be created: its first existing ancestor
+        probe = probe.parent
+    if not probe.is_dir():
+        raise StoreError(f"the {what} of the tracking store {uri} is not a directory: {probe}",
+                         hint="fix tracking.uri")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise StoreError(f"the {what} of the tracking store {uri} is not writable: {probe} ({e.strerror})",
+                         hint="run from a writable directory or point tracking.uri at one") from e
+
+
+def probe_store(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Fail fast (in about ``timeout`` seconds) when the store at ``uri`` cannot be used: an HTTP
+    server that does not answer ``/health``, or a SQLite file whose directory (or the default
+    artifact root ``./mlruns``) is not writable. Raises :class:`StoreError`; touches nothing."""
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - the user's tracking URI
+                ok = r.status == 200
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise StoreError(f"the tracking server {uri} is not reachable: {reason}",
+                             hint="start it (mlflow server ...) or fix tracking.uri") from e
+        if not ok:
+            raise StoreError(f"the tracking server {uri} does not answer like an MLflow server",
+                             hint="fix tracking.uri")
+        return
+    db = sqlite_path(uri)
+    if db is not None:
+        if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+            raise StoreError(f"the tracking store {uri} is not writable: {db}", hint="fix its permissions or tracking.uri")
+        if not db.resolve().parent.is_dir():
+            raise StoreError(f"the directory of the tracking store {uri} does not exist: {db.resolve().parent}",
+                             hint="create it or fix tracking.uri")
+        _check_writable_dir(db.resolve().parent, "directory", uri)
+
+
+def _local_dir(location: str) -> Path | None:
+    """The local directory of an artifact location (None for a remote one)."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme == "file":
+        return Path(urllib.parse.unquote(parts.path))
+    return Path(location) if not parts.scheme else None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """Any failure to write ``what`` (a full disk, a store gone away) as one :class:`StoreWriteError`."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OSError, SQLAlchemy and MLflow errors alike
+        raise StoreWriteError(f"writing {what} to the tracking store failed: {_first_line(e)}",
+                              hint="free space or fix the store, then run the same command again: "
+                                   "completed trials are reused") from e
+
+
+@contextlib.contextmanager
+def _init_lock(uri: str) -> Iterator[None]:
+    """Serialises opening a SQLite store across processes (MLflow creates a new store's tables on
+    first use, and two processes doing it at once fail): an exclusive lock on ``<db>.lock``."""
+    db = sqlite_path(uri)
+    fd = None
+    if db is not None:
+        with contextlib.suppress(OSError):  # an unwritable directory: reading goes on unlocked
+            fd = os.open(f"{db}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, str]:
@@ -81,6 +206,118 @@ def _trial_run(run: Any) -> TrialRun:
                     dict(run.data.params), dict(run.data.metrics))
 
 
+LEASE_STALE_S = 60.0  # a lease whose heartbeat is older than this is dead (ROBUSTMSA_LEASE_STALE_S)
+LEASE_HEARTBEAT_S = 10.0  # how often the driver refreshes its lease (ROBUSTMSA_LEASE_HEARTBEAT_S)
+LEASE_SETTLE_S = 1.0  # how long a contender waits between writing its candidate and reading the others
+
+
+def lease_stale_s() -> float:
+    return float(os.environ.get("ROBUSTMSA_LEASE_STALE_S", LEASE_STALE_S))
+
+
+def _host() -> tuple[str, str]:
+    """(host name, boot id): a pid is only meaningful on the same host since the same boot."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return socket.gethostname(), boot
+
+
+def _proc_start(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot ("" when unknown): with the pid,
+    it tells the owner from a later process that reuses its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def pid_alive(pid: int, proc: str = "") -> bool:
+    """Whether process ``pid`` (started at ``proc`` ticks, if given) is alive on this host (a zombie is not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:  # no /proc: signal 0 says whether the pid exists
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return fields[0] not in ("Z", "X") and (not proc or fields[19] == proc)
+
+
+@dataclass(frozen=True)
+class LeaseOwner:
+    """Who holds (or bids for) a suite's lease, as read from its lease run."""
+
+    run_id: str
+    suite: str
+    host: str
+    boot: str
+    pid: int
+    proc: str
+    since: float
+    heartbeat: float
+    state: str  # "candidate" or "held"
+    start_time: int
+
+    @classmethod
+    def of(cls, run: Any) -> LeaseOwner:
+        t = run.data.tags
+
+        def num(key: str) -> float:
+            try:
+                return float(t.get(f"{TAG}.lease.{key}", "0"))
+            except ValueError:
+                return 0.0
+
+        return cls(run.info.run_id, t.get(f"{TAG}.suite", ""), t.get(f"{TAG}.lease.host", ""),
+                   t.get(f"{TAG}.lease.boot", ""), int(num("pid")), t.get(f"{TAG}.lease.proc", ""), num("since"),
+                   num("heartbeat"), t.get(f"{TAG}.lease.state", ""), run.info.start_time or 0)
+
+    def order(self) -> tuple[int, str]:
+        return self.start_time, self.run_id
+
+    def alive(self, stale_s: float) -> bool:
+        """Not provably gone: its heartbeat is fresh and, on this host, its process still runs."""
+        if time.time() - self.heartbeat > stale_s:
+            return False
+        if (self.host, self.boot) == _host():
+            return pid_alive(self.pid, self.proc)
+        return True
+
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        return (f"host {self.host}, pid {self.pid}, since {since} "
+                f"(heartbeat {max(0.0, time.time() - self.heartbeat):.0f} s ago)")
+
+
+class Lease:
+    """A held suite lease: a daemon thread refreshes its heartbeat until :meth:`release`."""
+
+    def __init__(self, tracker: Tracker, run_id: str, suite: str):
+        self.tracker, self.run_id, self.suite = tracker, run_id, suite
+        self.heartbeat_s = float(os.environ.get("ROBUSTMSA_LEASE_HEARTBEAT_S", LEASE_HEARTBEAT_S))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="robustmsa-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with contextlib.suppress(Exception):  # a missed beat is retried; too many and the lease goes stale
+                self.tracker.client.set_tag(self.run_id, f"{TAG}.lease.heartbeat", f"{time.time():.3f}")
+
+    def release(self) -> None:
+        """Stop the heartbeat, end the lease run and delete it."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.tracker._drop_run(self.run_id, "FINISHED")
+
+
 class Tracker:
     """Thin layer over ``MlflowClient`` for one experiment; ``Tracker(uri, experiment)`` creates
     the experiment if needed and makes ``uri`` the process's tracking URI (for writing)."""
@@ -88,11 +325,16 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         import mlflow
 
-        self._connect(uri)
+        with _init_lock(uri):
+            self._connect(uri)
+            exp = self._get_experiment(experiment)
+            if exp is None:
+                exp_id = self._create_experiment(experiment)
+            else:
+                exp_id = exp.experiment_id
+                self._check_artifacts(exp.artifact_location)
         mlflow.set_tracking_uri(uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
-        self.experiment = experiment
+        self.experiment_id, self.experiment = exp_id, experiment
 
     def _connect(self, uri: str) -> None:
         from mlflow.tracking import MlflowClient
@@ -103,12 +345,42 @@ class Tracker:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
 
+    def _get_experiment(self, name: str) -> Any:
+        """The experiment called ``name`` (None if absent); the first call opens (and for a new
+        SQLite file initialises) the store, so it runs under :func:`_init_lock`."""
+        try:
+            return self.client.get_experiment_by_name(name)
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy and MLflow errors alike: one line, not 180
+            raise StoreError(f"cannot open the tracking store {self.uri}: {_first_line(e)}",
+                             hint="check tracking.uri (run with --debug for the traceback)") from e
+
+    def _create_experiment(self, name: str) -> str:
+        if sqlite_path(self.uri) is not None:
+            self._check_artifacts(str(Path.cwd() / "mlruns"))  # MLflow's default artifact root
+        try:
+            return self.client.create_experiment(name)
+        except Exception:  # another invocation (a server store) created it meanwhile
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _check_artifacts(self, location: str) -> None:
+        local = _local_dir(location)
+        if local is not None:
+            _check_writable_dir(local, f"artifact directory {local}", self.uri)
+
     @classmethod
     def existing(cls, uri: str, experiment: str) -> Tracker | None:
-        """The experiment at ``uri`` for reading, or None when it does not exist (nothing is created)."""
+        """The experiment at ``uri`` for reading, or None when it does not exist (nothing is created,
+        not even a SQLite file)."""
+        db = sqlite_path(uri)
+        if db is not None and not db.exists():
+            return None
         self = cls.__new__(cls)
-        self._connect(uri)
-        exp = self.client.get_experiment_by_name(experiment)
+        with _init_lock(uri):
+            self._connect(uri)
+            exp = self._get_experiment(experiment)
         if exp is None:
             return None
         self.experiment_id, self.experiment = exp.experiment_id, experiment
@@ -127,7 +399,7 @@ class Tracker:
 
     def finished_trial_runs(self, suite: str | None = None) -> list[TrialRun]:
         """Every FINISHED trial run (only those tagged with ``suite`` if given), in the store's order."""
-        filt = _FINISHED_TRIALS + (f" and tags.`{TAG}.suite` = '{suite}'" if suite else "")
+        filt = _FINISHED_TRIALS + (" and " + _eq(f"tags.`{TAG}.suite`", suite) if suite else "")
         return [_trial_run(r) for r in self._search(filt)]
 
     def unfinished_trial_runs(self, suite: str | None = None) -> dict[str, str]:
@@ -163,18 +435,80 @@ class Tracker:
                                                         tracking_uri=self.uri))
 
     # ------------------------------------------------------------------ writing
-    def mark_orphans_failed(self) -> int:
-        """Runs left RUNNING by an interrupted invocation are marked FAILED (and tagged)."""
+    def mark_orphans_failed(self, mine: Lease | None = None) -> int:
+        """Runs left RUNNING by an invocation that is provably gone are marked FAILED (tag
+        ``robustmsa.orphaned``); their number. A run's owner is the lease in its ``robustmsa.lease``
+        tag: gone when that lease is no longer live (:meth:`LeaseOwner.alive`). A run without one
+        (an older version's) is orphaned unless another live lease holds its suite. Dead leases are
+        ended and deleted."""
         runs = self._search(f"tags.`{TAG}.kind` != '' and attributes.status = 'RUNNING'")
+        stale = lease_stale_s()
+        owners = {r.info.run_id: LeaseOwner.of(r) for r in runs if r.data.tags.get(f"{TAG}.kind") == "lease"}
+        live = {rid for rid, o in owners.items() if o.alive(stale)}
+        held = {owners[rid].suite for rid in live if owners[rid].state == "held" and (not mine or rid != mine.run_id)}
+        count = 0
         for r in runs:
-            self.client.set_tag(r.info.run_id, f"{TAG}.orphaned", "true")
-            self.client.set_terminated(r.info.run_id, status="FAILED")
-        return len(runs)
+            rid, tags = r.info.run_id, r.data.tags
+            if rid in owners:
+                if rid not in live:
+                    self._drop_run(rid, "FAILED")
+                continue
+            owner = tags.get(f"{TAG}.lease")
+            if (owner in live) if owner else (tags.get(f"{TAG}.suite", "") in held):
+                continue
+            self.client.set_tag(rid, f"{TAG}.orphaned", "true")
+            self.client.set_terminated(rid, status="FAILED")
+            count += 1
+        return count
+
+    def _drop_run(self, run_id: str, status: str) -> None:
+        """End a lease run and delete it (hidden from searches, so leases do not pile up)."""
+        with contextlib.suppress(Exception):  # best effort: a lease left behind goes stale
+            self.client.set_terminated(run_id, status=status)
+            self.client.delete_run(run_id)
+
+    # ------------------------------------------------------------------ leases
+    def _lease_owners(self, suite: str) -> list[LeaseOwner]:
+        filt = f"tags.`{TAG}.kind` = 'lease' and attributes.status = 'RUNNING' and " + _eq(f"tags.`{TAG}.suite`", suite)
+        return [LeaseOwner.of(r) for r in self._search(filt)]
+
+    def lease_holder(self, suite: str) -> LeaseOwner | None:
+        """The live owner of ``suite``'s lease, or None."""
+        stale = lease_stale_s()
+        live = [o for o in self._lease_owners(suite) if o.state == "held" and o.alive(stale)]
+        return min(live, key=LeaseOwner.order) if live else None
+
+    def acquire_lease(self, suite: str, settle_s: float = LEASE_SETTLE_S) -> Lease | LeaseOwner:
+        """The suite's lease (a :class:`Lease`, heartbeating), or the live owner that holds it.
+
+        Without compare-and-swap in MLflow: every contender writes a candidate run, waits
+        ``settle_s`` and reads the leases back; a live held lease wins, else the earliest live
+        candidate (by the stored start time, then run id; every contender reads the same values).
+        A contender that arrives after the winner's read sees its lease held, as long as marking it
+        held takes less than ``settle_s``."""
+        now = f"{time.time():.3f}"
+        host = _host()
+        tags = {f"{TAG}.kind": "lease", f"{TAG}.suite": suite, **{f"{TAG}.lease.{k}": v for k, v in {
+            "host": host[0], "boot": host[1], "pid": str(os.getpid()), "proc": _proc_start(os.getpid()),
+            "since": now, "heartbeat": now, "state": "candidate"}.items()}}
+        mine = self.client.create_run(self.experiment_id, run_name=f"lease {suite}", tags=tags).info.run_id
+        time.sleep(settle_s)
+        stale = lease_stale_s()
+        live = [o for o in self._lease_owners(suite) if o.run_id == mine or o.alive(stale)]
+        held = [o for o in live if o.state == "held" and o.run_id != mine]
+        winner = min(held or live, key=LeaseOwner.order)
+        if winner.run_id != mine:
+            self._drop_run(mine, "FINISHED")
+            return winner
+        self.client.set_tag(mine, f"{TAG}.lease.state", "held")
+        return Lease(self, mine, suite)
 
     def start_parent(self, suite_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                     tags={f"{TAG}.kind": "invocation", **tags})
-        self._log_params(run.info.run_id, flatten(params))
+        with _writing(f"the parent run of {suite_name}"):
+            run = self.client.create_run(self.experiment_id,
+                                         run_name=f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                         tags={f"{TAG}.kind": "invocation", **tags})
+            self._log_params(run.info.run_id, flatten(params))
         return run.info.run_id
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
@@ -205,42 +539,49 @@ class Tracker:
         if not arts:
             raise ValueError(f"trial {outcome.trial_id} has no serialised artifacts: "
                              "set outcome.artifacts = trial_artifacts(outcome, curve_figure) first")
-        run = self.client.create_run(
-            self.experiment_id, run_name=outcome.name,
-            tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial",
-                  f"{TAG}.trial_id": outcome.trial_id, **tags})
-        rid = run.info.run_id
-        try:
-            self._log_params(rid, flatten(outcome.resolved))
-            self._log_metrics(rid, _trial_metrics(outcome))
-            with tempfile.TemporaryDirectory() as tmp:
-                d = Path(tmp)
-                pd.DataFrame(outcome.rows).to_csv(d / "rows.csv", index=False)
-                pd.DataFrame(outcome.history).to_csv(d / "history.csv", index=False)
-                (d / "trial.json").write_text(json.dumps(
-                    {"trial_id": outcome.trial_id, "name": outcome.name, "resolved": outcome.resolved,
-                     "info": outcome.info}, indent=2, sort_keys=True, default=str))
-                names = ["curves.png", *(["predictions.csv.gz"] if log_predictions else [])]
-                for name in names:
-                    (d / name).write_bytes(arts[name])
-                self.client.log_artifacts(rid, str(d))
-                if log_checkpoint and outcome.checkpoint:  # a reference trial trains nothing
-                    ck = d / "checkpoint"
-                    ck.mkdir()
-                    (ck / "model.pt").write_bytes(outcome.checkpoint)
-                    self.client.log_artifacts(rid, str(ck), artifact_path="checkpoint")
-        except BaseException:
-            self.client.set_terminated(rid, status="FAILED")
-            raise
-        self.client.set_terminated(rid, status="FINISHED")
+        with _writing(f"trial {outcome.name}"):
+            run = self.client.create_run(
+                self.experiment_id, run_name=outcome.name,
+                tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial",
+                      f"{TAG}.trial_id": outcome.trial_id, **tags})
+            rid = run.info.run_id
+            try:
+                self._log_trial_content(rid, outcome, arts, log_predictions, log_checkpoint)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the write error is the one to report
+                    self.client.set_terminated(rid, status="FAILED")
+                raise
+            self.client.set_terminated(rid, status="FINISHED")
         return rid
 
+    def _log_trial_content(self, rid: str, outcome: Any, arts: Mapping[str, bytes], log_predictions: bool,
+                           log_checkpoint: bool) -> None:
+        self._log_params(rid, flatten(outcome.resolved))
+        self._log_metrics(rid, _trial_metrics(outcome))
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            pd.DataFrame(outcome.rows).to_csv(d / "rows.csv", index=False)
+            pd.DataFrame(outcome.history).to_csv(d / "history.csv", index=False)
+            (d / "trial.json").write_text(json.dumps(
+                {"trial_id": outcome.trial_id, "name": outcome.name, "resolved": outcome.resolved,
+                 "info": outcome.info}, indent=2, sort_keys=True, default=str))
+            names = ["curves.png", *(["predictions.csv.gz"] if log_predictions else [])]
+            for name in names:
+                (d / name).write_bytes(arts[name])
+            self.client.log_artifacts(rid, str(d))
+            if log_checkpoint and outcome.checkpoint:  # a reference trial trains nothing
+                ck = d / "checkpoint"
+                ck.mkdir()
+                (ck / "model.pt").write_bytes(outcome.checkpoint)
+                self.client.log_artifacts(rid, str(ck), artifact_path="checkpoint")
+
     def log_failure(self, parent_id: str, name: str, trial_id: str, error: str, tags: dict[str, str]) -> str:
-        run = self.client.create_run(
-            self.experiment_id, run_name=name,
-            tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial", f"{TAG}.trial_id": trial_id,
-                  f"{TAG}.error": error[:4000], **tags})
-        self.client.set_terminated(run.info.run_id, status="FAILED")
+        with _writing(f"the failure of trial {name}"):
+            run = self.client.create_run(
+                self.experiment_id, run_name=name,
+                tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial", f"{TAG}.trial_id": trial_id,
+                      f"{TAG}.error": error[:4000], **tags})
+            self.client.set_terminated(run.info.run_id, status="FAILED")
         return run.info.run_id
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -134,3 +135,32 @@ def test_suite_on_mlflow_server_and_ray_cluster(repo: Path, tmp_path: Path, monk
     assert sorted(m["step"] for m in hist) == [0, 1, 2]
     assert all(m["value"] > 0 for m in hist)
     assert (tmp_path / "reports" / "smoke" / "results.md").read_text().count("qa_moe (spectrum)") >= 2
+
+
+def test_lease_on_an_mlflow_server_and_resources_checked_against_a_ray_cluster(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        mlflow_server: str, ray_head: str) -> None:
+    """The suite lease works through a server store (a second contender is refused, naming the
+    owner); a trial no node of the cluster can run fails fast, one line, exit 2, the server untouched."""
+    from robustmsa.tracking import Lease, LeaseOwner, Tracker
+
+    monkeypatch.chdir(tmp_path)
+    lease = Tracker(mlflow_server, "leased").acquire_lease("smoke")
+    try:
+        assert isinstance(lease, Lease)
+        other = Tracker(mlflow_server, "leased").acquire_lease("smoke")
+        assert isinstance(other, LeaseOwner) and other.pid == os.getpid()
+    finally:
+        lease.release()
+    assert Tracker(mlflow_server, "leased").lease_holder("smoke") is None
+
+    argv = ["run", str(repo / "suites" / "smoke.yaml"), "--ray-address", ray_head, f"tracking.uri={mlflow_server}",
+            "models=[{name: qa_moe}]", "regimes=[spectrum]", "resources.cpus_per_trial=100"]
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    seconds = time.perf_counter() - t0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err[0].startswith("error: resources.cpus_per_trial=100") and "Traceback" not in "".join(err)
+    assert len(err) == 2 and seconds < 60, (err, seconds)
+    with pytest.raises(urllib.error.HTTPError):  # no experiment was created
+        _get(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")

@@ -49,6 +49,7 @@ def test_written_trials_read_back_as_plain_runs(tmp_path: Path) -> None:
 
 def test_reading_creates_nothing(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert Tracker.existing(uri, "exp") is None and not (tmp_path / "mlflow.db").exists()  # not even the file
     Tracker(uri, "exp")
     assert Tracker.existing(uri, "missing") is None
     assert Tracker.existing(uri, "missing") is None  # still absent: the first look did not create it
