@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from test_text_encoders import hf_model, tiny_bert, tokenized_batch  # noqa: F401 (fixture)
 
+from robustmsa.models import create_model
 from robustmsa.models.self_mm import SelfMM, relative_distance, rule_labels
 
 from helpers import ModelKit, run, with_missing
@@ -148,3 +149,21 @@ def test_hf_text_encoder(tiny_bert: Path) -> None:  # noqa: F811 (fixture)
         (out["pred"].pow(2).mean() + sum(out["losses"].values())).backward()
     assert model.encoders.text.backbone.embeddings.word_embeddings.weight.grad is not None
     assert [g["lr"] for g in model.param_groups(1e-3, 0.0)] == [1e-3, 1e-5]
+
+
+def test_spectrum_training_generates_labels_for_every_training_sample() -> None:
+    """Through the trainer's corrupted (spectrum) batches, with the clean batch as ULGM's source or not."""
+    from robustmsa.data.synthetic import load_synthetic
+    from robustmsa.suite import RegimeSpec, TrainingSpec
+    from robustmsa.training import TrainingRun, train_model
+
+    ds = load_synthetic("mosi", seed=0, n_train=64, n_valid=16, n_test=16, text_dim=8,
+                        text_len=12, audio_len=12, vision_len=12)
+    regime = RegimeSpec(name="spectrum", kind="spectrum")
+    for source in ("clean", "input"):
+        model = create_model("self_mm", ds.dims, ds.lengths, seed=0, label_source=source)
+        training = TrainingSpec(epochs=3, batch_size=16, patience=3, device="cpu")
+        train_model(model, ds, TrainingRun(regime, training, seed=0), device=torch.device("cpu"))
+        ulgm = model.ulgm
+        assert len(ulgm.keys) == 64 and (ulgm.passes == 3).all() and torch.isfinite(ulgm.labels).all()
+        assert (ulgm.labels[:, 1:] != ulgm.labels[:, :1]).any()
