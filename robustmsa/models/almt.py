@@ -68,7 +68,9 @@ class ALMTConfig(BaseConfig):
     d_model 64 with 4 heads (width and heads are the shared ``d_model``/``num_heads``), the
     transformer MLPs are 2 x d_model wide (the zoo's blocks), the projection of each modality is
     the zoo's shared encoder (standardisation, Linear, LayerNorm, one masked conv block) followed
-    by the token compression, and the sequence positions are sinusoidal instead of learned
+    by the token compression, the attention blocks split d_model over the heads (the authors'
+    blocks have 8 heads of 64, an inner width of 512 for a width of 128), and the sequence
+    positions are sinusoidal instead of learned
     (learned positions would fix the maximum length; masks and unaligned lengths come for free).
     The language query and the audio/vision keys and values of an AHL layer have no bias, as in
     the authors' code; its residual adds to ``H_hyper`` itself (pre-norm, as the paper's equation
