@@ -24,6 +24,10 @@ PAPERS = {  # what the papers report on MOSI (MODELS.md / the issue); where they
     # MMSA 2.2.1's implementations with their MOSI config, parameters counted: BERT-base (109.5M) + the rest
     "misa": "MMSA: 110.6M params (BERT-base + 1.14M)",
     "self_mm": "MMSA: 109.6M params (BERT-base + 0.16M)",
+    # counted (not quoted) from the authors' code at its MOSI config (width 128, 8 heads of 64,
+    # learned positions over 50/375/500 steps), plus BERT-base's 109.5M
+    "almt": "2.6M params + BERT-base (authors' code, MOSI config)",
+    "lnln": "6.5M params + BERT-base (authors' code, MOSI config)",
 }
 
 
