@@ -27,7 +27,7 @@ from .plan import PlannedTrial, validation_grid
 from .suite import Suite
 from .tracking import Tracker
 
-__all__ = ["WallTime", "estimate_wall_time", "parallel_slots"]
+__all__ = ["WallTime", "estimate_wall_time", "parallel_slots", "recorded_durations", "duration_key"]
 
 #: seconds a run spends outside its trials (Ray start, planning); the report is measured apart
 OVERHEAD_S = 8.0
@@ -75,7 +75,7 @@ def _store(suite: Suite) -> Tracker | None:
     return Tracker.existing(uri, suite.experiment)
 
 
-def _recorded(store: Tracker | None) -> dict[tuple[str, str, str, str], list[float]]:
+def recorded_durations(store: Tracker | None) -> dict[tuple[str, str, str, str], list[float]]:
     """(model, regime kind, dataset, epochs) -> total seconds of the finished trials in the store."""
     out: dict[tuple[str, str, str, str], list[float]] = {}
     for r in store.finished_trial_runs() if store else []:
@@ -87,7 +87,8 @@ def _recorded(store: Tracker | None) -> dict[tuple[str, str, str, str], list[flo
     return out
 
 
-def _key(p: PlannedTrial) -> tuple[str, str, str, str]:
+def duration_key(p: PlannedTrial) -> tuple[str, str, str, str]:
+    """What a trial's duration is compared by: (model, regime kind, dataset, epochs)."""
     s = p.spec
     return (s.model.name, s.regime.kind, s.dataset.name, str(s.training.epochs))
 
@@ -133,12 +134,12 @@ def estimate_wall_time(suite: Suite, planned: list[PlannedTrial]) -> WallTime:
     store = _store(suite)
     done = set(store.completed_trials()) if store else set()
     todo = [p for p in planned if p.trial_id not in done]
-    recorded = _recorded(store)
+    recorded = recorded_durations(store)
     threads = max(1, int(suite.resources.cpus_per_trial))
     calibrated: dict[tuple[str, str, str, str], float] = {}
     total, counts = 0.0, {"store": 0, "calibrated": 0, "untimed": 0}
     for p in todo:
-        key = _key(p)
+        key = duration_key(p)
         if key in recorded:
             total += statistics.median(recorded[key])
             counts["store"] += 1

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .errors import ClusterError, SuiteBusyError
+from .estimate import recorded_durations
 from .plan import PlannedTrial, code_version, plan_suite, trial_threads
+from .progress import Board, board_progress, log_line, phase
 from .reports import write_report
 from .suite import ResourcesSpec, Suite
 from .tracking import TAG, Lease, LeaseOwner, Tracker, lease_stale_s, probe_store
@@ -64,6 +65,8 @@ def _execute(planned: PlannedTrial, threads: int) -> TrialOutcome:
 
 class _LocalExecutor:
     """Runs trials one at a time in this process (debugging, determinism checks)."""
+
+    slots = 1
 
     def __init__(self, threads: int):
         self.threads = threads
@@ -195,6 +198,8 @@ class _RayExecutor:
                 self._init(address, suite.resources, console)
             nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
             gpus = _check_resources(suite.resources, nodes, console)
+            per = max(suite.resources.cpus_per_trial, 1e-9)  # trials that run at once: the submission limit
+            self.slots = max(1, sum(int(n.get("CPU", 0.0) // per) for n in nodes))
         except BaseException:
             self.close()
             raise
@@ -243,24 +248,6 @@ class _RayExecutor:
             self.reaper.close()
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total} trials"),
-        TextColumn("running {task.fields[running]} · failed {task.fields[failed]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, transient=False,
-    )
-
-
-def _log_line(console: Console, name: str, ok: bool, task: Any, error: str | None) -> None:
-    done, total, elapsed = int(task.completed), int(task.total or 0), task.elapsed or 0.0
-    eta = elapsed / done * (total - done) if done else float("nan")
-    state = "done" if ok else f"failed ({(error or '').strip().splitlines()[-1] if error else '?'})"
-    console.print(f"[{done}/{total}] {name} {state} · elapsed {elapsed:.0f} s · ETA {eta:.0f} s",
-                  markup=False, highlight=False)
-
-
 def run_suite(
     suite: Suite,
     *,
@@ -295,7 +282,8 @@ def run_suite(
             inv.close()
     summary.seconds = time.perf_counter() - t0
     if make_report:
-        summary.report_paths = write_report(suite, console=console)
+        with phase(console, "report: tables and figures"):
+            summary.report_paths = write_report(suite, console=console)
     return summary
 
 
@@ -389,6 +377,13 @@ class _Invocation:
             self.executor.close()
 
 
+def _top_up(queue: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor, board: Board, limit: int) -> None:
+    """Submit queued trials until ``limit`` run at once."""
+    while queue and executor.running() < limit:
+        board.started(queue[0])
+        executor.submit(queue.pop(0))
+
+
 class _SuiteRun:
     """One invocation's trials under its parent run: submitted, retried, tracked, counted."""
 
@@ -414,24 +409,27 @@ class _SuiteRun:
                 self.console.print(f"could not end the parent run: {e}", markup=False, highlight=False)
 
     def _loop(self, todo: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor) -> None:
-        summary = self.summary
-        limit = self.suite.runner.max_concurrent or len(todo)
-        queue = sorted(todo, key=lambda p: not p.spec.is_reference)  # references first: they run beside the models
-        with _progress(self.console) as progress:
-            task = progress.add_task(self.suite.name, total=len(todo), running=0, failed=0)
+        # at most as many trials submitted as run at once: "running" on the console is true, and the
+        # queue stays here (references first: they run beside the models)
+        limit = min(self.suite.runner.max_concurrent or len(todo), executor.slots)
+        queue = sorted(todo, key=lambda p: not p.spec.is_reference)
+        board = Board(todo, limit, recorded_durations(self.tracker))
+        t0 = time.perf_counter()
+        with board_progress(self.console, board) as progress:
+            task = progress.add_task(self.suite.name, total=len(todo))
+            _top_up(queue, executor, board, limit)
             while queue or executor.running():
-                while queue and executor.running() < limit:
-                    executor.submit(queue.pop(0))
-                progress.update(task, running=executor.running())
                 p, outcome, error = executor.next_result()
-                if not self._record(p, outcome, error, queue):
-                    continue  # queued again for a retry
+                retry = not self._record(p, outcome, error, queue)
+                (board.requeued if retry else board.finished)(p, *(() if retry else (outcome is not None,)))
+                _top_up(queue, executor, board, limit)  # the freed slot first, then the console
+                if retry:
+                    continue
                 progress.advance(task)
                 if not self.console.is_terminal:  # logs and CI: one line per finished trial, not a live bar
-                    _log_line(self.console, p.spec.name, outcome is not None, progress.tasks[task], error)
+                    log_line(self.console, board, p.spec.name, outcome is not None, error, time.perf_counter() - t0)
                 if self.on_trial:
                     self.on_trial(p.spec.name, "ok" if outcome is not None else "failed")
-                progress.update(task, running=executor.running(), failed=len(summary.failed))
 
     def _record(self, p: PlannedTrial, outcome: TrialOutcome | None, error: str | None,
                 queue: list[PlannedTrial]) -> bool:

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("robustmsa.tracking",),
     ("robustmsa.reports",),
     ("robustmsa.trial", "robustmsa.estimate"),
-    ("robustmsa.runner",),
+    ("robustmsa.runner", "robustmsa.progress"),
     ("robustmsa.api", "robustmsa"),  # ``robustmsa`` itself: the package's __init__, which re-exports the API
     ("robustmsa.cli", "robustmsa.__main__"),
 ]
