@@ -153,7 +153,7 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
     floor = ""
     if ctx.data.ceiling and "mae" in ctx.data.ceiling:
         floor = " " + FLOOR_NOTE.format(mae=fmt_number(float(ctx.data.ceiling["mae"]), s.digits))
-    ref_text = (" Reference rows (not ranked): oracle (observable), the best prediction from what each "
+    ref_text = (" Reference rows (in italics, not ranked, never marked best): oracle (observable), the best prediction from what each "
                 "corrupted input still contains; linear probe, ridge on mean-pooled features." if refs else "")
     suffix, tsuffix = _suffix(ctx, multi)
     name = f"main_{family}{suffix}" if family else f"main{suffix}"

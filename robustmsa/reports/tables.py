@@ -316,7 +316,7 @@ def to_latex(table: Table, provenance_in_caption: bool = True) -> str:
                 out.append(r"\midrule")
             out.append(f"\\multicolumn{{{ncol}}}{{l}}{{\\textit{{{latex_escape(g)}}}}} \\\\")
         for r in (r for r in table.rows if r.group == g):
-            cells = [latex_escape(r.label)]
+            cells = [latex_escape(r.label) if r.compare else f"\\textit{{{latex_escape(r.label)}}}"]  # references: italic
             cells += [_latex_cell(table, c, r.cells[c.key]) if c.key in r.cells else "" for c in table.columns]
             out.append(" & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", f"\\end{{{env}}}", ""]
@@ -365,7 +365,7 @@ def to_markdown(table: Table, level: int = 3, provenance: bool = True) -> str:
         if g:
             lines.append("| " + " | ".join([f"**{markdown_escape(g)}**"] + [""] * len(table.columns)) + " |")
         for r in (r for r in table.rows if r.group == g):
-            cells = [markdown_escape(r.label)]
+            cells = [markdown_escape(r.label) if r.compare else f"*{markdown_escape(r.label)}*"]  # references: italic
             cells += [_md_cell(table, c, r.cells[c.key]) if c.key in r.cells else "" for c in table.columns]
             lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"_{n}_" for n in table.notes] + ([""] if table.notes else [])
