@@ -143,7 +143,7 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
             out.print(f"{n:18s} {DATASETS.get(n).help}", markup=False)
     else:
         root = Path("suites") if Path("suites").is_dir() else Path(__file__).resolve().parents[1] / "suites"
-        for f in sorted(root.glob("*.yaml")):
+        for f in sorted(root.rglob("*.yaml")):  # suites/*.yaml, then the published protocols (suites/protocols/)
             out.print(str(f))
     return 0
 
