@@ -4,6 +4,7 @@
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...] [--allow-partial]
+    robustmsa export-corrupted SUITE --out DIR [key=value ...] [--all-splits]
     robustmsa --version
 
 Errors caused by input print ``error: <where>: <what>`` (``<where>`` the file, key, dataset or
@@ -74,7 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     _suite_args(rp)
     rp.add_argument("--allow-partial", action="store_true",
                     help="exit 0 even when cells of the suite have no finished trial (the report still says so)")
+    _export_parser(sub, common)
     return p
+
+
+def _export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    ex = sub.add_parser("export-corrupted", parents=[common],
+                        help="write every grid point of a suite's evaluation spectrum as an MMSA pickle + manifest.json")
+    _suite_args(ex)
+    ex.add_argument("--out", required=True, help="output folder (one sub-folder per dataset, manifest.json on top)")
+    ex.add_argument("--all-splits", action="store_true",
+                    help="also write the clean train and valid splits into every file (default: the evaluated split only)")
+
+
+def _cmd_export_corrupted(args: argparse.Namespace, out: Console) -> int:
+    import json
+
+    from .export import export_corrupted
+    from .suite import load_suite
+
+    manifest = export_corrupted(load_suite(args.suite, args.overrides), args.out, all_splits=args.all_splits)
+    n = sum(len(d["files"]) for d in json.loads(manifest.read_text(encoding="utf-8"))["datasets"])
+    out.print(f"{n} files and {manifest}", markup=False, highlight=False)
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace, out: Console) -> int:
@@ -214,7 +237,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
-COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report}
+COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report,
+            "export-corrupted": _cmd_export_corrupted}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
