@@ -5,6 +5,7 @@
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...] [--allow-partial]
     robustmsa export-corrupted SUITE --out DIR [key=value ...] [--all-splits]
+    robustmsa leaderboard FILES... --out DIR
     robustmsa --version
 
 Errors caused by input print ``error: <where>: <what>`` (``<where>`` the file, key, dataset or
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--allow-partial", action="store_true",
                     help="exit 0 even when cells of the suite have no finished trial (the report still says so)")
     _export_parser(sub, common)
+    lb = sub.add_parser("leaderboard", parents=[common],
+                        help="merge results JSON files (reports' results/*.json) into Markdown, LaTeX and HTML")
+    lb.add_argument("files", nargs="+", help="results documents, e.g. reports/*/results/*.json")
+    lb.add_argument("--out", required=True, help="output folder for leaderboard.md, .tex and .html")
     return p
 
 
@@ -97,6 +102,14 @@ def _cmd_export_corrupted(args: argparse.Namespace, out: Console) -> int:
     manifest = export_corrupted(load_suite(args.suite, args.overrides), args.out, all_splits=args.all_splits)
     n = sum(len(d["files"]) for d in json.loads(manifest.read_text(encoding="utf-8"))["datasets"])
     out.print(f"{n} files and {manifest}", markup=False, highlight=False)
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace, out: Console) -> int:
+    from .reports.leaderboard import write_leaderboard
+
+    for kind, path in write_leaderboard(args.files, args.out).items():
+        out.print(f"{kind:8s} {path}", markup=False, highlight=False)
     return 0
 
 
@@ -238,7 +251,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report,
-            "export-corrupted": _cmd_export_corrupted}
+            "export-corrupted": _cmd_export_corrupted, "leaderboard": _cmd_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
