@@ -4,6 +4,8 @@
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...] [--allow-partial]
+    robustmsa export-corrupted SUITE --out DIR [key=value ...] [--all-splits]
+    robustmsa leaderboard FILES... --out DIR
     robustmsa --version
 
 Errors caused by input print ``error: <where>: <what>`` (``<where>`` the file, key, dataset or
@@ -74,7 +76,41 @@ def build_parser() -> argparse.ArgumentParser:
     _suite_args(rp)
     rp.add_argument("--allow-partial", action="store_true",
                     help="exit 0 even when cells of the suite have no finished trial (the report still says so)")
+    _export_parser(sub, common)
+    lb = sub.add_parser("leaderboard", parents=[common],
+                        help="merge results JSON files (reports' results/*.json) into Markdown, LaTeX and HTML")
+    lb.add_argument("files", nargs="+", help="results documents, e.g. reports/*/results/*.json")
+    lb.add_argument("--out", required=True, help="output folder for leaderboard.md, .tex and .html")
     return p
+
+
+def _export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    ex = sub.add_parser("export-corrupted", parents=[common],
+                        help="write every grid point of a suite's evaluation spectrum as an MMSA pickle + manifest.json")
+    _suite_args(ex)
+    ex.add_argument("--out", required=True, help="output folder (one sub-folder per dataset, manifest.json on top)")
+    ex.add_argument("--all-splits", action="store_true",
+                    help="also write the clean train and valid splits into every file (default: the evaluated split only)")
+
+
+def _cmd_export_corrupted(args: argparse.Namespace, out: Console) -> int:
+    import json
+
+    from .export import export_corrupted
+    from .suite import load_suite
+
+    manifest = export_corrupted(load_suite(args.suite, args.overrides), args.out, all_splits=args.all_splits)
+    n = sum(len(d["files"]) for d in json.loads(manifest.read_text(encoding="utf-8"))["datasets"])
+    out.print(f"{n} files and {manifest}", markup=False, highlight=False)
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace, out: Console) -> int:
+    from .reports.leaderboard import write_leaderboard
+
+    for kind, path in write_leaderboard(args.files, args.out).items():
+        out.print(f"{kind:8s} {path}", markup=False, highlight=False)
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace, out: Console) -> int:
@@ -143,7 +179,7 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
             out.print(f"{n:18s} {DATASETS.get(n).help}", markup=False)
     else:
         root = Path("suites") if Path("suites").is_dir() else Path(__file__).resolve().parents[1] / "suites"
-        for f in sorted(root.glob("*.yaml")):
+        for f in sorted(root.rglob("*.yaml")):  # suites/*.yaml, then the published protocols (suites/protocols/)
             out.print(str(f))
     return 0
 
@@ -214,7 +250,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
-COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report}
+COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report,
+            "export-corrupted": _cmd_export_corrupted, "leaderboard": _cmd_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("robustmsa.suite",),
     ("robustmsa.plan",),
     ("robustmsa.corruption_context", "robustmsa.evaluation"),
-    ("robustmsa.training", "robustmsa.references"),
+    ("robustmsa.training", "robustmsa.references", "robustmsa.export"),
     ("robustmsa.tracking",),
     ("robustmsa.reports",),
     ("robustmsa.trial", "robustmsa.estimate"),

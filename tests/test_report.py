@@ -434,8 +434,9 @@ def test_same_runs_give_byte_identical_files_whatever_the_input_order(demo, repo
     shuffled = rows.sample(frac=1.0, random_state=1).reset_index(drop=True)
     pshuffled = preds.sample(frac=1.0, random_state=2).reset_index(drop=True)
     write_report_data(_data(shuffled, pshuffled), tmp_path, SETTINGS)
-    names = sorted(p.name for p in report.iterdir())
-    assert names == sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert any(n.startswith("results/") and n.endswith(".json") for n in names)  # the results documents too
     for name in names:
         assert (report / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
@@ -589,7 +590,8 @@ def test_reference_models_missing_from_the_report_drop_their_columns(demo, tmp_p
                     "(apt-get install texlive-latex-base texlive-latex-recommended)")
 def test_latex_tables_compile_in_a_minimal_standalone_document(report, tmp_path) -> None:
     for f in report.iterdir():
-        shutil.copy(f, tmp_path / f.name)
+        if f.is_file():  # (results/ holds the JSON documents)
+            shutil.copy(f, tmp_path / f.name)
     tables = sorted(p.stem for p in report.glob("*.tex") if p.name != "report.tex")
     doc = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\begin{document}",
                      *[rf"\input{{{t}.tex}}\clearpage" for t in tables], r"\end{document}", ""])
@@ -687,9 +689,9 @@ def test_report_of_a_tracked_run_through_the_cli(repo: Path, tmp_path: Path, mon
     assert set(bound["group"]) == {"missing family"} and set(bound["emphasis"]) == {""}
     assert quality["mean"].replace("", "nan").astype(float).dropna().between(-1, 1).all()
 
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["report", *suite]) == 0
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # same runs -> byte-identical
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # same runs -> byte-identical
 
     if shutil.which("pdflatex"):
         res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=out,
@@ -756,10 +758,12 @@ def test_every_file_of_a_report_is_owned_by_a_declaration_or_the_frame(report) -
     from robustmsa.reports.registry import FIGURES, TABLES, owned_files
 
     assert TABLES.names() == sorted(["main", "robustness", "ablations", "specialists", "oracle_gap", "fallback",
-                                     "training_cost", "quality", "significance"])
+                                     "training_cost", "quality", "significance", "results_json"])
     assert FIGURES.names() == ["curves", "experts", "heatmaps", "quality"]
     owned = [*owned_files(), *FRAME_FILES]
-    assert all(any(fnmatch.fnmatch(p.name, pat) for pat in owned) for p in report.iterdir())
+    files = [p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()]
+    assert any(f.startswith("results/") for f in files)
+    assert all(any(fnmatch.fnmatch(f, pat) for pat in owned) for f in files)
 
 
 def test_registering_a_taken_name_or_place_fails_and_unknown_names_list_close_matches(monkeypatch) -> None:

@@ -46,6 +46,8 @@ __all__ = [
     "METRIC_FAMILIES",
     "KNOWN_VARIANTS",
     "mmsa_label",
+    "mmsa_split_payload",
+    "write_mmsa_payload",
 ]
 
 NONFINITE_POLICIES = ("report", "zero", "error")
@@ -769,3 +771,16 @@ def save_mmsa_pickle(dataset: MSADataset, path: str | os.PathLike[str]) -> None:
     except DataError as exc:
         raise DataError(f"{Path(path).name}: {exc}", hint=exc.hint) from exc
     _atomic_pickle(payload, Path(path))
+
+
+def mmsa_split_payload(split: str, s: Split) -> dict[str, np.ndarray]:
+    """One split under the keys :func:`save_mmsa_pickle` writes; ``raw_text`` is empty strings when the
+    split has none (MMSA's loader reads the key unconditionally)."""
+    out = _split_payload(split, s)
+    out.setdefault("raw_text", np.array([""] * len(s), dtype=object))
+    return out
+
+
+def write_mmsa_payload(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``payload`` (``{split: {key: array}}``) as a pickle (protocol 4), atomically."""
+    _atomic_pickle(dict(payload), Path(path))

@@ -168,14 +168,15 @@ class _Writer:
         return path
 
     def cleanup(self, keep_figures: bool = False) -> None:
-        """Remove files of an earlier report that this one did not write (e.g. a table whose data is gone)."""
-        keep = {p.name for p in self.written}
+        """Remove files of an earlier report that this one did not write (e.g. a table whose data is gone);
+        globs match the path relative to the report folder (``results/*.json``)."""
+        keep = {p.relative_to(self.out).as_posix() for p in self.written}
         owned = [*owned_files(), *FRAME_FILES]
-        for p in sorted(self.out.iterdir()):
+        for p in sorted(x for x in self.out.rglob("*") if x.is_file()):
+            rel = p.relative_to(self.out).as_posix()
             if keep_figures and p.suffix in (".png", ".pdf"):
                 continue
-            if (p.is_file() and p.name not in keep and p.suffix in OWNED_EXT
-                    and any(fnmatch.fnmatch(p.name, pat) for pat in owned)):
+            if rel not in keep and p.suffix in OWNED_EXT and any(fnmatch.fnmatch(rel, pat) for pat in owned):
                 p.unlink()
 
 

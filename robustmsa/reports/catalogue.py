@@ -19,6 +19,7 @@ from .build import (
 from .figures import Drawn, curve_figures, expert_figures, heatmap_figures, quality_figures
 from .references import fallback_table, oracle_gap_table
 from .registry import Built, DatasetReport, register_figure, register_table
+from .results_json import dumps, results_documents
 
 __all__: list[str] = []  # declarations only: see TABLES and FIGURES in .registry
 
@@ -79,6 +80,18 @@ def _significance(r: DatasetReport) -> Built:
     keys = {c.key for c in main.columns}
     metric = r.settings.main_metric if r.settings.main_metric in keys else main.columns[0].key
     return Built.of(significance_table(r.records, r.ctx, r.settings, main.name, [metric], r.multi))
+
+
+@register_table("results_json", owns=("results/*.json",), order=100)
+def _results_json(r: DatasetReport) -> Built:
+    """``results/<model>__<regime>__<dataset>.json``: one model's results in the versioned schema of
+    docs/results_schema.md (files only, no table)."""
+    docs = results_documents(r.ctx, r.settings.main_metric, r.settings.effective_reference)
+    if docs:
+        (r.out / "results").mkdir(exist_ok=True)
+    for name, doc in docs.items():
+        r.write(r.out / name, dumps(doc).encode("utf-8"))
+    return Built()
 
 
 # ---------------------------------------------------------------------------- figures
