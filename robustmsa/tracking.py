@@ -4,9 +4,14 @@ invocation, a child run per trial, written by the driver and read back by the re
 The driver is the single writer (trials return their outcome instead of logging), which keeps
 the default SQLite store safe under concurrent trials; any tracking URI (an ``mlflow server``)
 works the same. Child runs are linked to the parent explicitly with the ``mlflow.parentRunId``
-tag. Degradation curves are logged as one metric per (family, sweep, metric) with
-``step`` = level index, so the MLflow UI overlays the curves of several runs; the level values
-and every per-point metric are in the tidy ``rows.csv`` artifact.
+tag. Degradation curves are logged as one metric per (family, sweep, metric),
+``curve/<family>/<sweep>/<metric>``, with **step = round(1000 · rho)** (:func:`robustmsa.suite.rho_step`):
+step 0 is the absent end, step 1000 the clean end, so a chart with step on its x-axis reads left to
+right from absent to clean, the curves of several runs overlay on one rho axis, and the value MLflow
+shows as "Latest" (the highest step) is the clean one. Levels off the 1/1000 grid are refused when
+the suite loads, so no two levels share a step. ``clean/<metric>`` is logged at step 1000 (rho = 1),
+training curves (``train/*``) at step = epoch. Each point's physical parameter (SNR, drop rate, ...)
+and every per-point metric are in the tidy ``rows.csv`` artifact (``param_*`` columns).
 
 Writing: :class:`Tracker` (``start_parent``, ``log_trial``, ``log_failure``, ``finish``,
 ``mark_orphans_failed``) and :func:`trial_artifacts`, the bytes a trial serialises in its worker.
@@ -50,6 +55,7 @@ import pandas as pd
 from corruptions.grids import is_curve_sweep
 
 from .errors import StoreError, StoreWriteError
+from .suite import rho_step
 
 __all__ = ["Tracker", "TrialRun", "Lease", "LeaseOwner", "flatten", "TAG", "trial_artifacts", "probe_store",
            "sqlite_path"]
@@ -596,9 +602,9 @@ def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
         # a reference trial holds several predictors: their metrics are prefixed with the name
         pre = re.sub(r"[^0-9A-Za-z]+", "_", r["model"]).strip("_") + "/" if r.get("regime_kind") == "reference" else ""
         if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0):  # every sweep starts clean
-            out.append((f"{pre}clean/{r['metric']}", r["value"], 0))
+            out.append((f"{pre}clean/{r['metric']}", r["value"], rho_step(1.0)))
         if r["family"] != "clean" and is_curve_sweep(r["sweep"]):  # product and qmc grids are in rows.csv
-            out.append((f"{pre}curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
+            out.append((f"{pre}curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], rho_step(r["level"])))
     seen: set[tuple[str, int]] = set()
     uniq = []
     for k, v, s in out:

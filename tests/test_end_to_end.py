@@ -48,12 +48,12 @@ def test_smoke_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.Captur
     assert len(trials) == 4 and len(every) == 5 and len(parents) == 1
     reference = next(r for r in every if r.data.params.get("kind") == "reference")
     probe = client.get_metric_history(reference.info.run_id, "linear_probe/curve/noise/joint/mae")
-    assert sorted(m.step for m in probe) == [0, 1, 2]
+    assert sorted(m.step for m in probe) == [0, 500, 1000]  # step = round(1000 rho)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in trials)
-    # degradation curves come from the metric history, one step per level
+    # degradation curves come from the metric history, step = round(1000 rho): left to right from absent to clean
     hist = client.get_metric_history(trials[0].info.run_id, "curve/noise/joint/mae")
-    assert sorted(m.step for m in hist) == [0, 1, 2]
+    assert sorted(m.step for m in hist) == [0, 500, 1000]
     assert len({m.value for m in hist}) > 1  # noise hurts: the curve is not flat
     arts = {a.path for a in client.list_artifacts(trials[0].info.run_id)}
     assert {"rows.csv", "predictions.csv.gz", "history.csv", "curves.png", "trial.json", "checkpoint"} <= arts
