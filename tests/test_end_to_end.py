@@ -131,8 +131,11 @@ def test_failing_trial_is_retried_recorded_and_rerun(repo: Path, workdir: Path,
     exp = client.get_experiment_by_name("smoke")
     failed = [r for r in client.search_runs([exp.experiment_id])
               if r.data.tags.get("robustmsa.kind") == "trial" and r.data.params.get("kind") != "reference"]
-    assert len(failed) == 1 and failed[0].info.status == "FAILED"
-    assert "NonFiniteError" in failed[0].data.tags["robustmsa.error"]
+    # each attempt is its own run, created when it started and ended FAILED with its error
+    assert len(failed) == 2 and all(r.info.status == "FAILED" for r in failed)
+    assert sorted(r.data.tags["robustmsa.attempt"] for r in failed) == ["1", "2"]
+    assert all("NonFiniteError" in r.data.tags["robustmsa.error"] for r in failed)
+    assert all("non-finite training loss" in r.data.tags["mlflow.note.content"] for r in failed)
     assert main(argv) == 1  # not skipped: failed trials run again
     assert "1 reused, 1 failed" in capsys.readouterr().out  # the references are reused, the failed trial runs again
 
