@@ -17,6 +17,7 @@ watchdog process kills every process that inherited the driver's token once the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -35,11 +36,23 @@ from rich.console import Console
 
 from .errors import ClusterError, SuiteBusyError
 from .estimate import recorded_durations
-from .plan import PlannedTrial, code_version, plan_suite, trial_threads
+from .plan import PlannedTrial, code_version, corruption_versions, plan_suite, trial_threads
 from .progress import Board, board_progress, log_line, phase
 from .reports import write_report
 from .suite import ResourcesSpec, Suite
-from .tracking import TAG, Lease, LeaseOwner, Tracker, lease_stale_s, probe_store
+from .tracking import (
+    NOTE,
+    TAG,
+    DatasetRef,
+    Lease,
+    LeaseOwner,
+    Tracker,
+    TrialEnding,
+    TrialRunSpec,
+    lease_stale_s,
+    probe_store,
+    trial_note,
+)
 from .trial import TrialOutcome, run_trial
 
 __all__ = ["RunSummary", "run_suite"]
@@ -59,12 +72,40 @@ class RunSummary:
     report_paths: dict[str, str] = field(default_factory=dict)
 
 
-def _execute(planned: PlannedTrial, threads: int) -> TrialOutcome:
-    return run_trial(planned.spec, planned.trial_id, planned.data_hash, threads=threads)
+Emit = Callable[[str, dict[str, Any]], None]  # (event kind, payload): what a trial tells the driver as it runs
+OnEvent = Callable[[str, str, dict[str, Any]], None]  # (trial id, kind, payload): the driver's side
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _execute(planned: PlannedTrial, threads: int, emit: Emit | None = None) -> TrialOutcome:
+    """Run one trial where it is scheduled. ``emit`` reports its start (``"start"``, ``time_ms``)
+    and each training epoch (``"epoch"``, ``row`` and ``time_ms``) to the driver, which writes them;
+    the outcome carries the trial's own start and end (``info["start_ms"]``, ``info["end_ms"]``)."""
+    send = emit or (lambda kind, payload: None)
+    start = _now_ms()
+    send("start", {"time_ms": start})
+    outcome = run_trial(planned.spec, planned.trial_id, planned.data_hash, threads=threads,
+                        on_epoch=lambda row: send("epoch", {"row": dict(row), "time_ms": _now_ms()}))
+    outcome.info.update(start_ms=start, end_ms=_now_ms())
+    return outcome
+
+
+def _execute_on_ray(planned: PlannedTrial, threads: int, events: Any) -> TrialOutcome:
+    """:func:`_execute` in a Ray worker: its events go to the driver's ``ray.util.queue.Queue``
+    (best effort: a lost event only delays what the store shows, the outcome carries everything)."""
+    def emit(kind: str, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            events.put_nowait((planned.trial_id, kind, payload))
+
+    return _execute(planned, threads, emit)
 
 
 class _LocalExecutor:
-    """Runs trials one at a time in this process (debugging, determinism checks)."""
+    """Runs trials one at a time in this process (debugging, determinism checks); their events reach
+    the driver through a plain callback. A failure of the driver's handler (the store) is fatal."""
 
     slots = 1
 
@@ -78,11 +119,23 @@ class _LocalExecutor:
     def running(self) -> int:
         return 1 if self.queue else 0
 
-    def next_result(self) -> tuple[PlannedTrial, TrialOutcome | None, str | None]:
+    def next_result(self, on_event: OnEvent | None = None) -> tuple[PlannedTrial, TrialOutcome | None, str | None]:
         p = self.queue.pop(0)
+        fatal: list[BaseException] = []
+
+        def emit(kind: str, payload: dict[str, Any]) -> None:
+            try:
+                if on_event is not None:
+                    on_event(p.trial_id, kind, payload)
+            except BaseException as e:
+                fatal.append(e)
+                raise
+
         try:
-            return p, _execute(p, self.threads), None
+            return p, _execute(p, self.threads, emit), None
         except Exception:  # noqa: BLE001 - a failing trial is recorded, not fatal
+            if fatal:
+                raise fatal[0] from None
             return p, None, traceback.format_exc()
 
     def close(self) -> None:
@@ -191,7 +244,7 @@ class _RayExecutor:
     def __init__(self, suite: Suite, address: str | None, threads: int, console: Console):
         import ray
 
-        self.ray, self.reaper, self.pending = ray, None, {}
+        self.ray, self.reaper, self.pending, self.events = ray, None, {}, None
         self.started = not ray.is_initialized()
         try:
             if self.started:
@@ -203,7 +256,8 @@ class _RayExecutor:
         except BaseException:
             self.close()
             raise
-        self.remote = ray.remote(num_cpus=suite.resources.cpus_per_trial, num_gpus=gpus, max_retries=0)(_execute)
+        self.remote = ray.remote(num_cpus=suite.resources.cpus_per_trial, num_gpus=gpus,
+                                 max_retries=0)(_execute_on_ray)
         self.threads = threads
 
     def _init(self, address: str | None, res: ResourcesSpec, console: Console) -> None:
@@ -224,14 +278,31 @@ class _RayExecutor:
             # /tmp/ray/ray_current_cluster (possibly stale); --ray-address joins one explicitly
             self.ray.init(address="local", num_cpus=cpus, **kwargs)
 
+    EVENT_POLL_S = 0.5
+
     def submit(self, p: PlannedTrial) -> None:
-        self.pending[self.remote.remote(p, self.threads)] = p
+        if self.events is None:  # the workers' events: a queue actor the driver drains while it waits
+            from ray.util.queue import Queue
+
+            self.events = Queue(actor_options={"num_cpus": 0})
+        self.pending[self.remote.remote(p, self.threads, self.events)] = p
 
     def running(self) -> int:
         return len(self.pending)
 
-    def next_result(self) -> tuple[PlannedTrial, TrialOutcome | None, str | None]:
-        done, _ = self.ray.wait(list(self.pending), num_returns=1)
+    def _drain(self, on_event: OnEvent | None) -> None:
+        n = self.events.size() if self.events is not None else 0
+        for trial_id, kind, payload in self.events.get_nowait_batch(n) if n else []:
+            if on_event is not None:
+                on_event(trial_id, kind, payload)
+
+    def next_result(self, on_event: OnEvent | None = None) -> tuple[PlannedTrial, TrialOutcome | None, str | None]:
+        """The next trial to return, forwarding the workers' events meanwhile; a trial's own events
+        are all forwarded before its result (a worker's ``put`` returns once the queue holds it)."""
+        done: list = []
+        while not done:
+            done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=self.EVENT_POLL_S)
+            self._drain(on_event)
         p = self.pending.pop(done[0])
         try:
             return p, self.ray.get(done[0]), None
@@ -242,6 +313,9 @@ class _RayExecutor:
     def close(self) -> None:
         for ref in list(self.pending):
             self.ray.cancel(ref, force=True)
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                self.events.shutdown()
         if self.started and self.ray.is_initialized():
             self.ray.shutdown()
         if self.reaper is not None:
@@ -385,7 +459,11 @@ def _top_up(queue: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor, 
 
 
 class _SuiteRun:
-    """One invocation's trials under its parent run: submitted, retried, tracked, counted."""
+    """One invocation's trials under its parent run: submitted, retried, tracked, counted.
+
+    A trial's child run is created when the trial starts (its ``start`` event, with the worker's
+    clock), receives each training epoch as it ends, and is ended FINISHED or FAILED at the trial's
+    own end time. Workers only send events; this driver writes them (the single writer)."""
 
     def __init__(self, suite: Suite, tracker: Tracker, summary: RunSummary, console: Console,
                  on_trial: Callable[[str, str], None] | None, lease: Lease):
@@ -393,16 +471,24 @@ class _SuiteRun:
         self.tags = {f"{TAG}.suite": suite.name, f"{TAG}.suite_version": str(suite.version),
                      f"{TAG}.code_version": code_version(), f"{TAG}.lease": lease.run_id}
         self.attempts: dict[str, int] = {}
+        self.planned: dict[str, PlannedTrial] = {}
+        self.live: dict[str, _LiveRun] = {}  # trial id -> the run of its running attempt
 
     def run(self, todo: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor) -> None:
         suite, summary = self.suite, self.summary
+        self.planned = {p.trial_id: p for p in todo}
         summary.parent_run_id = self.tracker.start_parent(
-            suite.name, {**self.tags, f"{TAG}.source": str(suite.source)}, suite.to_dict())
+            suite.name, {**self.tags, f"{TAG}.source": str(suite.source)}, suite.to_dict(),
+            run_name=parent_run_name(suite), description=parent_description(suite, todo, summary.skipped))
         status = "FAILED"
         try:
             self._loop(todo, executor)
             status = "FINISHED" if not summary.failed else "FAILED"
         finally:
+            for live in self.live.values():  # an interruption: the runs of trials in flight end with it
+                with contextlib.suppress(Exception):
+                    self.tracker.fail_trial(live.run_id, "interrupted: the driver stopped before the trial returned",
+                                            note=live.intro)
             try:
                 self.tracker.finish(summary.parent_run_id, status)
             except Exception as e:  # noqa: BLE001 - never mask the error in flight; the lease's end marks it
@@ -419,7 +505,7 @@ class _SuiteRun:
             task = progress.add_task(self.suite.name, total=len(todo))
             _top_up(queue, executor, board, limit)
             while queue or executor.running():
-                p, outcome, error = executor.next_result()
+                p, outcome, error = executor.next_result(self._on_event)
                 retry = not self._record(p, outcome, error, queue)
                 (board.requeued if retry else board.finished)(p, *(() if retry else (outcome is not None,)))
                 _top_up(queue, executor, board, limit)  # the freed slot first, then the console
@@ -431,24 +517,122 @@ class _SuiteRun:
                 if self.on_trial:
                     self.on_trial(p.spec.name, "ok" if outcome is not None else "failed")
 
+    # ------------------------------------------------------------------ the runs of trials
+    def _on_event(self, trial_id: str, kind: str, payload: dict[str, Any]) -> None:
+        """A worker's event, written by the driver: a trial started (its run is created RUNNING at
+        the worker's start time) or finished an epoch (its training metrics, at the worker's time)."""
+        p = self.planned.get(trial_id)
+        if p is None:
+            return
+        if kind == "start":
+            self._start_run(p, payload.get("time_ms"))
+        elif kind == "epoch":
+            live = self.live.get(trial_id) or self._start_run(p, None)
+            self.tracker.log_epoch(live.run_id, payload["row"], payload.get("time_ms"))
+            live.epochs += 1
+
+    def _start_run(self, p: PlannedTrial, start_ms: int | None) -> _LiveRun:
+        attempt = self.attempts.get(p.trial_id, 0) + 1
+        spec = trial_run_spec(p, {**self.tags, f"{TAG}.attempt": str(attempt)}, len(self.suite.datasets) > 1)
+        live = _LiveRun(self.tracker.start_trial(self.summary.parent_run_id, spec, start_ms), spec.description)
+        self.live[p.trial_id] = live
+        return live
+
     def _record(self, p: PlannedTrial, outcome: TrialOutcome | None, error: str | None,
                 queue: list[PlannedTrial]) -> bool:
         """Track a finished trial, or retry a failed one (False: queued again) or record its failure."""
-        tags = {**self.tags, f"{TAG}.data_hash": p.data_hash}
         track = self.suite.tracking
+        live = self.live.pop(p.trial_id, None)
         if outcome is not None:
-            tags[f"{TAG}.corruption_versions"] = str(outcome.info.get("corruption_versions"))
-            self.tracker.log_trial(self.summary.parent_run_id, outcome, tags, track.log_predictions,
-                                   track.log_checkpoint)
+            live = live or self._start_run(p, outcome.info.get("start_ms"))  # its start event was lost
+            self.live.pop(p.trial_id, None)
+            note = trial_note(outcome, self.suite.report.main_metric, intro=live.intro.replace(RUNNING_NOTE, ""))
+            self.tracker.end_trial(live.run_id, outcome, TrialEnding(
+                track.log_predictions, track.log_checkpoint, outcome.info.get("end_ms"), live.epochs,
+                self.suite.report.main_metric, note))
             self.summary.completed.append(p.spec.name)
             return True
         self.attempts[p.trial_id] = self.attempts.get(p.trial_id, 0) + 1
         last = (error or "?").strip().splitlines()[-1] if (error or "").strip() else "?"
+        if live is not None:
+            self.tracker.fail_trial(live.run_id, error or "", note=live.intro.replace(RUNNING_NOTE, ""))
         if self.attempts[p.trial_id] <= self.suite.runner.retries:
             self.console.print(f"trial {p.spec.name} failed (attempt {self.attempts[p.trial_id]}), retrying: {last}",
                                markup=False, highlight=False)
             queue.append(p)
             return False
-        self.tracker.log_failure(self.summary.parent_run_id, p.spec.name, p.trial_id, error or "", tags)
+        if live is None:  # it failed before it started (e.g. its worker died)
+            spec = trial_run_spec(p, self.tags, len(self.suite.datasets) > 1)
+            self.tracker.log_failure(self.summary.parent_run_id, spec.name, p.trial_id, error or "",
+                                     {**spec.tags, NOTE: spec.description.replace(RUNNING_NOTE, "")})
         self.summary.failed[p.spec.name] = last
         return True
+
+
+@dataclass
+class _LiveRun:
+    """The run of a trial in flight: its id, its description so far, the epochs logged live."""
+
+    run_id: str
+    intro: str
+    epochs: int = 0
+
+
+RUNNING_NOTE = "\n\n**running**"
+
+
+def trial_run_name(spec: Any, several_datasets: bool) -> str:
+    """A trial's run name in MLflow, short and complete: ``qa_moe · spectrum · seed 0``, with a
+    specialist's condition, and the dataset when the suite has several (``references · <dataset>``)."""
+    if spec.is_reference:
+        return f"references · {spec.dataset.display}"
+    parts = [spec.model.display, spec.regime.name, *([spec.condition.label] if spec.condition else []),
+             *([spec.dataset.display] if several_datasets else []), f"seed {spec.seed}"]
+    return " · ".join(parts)
+
+
+def trial_run_spec(p: PlannedTrial, tags: dict[str, str], several_datasets: bool) -> TrialRunSpec:
+    """What a trial's run holds from its start: name, tags to group by in the UI (``model``,
+    ``regime``, ``seed``, ``dataset``, ``condition``), the resolved config, a description, the dataset."""
+    spec = p.spec
+    shown = {"model": spec.model.display, "regime": spec.regime.name, "seed": str(spec.seed),
+             "dataset": spec.dataset.display, **({"condition": spec.condition.label} if spec.condition else {})}
+    ev = spec.evaluation
+    what = ("the oracle and the linear probes" if spec.is_reference else
+            f"`{spec.model.name}` trained with the `{spec.regime.name}` regime ({spec.regime.kind}"
+            + (f", at {spec.condition.label}" if spec.condition else "") + f"), seed {spec.seed}")
+    intro = (f"{what}, on `{spec.dataset.display}` (data hash `{p.data_hash[:12]}`); evaluated on "
+             f"{ev.split}: {', '.join(f.name for f in ev.families)} × {', '.join(ev.sweeps)} × levels "
+             f"{', '.join(f'{v:g}' for v in ev.levels)}. Suite `{spec.suite}`, trial `{p.trial_id[:12]}`.  \n"
+             "Curves: metrics `curve/<family>/<sweep>/<metric>` at step = round(1000·ρ) (0 absent … 1000 clean)."
+             + RUNNING_NOTE)
+    source = {"loader": spec.dataset.name, "params": json.dumps(spec.dataset.params, sort_keys=True, default=str)}
+    versions = json.dumps(corruption_versions(spec.families()), sort_keys=True)
+    return TrialRunSpec(trial_run_name(spec, several_datasets), p.trial_id,
+                        {**tags, f"{TAG}.data_hash": p.data_hash, f"{TAG}.corruption_versions": versions, **shown},
+                        spec.resolved(), intro, DatasetRef(spec.dataset.display, p.data_hash, source))
+
+
+def parent_run_name(suite: Suite) -> str:
+    """``<suite> · 2 models × 2 regimes × 3 seeds · 06-12 10:31`` (× datasets when several)."""
+    def n(items: list, what: str) -> str:
+        return f"{len(items)} {what}{'s' if len(items) != 1 else ''}"
+
+    grid = [n(suite.models, "model"), n(suite.regimes, "regime"), n(suite.seeds, "seed")]
+    grid += [n(suite.datasets, "dataset")] if len(suite.datasets) > 1 else []
+    return f"{suite.name} · {' × '.join(grid)} · {time.strftime('%m-%d %H:%M')}"
+
+
+def parent_description(suite: Suite, todo: list[PlannedTrial], skipped: int) -> str:
+    """What the suite is, for the parent run's description."""
+    ev = suite.evaluation
+    lines = [f"**Suite `{suite.name}`** (version {suite.version}, `{suite.source}`)",
+             suite.description.strip(),
+             f"Datasets: {', '.join(d.display for d in suite.datasets)}. Models: "
+             f"{', '.join(m.display for m in suite.models)}. Regimes: {', '.join(r.name for r in suite.regimes)}. "
+             f"Seeds: {', '.join(str(x) for x in suite.seeds)}. Training: {suite.training.epochs} epochs.",
+             f"Evaluation on {ev.split}: {', '.join(f.name for f in ev.families)} × {', '.join(ev.sweeps)} × "
+             f"levels {', '.join(f'{v:g}' for v in ev.levels)}.",
+             f"This invocation: {len(todo)} trials to run, {skipped} reused from earlier runs. Each trial is a "
+             "child run; curves are metrics `curve/<family>/<sweep>/<metric>` at step = round(1000·ρ)."]
+    return "\n\n".join(x for x in lines if x)

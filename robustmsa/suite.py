@@ -43,6 +43,8 @@ __all__ = [
     "EvaluationSpec",
     "load_suite",
     "parse_overrides",
+    "rho_step",
+    "RHO_STEPS",
     "SUITE_SCHEMA_VERSION",
 ]
 
@@ -67,12 +69,25 @@ def _unique(values: list, what: str, key: Any = None) -> list:
     return values
 
 
+#: MLflow's step axis for curves: a level rho is logged at step round(RHO_STEPS * rho) (0 absent .. 1000 clean)
+RHO_STEPS = 1000
+
+
+def rho_step(level: float) -> int:
+    """The MLflow step of reliability ``level``: ``round(1000 * rho)``, increasing with rho, so a
+    curve reads left to right from absent to clean and its latest value is the clean one."""
+    return int(round(RHO_STEPS * float(level)))
+
+
 def _check_levels(levels: list[float]) -> list[float]:
     if not levels:
         raise ValueError("at least one level is required")
     for v in levels:
         if not 0.0 <= float(v) <= 1.0:
             raise ValueError(f"reliability level {v} is outside [0, 1]")
+        if abs(RHO_STEPS * float(v) - rho_step(v)) > 1e-6:
+            raise ValueError(f"reliability level {v} is not on the 1/{RHO_STEPS} grid that curves are logged on "
+                             f"(MLflow step = round({RHO_STEPS}·rho)); use {rho_step(v) / RHO_STEPS:g}")
     return sorted({float(v) for v in levels}, reverse=True)
 
 

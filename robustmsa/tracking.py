@@ -4,9 +4,14 @@ invocation, a child run per trial, written by the driver and read back by the re
 The driver is the single writer (trials return their outcome instead of logging), which keeps
 the default SQLite store safe under concurrent trials; any tracking URI (an ``mlflow server``)
 works the same. Child runs are linked to the parent explicitly with the ``mlflow.parentRunId``
-tag. Degradation curves are logged as one metric per (family, sweep, metric) with
-``step`` = level index, so the MLflow UI overlays the curves of several runs; the level values
-and every per-point metric are in the tidy ``rows.csv`` artifact.
+tag. Degradation curves are logged as one metric per (family, sweep, metric),
+``curve/<family>/<sweep>/<metric>``, with **step = round(1000 · rho)** (:func:`robustmsa.suite.rho_step`):
+step 0 is the absent end, step 1000 the clean end, so a chart with step on its x-axis reads left to
+right from absent to clean, the curves of several runs overlay on one rho axis, and the value MLflow
+shows as "Latest" (the highest step) is the clean one. Levels off the 1/1000 grid are refused when
+the suite loads, so no two levels share a step. ``clean/<metric>`` is logged at step 1000 (rho = 1),
+training curves (``train/*``) at step = epoch. Each point's physical parameter (SNR, drop rate, ...)
+and every per-point metric are in the tidy ``rows.csv`` artifact (``param_*`` columns).
 
 Writing: :class:`Tracker` (``start_parent``, ``log_trial``, ``log_failure``, ``finish``,
 ``mark_orphans_failed``) and :func:`trial_artifacts`, the bytes a trial serialises in its worker.
@@ -50,13 +55,15 @@ import pandas as pd
 from corruptions.grids import is_curve_sweep
 
 from .errors import StoreError, StoreWriteError
+from .suite import rho_step
 
 __all__ = ["Tracker", "TrialRun", "Lease", "LeaseOwner", "flatten", "TAG", "trial_artifacts", "probe_store",
-           "sqlite_path"]
+           "sqlite_path", "TrialRunSpec", "TrialEnding", "DatasetRef", "headline", "trial_note", "NOTE"]
 
 TAG = "robustmsa"  # tag prefix
 _FINISHED_TRIALS = f"tags.`{TAG}.kind` = 'trial' and attributes.status = 'FINISHED'"
 PROBE_TIMEOUT_S = 3.0
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's UI: "custom_model_development" is its "Model training" view
 
 
 def _eq(key: str, value: str) -> str:
@@ -165,13 +172,18 @@ def _init_lock(uri: str) -> Iterator[None]:
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, str]:
-    """Nested dict -> {"a.b.c": "value"} (lists JSON-encoded) for MLflow params."""
+    """Nested dict -> {"a.b.c": "value"} for MLflow params: lists (and what they hold) as JSON, None
+    values left out (no ``"None"`` strings in the UI), booleans as ``true``/``false``."""
     out: dict[str, str] = {}
     if isinstance(d, dict):
         for k, v in d.items():
             out.update(flatten(v, f"{prefix}{k}."))
+    elif d is None:
+        pass
+    elif isinstance(d, (list, tuple, bool)):
+        out[prefix[:-1]] = json.dumps(d, sort_keys=True, default=str)
     else:
-        out[prefix[:-1]] = json.dumps(d, sort_keys=True) if isinstance(d, (list, tuple)) else str(d)
+        out[prefix[:-1]] = str(d)
     return out
 
 
@@ -333,8 +345,17 @@ class Tracker:
             else:
                 exp_id = exp.experiment_id
                 self._check_artifacts(exp.artifact_location)
+            self._mark_model_training(exp_id, exp)
         mlflow.set_tracking_uri(uri)
         self.experiment_id, self.experiment = exp_id, experiment
+
+    def _mark_model_training(self, exp_id: str, exp: Any) -> None:
+        """Tag the experiment as "Model training" (``mlflow.experimentKind``), so MLflow 3's UI opens
+        it on its runs table, not on the GenAI overview; a kind set by hand is kept."""
+        if exp is not None and exp.tags.get(EXPERIMENT_KIND):
+            return
+        with _writing("the experiment's kind"):
+            self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, "custom_model_development")
 
     def _connect(self, uri: str) -> None:
         from mlflow.tracking import MlflowClient
@@ -503,11 +524,14 @@ class Tracker:
         self.client.set_tag(mine, f"{TAG}.lease.state", "held")
         return Lease(self, mine, suite)
 
-    def start_parent(self, suite_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+    def start_parent(self, suite_name: str, tags: dict[str, str], params: dict[str, Any], run_name: str = "",
+                     description: str = "") -> str:
+        """The RUNNING parent run of an invocation (``run_name`` and ``description`` say what the suite is)."""
         with _writing(f"the parent run of {suite_name}"):
             run = self.client.create_run(self.experiment_id,
-                                         run_name=f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                         tags={f"{TAG}.kind": "invocation", **tags})
+                                         run_name=run_name or f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                         tags={f"{TAG}.kind": "invocation", **({NOTE: description} if description
+                                                                                else {}), **tags})
             self._log_params(run.info.run_id, flatten(params))
         return run.info.run_id
 
@@ -521,43 +545,87 @@ class Tracker:
         for chunk in _chunks(items, 100):
             self.client.log_batch(run_id, params=chunk)
 
-    def _log_metrics(self, run_id: str, metrics: list[tuple[str, float, int]]) -> None:
+    def _log_metrics(self, run_id: str, metrics: list[tuple[str, float, int]], time_ms: int | None = None) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = time_ms or int(time.time() * 1000)
         items = [Metric(k, float(v), now, int(s)) for k, v, s in metrics]
         for chunk in _chunks(items, 1000):
             self.client.log_batch(run_id, metrics=chunk)
 
-    def log_trial(self, parent_id: str, outcome: Any, tags: dict[str, str], log_predictions: bool = True,
-                  log_checkpoint: bool = True) -> str:
-        """Create the FINISHED child run of one trial with params, curves and artifacts.
+    def start_trial(self, parent_id: str, run: TrialRunSpec, start_ms: int | None = None) -> str:
+        """Create the RUNNING child run of a trial that starts now (or at ``start_ms``, epoch ms): its
+        name, description, tags, params and dataset input. Its id."""
+        with _writing(f"trial {run.name}"):
+            created = self.client.create_run(
+                self.experiment_id, start_time=start_ms, run_name=run.name,
+                tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial", f"{TAG}.trial_id": run.trial_id,
+                      NOTE: run.description, **run.tags})
+            rid = created.info.run_id
+            self._log_params(rid, flatten(run.params))
+            if run.dataset is not None:
+                self._log_dataset(rid, run.dataset)
+        return rid
 
-        ``outcome.artifacts`` holds the bytes of ``curves.png`` and ``predictions.csv.gz``
-        (:func:`trial_artifacts`, called by the trial in its worker)."""
+    def _log_dataset(self, run_id: str, ref: DatasetRef) -> None:
+        """``ref`` as the run's MLflow dataset input (name, digest = the data's content hash, source):
+        a meta dataset, so nothing is read, copied or downloaded."""
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        ds = MetaDataset(CodeDatasetSource(dict(ref.source)), name=ref.name, digest=ref.digest)
+        self.client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(),
+                                                              tags=[InputTag("mlflow.data.context", ref.context)])])
+
+    def log_epoch(self, run_id: str, row: Mapping[str, Any], time_ms: int | None = None) -> None:
+        """One epoch of a running trial's training curve (``train/<key>`` at step = epoch)."""
+        with _writing("a training epoch"):
+            self._log_metrics(run_id, _epoch_metrics(row), time_ms)
+
+    def end_trial(self, run_id: str, outcome: Any, ending: TrialEnding) -> None:
+        """Log a returned trial's results into its run (curves, the epochs not logged live, artifacts,
+        the final description) and end it FINISHED at ``ending.end_ms``; FAILED if writing fails."""
         arts = getattr(outcome, "artifacts", None)
         if not arts:
             raise ValueError(f"trial {outcome.trial_id} has no serialised artifacts: "
                              "set outcome.artifacts = trial_artifacts(outcome, curve_figure) first")
         with _writing(f"trial {outcome.name}"):
-            run = self.client.create_run(
-                self.experiment_id, run_name=outcome.name,
-                tags={"mlflow.parentRunId": parent_id, f"{TAG}.kind": "trial",
-                      f"{TAG}.trial_id": outcome.trial_id, **tags})
-            rid = run.info.run_id
             try:
-                self._log_trial_content(rid, outcome, arts, log_predictions, log_checkpoint)
+                self.client.set_tag(run_id, NOTE, ending.note or trial_note(outcome, ending.main_metric))
+                self._log_trial_content(run_id, outcome, arts, ending)
             except BaseException:
                 with contextlib.suppress(Exception):  # the write error is the one to report
-                    self.client.set_terminated(rid, status="FAILED")
+                    self.client.set_terminated(run_id, status="FAILED")
                 raise
-            self.client.set_terminated(rid, status="FINISHED")
+            self.client.set_terminated(run_id, status="FINISHED", end_time=ending.end_ms)
+
+    def fail_trial(self, run_id: str, error: str, end_ms: int | None = None, note: str = "") -> None:
+        """End a trial's run FAILED, its error in the ``robustmsa.error`` tag and its description."""
+        with _writing("the failure of a trial"):
+            last = (error.strip().splitlines() or ["?"])[-1]
+            self.client.set_tag(run_id, f"{TAG}.error", error[:4000])
+            self.client.set_tag(run_id, NOTE, f"{note}\n\n**failed**: `{last[:300]}`".strip())
+            self.client.set_terminated(run_id, status="FAILED", end_time=end_ms)
+
+    def log_trial(self, parent_id: str, outcome: Any, tags: dict[str, str], log_predictions: bool = True,
+                  log_checkpoint: bool = True) -> str:
+        """Create and end, in one go, the FINISHED child run of a trial that already returned (tests,
+        benchmarks; ``run_suite`` creates the run when the trial starts: :meth:`start_trial`).
+
+        ``outcome.artifacts`` holds the bytes of ``curves.png`` and ``predictions.csv.gz``
+        (:func:`trial_artifacts`, called by the trial in its worker)."""
+        if not getattr(outcome, "artifacts", None):
+            raise ValueError(f"trial {outcome.trial_id} has no serialised artifacts: "
+                             "set outcome.artifacts = trial_artifacts(outcome, curve_figure) first")
+        run = TrialRunSpec(outcome.name, outcome.trial_id, tags, outcome.resolved, "")
+        rid = self.start_trial(parent_id, run, outcome.info.get("start_ms"))
+        self.end_trial(rid, outcome, TrialEnding(log_predictions, log_checkpoint, outcome.info.get("end_ms")))
         return rid
 
-    def _log_trial_content(self, rid: str, outcome: Any, arts: Mapping[str, bytes], log_predictions: bool,
-                           log_checkpoint: bool) -> None:
-        self._log_params(rid, flatten(outcome.resolved))
-        self._log_metrics(rid, _trial_metrics(outcome))
+    def _log_trial_content(self, rid: str, outcome: Any, arts: Mapping[str, bytes], ending: TrialEnding) -> None:
+        end_ms = ending.end_ms or int(time.time() * 1000)
+        self._log_metrics(rid, _trial_metrics(outcome, ending.epochs_logged), end_ms)
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
             pd.DataFrame(outcome.rows).to_csv(d / "rows.csv", index=False)
@@ -565,17 +633,18 @@ class Tracker:
             (d / "trial.json").write_text(json.dumps(
                 {"trial_id": outcome.trial_id, "name": outcome.name, "resolved": outcome.resolved,
                  "info": outcome.info}, indent=2, sort_keys=True, default=str))
-            names = ["curves.png", *(["predictions.csv.gz"] if log_predictions else [])]
+            names = ["curves.png", *(["predictions.csv.gz"] if ending.log_predictions else [])]
             for name in names:
                 (d / name).write_bytes(arts[name])
             self.client.log_artifacts(rid, str(d))
-            if log_checkpoint and outcome.checkpoint:  # a reference trial trains nothing
+            if ending.log_checkpoint and outcome.checkpoint:  # a reference trial trains nothing
                 ck = d / "checkpoint"
                 ck.mkdir()
                 (ck / "model.pt").write_bytes(outcome.checkpoint)
                 self.client.log_artifacts(rid, str(ck), artifact_path="checkpoint")
 
     def log_failure(self, parent_id: str, name: str, trial_id: str, error: str, tags: dict[str, str]) -> str:
+        """A FAILED child run for a trial that failed before its run was created."""
         with _writing(f"the failure of trial {name}"):
             run = self.client.create_run(
                 self.experiment_id, run_name=name,
@@ -585,20 +654,95 @@ class Tracker:
         return run.info.run_id
 
 
-def _trial_metrics(outcome: Any) -> list[tuple[str, float, int]]:
+NOTE = "mlflow.note.content"  # the run's description in the MLflow UI (Markdown)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset as an MLflow dataset input: its display name, digest (the content hash), source."""
+
+    name: str
+    digest: str
+    source: Mapping[str, str]
+    context: str = "train/valid/test"
+
+
+@dataclass(frozen=True)
+class TrialRunSpec:
+    """What the driver knows of a trial's run before the trial returns."""
+
+    name: str
+    trial_id: str
+    tags: Mapping[str, str]
+    params: Mapping[str, Any]
+    description: str
+    dataset: DatasetRef | None = None
+
+
+@dataclass(frozen=True)
+class TrialEnding:
+    """How a returned trial's run is completed: what to log, when it ended (epoch ms), its description."""
+
+    log_predictions: bool = True
+    log_checkpoint: bool = True
+    end_ms: int | None = None
+    epochs_logged: int = 0  # training epochs already logged live: not logged again
+    main_metric: str = "mae"
+    note: str = ""
+
+
+def _epoch_metrics(row: Mapping[str, Any]) -> list[tuple[str, float, int]]:
+    ep = int(row["epoch"])
+    return [(f"train/{k}", float(v), ep) for k, v in row.items() if k != "epoch" and _finite(v)]
+
+
+def headline(outcome: Any, main_metric: str = "mae", limit: int = 6) -> str:
+    """The clean value and AUDC (:func:`robustmsa.robustness.audc` over the curve rows) of
+    ``main_metric``, per predictor, in one line: ``clean MAE 0.512 · AUDC MAE noise/joint 0.83, ...``."""
+    from .metrics import METRIC_INFO
+    from .robustness import audc
+
+    label = METRIC_INFO[main_metric].label if main_metric in METRIC_INFO else main_metric
+    rows = pd.DataFrame([r for r in outcome.rows if r.get("metric") == main_metric and _finite(r.get("value"))])
+    if rows.empty:
+        return f"no finite {label}"
+    parts = []
+    for model, g in rows.groupby("model", sort=False):
+        who = f"{model}: " if rows["model"].nunique() > 1 else ""
+        clean = g[(g["level"] == 1.0) & (g["level_index"] == 0)]["value"]
+        curves = [f"{fam}/{sw} {audc(c['level'], c['value']):.3g}" for (fam, sw), c in
+                  g[(g["family"] != "clean") & g["sweep"].map(is_curve_sweep)].groupby(["family", "sweep"], sort=False)]
+        more = f" (+{len(curves) - limit} more)" if len(curves) > limit else ""
+        text = f"clean {label} {clean.iloc[0]:.3g}" if len(clean) else f"{label}"
+        parts.append(f"{who}{text} · AUDC {label} {', '.join(curves[:limit])}{more}")
+    return "; ".join(parts)
+
+
+def trial_note(outcome: Any, main_metric: str = "mae", intro: str = "") -> str:
+    """A finished trial's description: ``intro`` (what the trial is) and its headline numbers."""
+    info = outcome.info
+    facts = [f"{info['epochs_run']} epochs (best {info['best_epoch']})" if "epochs_run" in info else "",
+             f"trained {info['train_seconds']:.1f} s" if _finite(info.get("train_seconds")) else "",
+             f"evaluated {info['eval_seconds']:.1f} s" if _finite(info.get("eval_seconds")) else ""]
+    return (f"{intro}\n\n" if intro else "") + f"**{headline(outcome, main_metric)}**  \n" + \
+        " · ".join(f for f in facts if f)
+
+
+def _trial_metrics(outcome: Any, epochs_logged: int = 0) -> list[tuple[str, float, int]]:
+    """The metrics of a returned trial: its training curve (past the ``epochs_logged`` first epochs,
+    logged live), clean values, degradation curves at step round(1000 rho), and timings."""
     out: list[tuple[str, float, int]] = []
-    for h in outcome.history:
-        ep = int(h["epoch"])
-        out += [(f"train/{k}", v, ep) for k, v in h.items() if k != "epoch" and _finite(v)]
+    for h in outcome.history[epochs_logged:]:
+        out += _epoch_metrics(h)
     for r in outcome.rows:
         if not _finite(r["value"]):
             continue
         # a reference trial holds several predictors: their metrics are prefixed with the name
         pre = re.sub(r"[^0-9A-Za-z]+", "_", r["model"]).strip("_") + "/" if r.get("regime_kind") == "reference" else ""
         if r["family"] == "clean" or (r["level"] == 1.0 and r["level_index"] == 0):  # every sweep starts clean
-            out.append((f"{pre}clean/{r['metric']}", r["value"], 0))
+            out.append((f"{pre}clean/{r['metric']}", r["value"], rho_step(1.0)))
         if r["family"] != "clean" and is_curve_sweep(r["sweep"]):  # product and qmc grids are in rows.csv
-            out.append((f"{pre}curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], int(r["level_index"])))
+            out.append((f"{pre}curve/{r['family']}/{r['sweep']}/{r['metric']}", r["value"], rho_step(r["level"])))
     seen: set[tuple[str, int]] = set()
     uniq = []
     for k, v, s in out:

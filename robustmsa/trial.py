@@ -71,8 +71,10 @@ def _quality_rows(base: dict, extras: dict[str, np.ndarray]) -> list[dict]:
     return [{**base, "metric": metric, "value": value} for metric, value in extra_summaries(extras)]
 
 
-def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, threads: int | None = None) -> TrialOutcome:
-    """Train once, evaluate the whole grid, return rows + predictions + checkpoint (no tracking I/O).
+def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, threads: int | None = None,
+              on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrialOutcome:
+    """Train once, evaluate the whole grid, return rows + predictions + checkpoint (no tracking I/O;
+    ``on_epoch`` gets each training epoch's row as it ends, e.g. to forward it to the driver).
     A reference trial evaluates the reference predictors instead (:func:`run_references`)."""
     if threads:
         torch.set_num_threads(max(1, int(threads)))
@@ -83,7 +85,7 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     device = resolve_device(spec.training.device)
     model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
                          **spec.model.overrides)
-    trained = train_model(model, dataset, spec.training_run(), device=device, ctx=ctx)
+    trained = train_model(model, dataset, spec.training_run(), device=device, ctx=ctx, on_epoch=on_epoch)
     te = time.perf_counter()
     ev = spec.evaluation
     data = split_to_batch(dataset[ev.split])

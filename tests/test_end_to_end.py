@@ -48,12 +48,12 @@ def test_smoke_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.Captur
     assert len(trials) == 4 and len(every) == 5 and len(parents) == 1
     reference = next(r for r in every if r.data.params.get("kind") == "reference")
     probe = client.get_metric_history(reference.info.run_id, "linear_probe/curve/noise/joint/mae")
-    assert sorted(m.step for m in probe) == [0, 1, 2]
+    assert sorted(m.step for m in probe) == [0, 500, 1000]  # step = round(1000 rho)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in trials)
-    # degradation curves come from the metric history, one step per level
+    # degradation curves come from the metric history, step = round(1000 rho): left to right from absent to clean
     hist = client.get_metric_history(trials[0].info.run_id, "curve/noise/joint/mae")
-    assert sorted(m.step for m in hist) == [0, 1, 2]
+    assert sorted(m.step for m in hist) == [0, 500, 1000]
     assert len({m.value for m in hist}) > 1  # noise hurts: the curve is not flat
     arts = {a.path for a in client.list_artifacts(trials[0].info.run_id)}
     assert {"rows.csv", "predictions.csv.gz", "history.csv", "curves.png", "trial.json", "checkpoint"} <= arts
@@ -131,16 +131,20 @@ def test_failing_trial_is_retried_recorded_and_rerun(repo: Path, workdir: Path,
     exp = client.get_experiment_by_name("smoke")
     failed = [r for r in client.search_runs([exp.experiment_id])
               if r.data.tags.get("robustmsa.kind") == "trial" and r.data.params.get("kind") != "reference"]
-    assert len(failed) == 1 and failed[0].info.status == "FAILED"
-    assert "NonFiniteError" in failed[0].data.tags["robustmsa.error"]
+    # each attempt is its own run, created when it started and ended FAILED with its error
+    assert len(failed) == 2 and all(r.info.status == "FAILED" for r in failed)
+    assert sorted(r.data.tags["robustmsa.attempt"] for r in failed) == ["1", "2"]
+    assert all("NonFiniteError" in r.data.tags["robustmsa.error"] for r in failed)
+    assert all("non-finite training loss" in r.data.tags["mlflow.note.content"] for r in failed)
     assert main(argv) == 1  # not skipped: failed trials run again
     assert "1 reused, 1 failed" in capsys.readouterr().out  # the references are reused, the failed trial runs again
 
 
 @pytest.mark.slow
 def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, workdir: Path) -> None:
-    """kill -9 of the driver mid-run, then the same command again: same results as an uninterrupted
-    run, each trial FINISHED exactly once, whatever was left RUNNING marked FAILED."""
+    """kill -9 of the driver mid-run, while a trial's run is RUNNING with its first epochs logged,
+    then the same command again: same results as an uninterrupted run, each trial FINISHED exactly
+    once, the killed trial's run marked FAILED (orphaned) and the trial run again."""
     import os
     import signal
     import sqlite3
@@ -160,22 +164,25 @@ def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, wor
     db = workdir / "killed.db"
     proc = subprocess.Popen([sys.executable, "-m", "robustmsa.cli", *argv("killed")], cwd=workdir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    trials = ("select r.run_uuid from runs r join tags t on r.run_uuid = t.run_uuid where t.key = 'robustmsa.kind' "
+              "and t.value = 'trial' and r.status = ")
     deadline = time.time() + 300
-    finished = 0
-    while finished < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    finished, training = 0, []
+    while not (finished and training) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
         if db.exists():
             try:
                 with sqlite3.connect(db) as c:
-                    finished = c.execute("select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
-                                         "where t.key = 'robustmsa.kind' and t.value = 'trial' "
-                                         "and r.status = 'FINISHED'").fetchone()[0]
+                    finished = len(c.execute(trials + "'FINISHED'").fetchall())
+                    training = [r[0] for r in c.execute(  # a RUNNING trial with an epoch logged live
+                        f"{trials}'RUNNING' and exists (select 1 from metrics m where m.run_uuid = r.run_uuid "
+                        "and m.key like 'train/%')").fetchall()]
             except sqlite3.Error:
                 pass
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 1 <= finished < 5
+    assert 1 <= finished < 5 and len(training) == 1
 
     assert main(argv("killed")) == 0
     ref = pd.read_csv(workdir / "reference" / "smoke" / "rows.csv")
@@ -187,6 +194,9 @@ def test_kill_9_of_the_driver_then_resume_gives_the_same_results(repo: Path, wor
     ids = [r.data.tags["robustmsa.trial_id"] for r in trials]
     assert len(ids) == len(set(ids)) == 5  # no duplicates, nothing lost (4 models + the references)
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)  # no orphan left RUNNING
+    killed = client.get_run(training[0])  # the trial killed while it trained: orphaned, then run again
+    assert killed.info.status == "FAILED" and killed.data.tags["robustmsa.orphaned"] == "true"
+    assert killed.data.tags["robustmsa.trial_id"] in ids
 
 
 def test_local_run_ignores_a_stale_or_foreign_cluster_address(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,11 +128,11 @@ def test_suite_on_mlflow_server_and_ray_cluster(repo: Path, tmp_path: Path, monk
     assert len(references) == 1 and references[0]["info"]["status"] == "FINISHED"  # the oracle and the probes
     oracle = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/metrics/get-history?run_id="
                              f"{references[0]['info']['run_id']}&metric_key=oracle/curve/noise/joint/mae"))["metrics"]
-    assert sorted(m["step"] for m in oracle) == [0, 1, 2]
+    assert sorted(m["step"] for m in oracle) == [0, 500, 1000]
     rid = trials[0]["info"]["run_id"]
     hist = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/metrics/get-history?run_id={rid}"
                            "&metric_key=curve/noise/joint/mae"))["metrics"]
-    assert sorted(m["step"] for m in hist) == [0, 1, 2]
+    assert sorted(m["step"] for m in hist) == [0, 500, 1000]
     assert all(m["value"] > 0 for m in hist)
     assert (tmp_path / "reports" / "smoke" / "results.md").read_text().count("qa_moe (spectrum)") >= 2
 
@@ -164,3 +164,56 @@ def test_lease_on_an_mlflow_server_and_resources_checked_against_a_ray_cluster(
     assert len(err) == 2 and seconds < 60, (err, seconds)
     with pytest.raises(urllib.error.HTTPError):  # no experiment was created
         _get(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback only
+        return json.loads(r.read())
+
+
+def test_what_the_mlflow_ui_reads_through_the_rest_api(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       mlflow_server: str) -> None:
+    """What the UI shows comes from MLflow's REST API: read it as the UI does (no MLflow client).
+    Curves at step = round(1000 rho) (so "Latest" is the clean value); the run's start and end
+    bracket its training (its run existed while it trained, epochs logged live through Ray's event
+    queue); the dataset input; a name that says what the trial is; no "None" params."""
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", str(repo / "suites" / "smoke.yaml"), "--backend", "ray", f"tracking.uri={mlflow_server}",
+            f"report.dir={tmp_path / 'reports'}", "models=[{name: qa_moe}]", "regimes=[spectrum]",
+            "evaluation.references=false", "training.epochs=3", "training.patience=3"]
+    assert main(argv) == 0
+    api = f"{mlflow_server}/api/2.0/mlflow"
+    exp_id = json.loads(_get(f"{api}/experiments/get-by-name?experiment_name=smoke"))["experiment"]["experiment_id"]
+    runs = _post(f"{api}/runs/search", {"experiment_ids": [exp_id], "max_results": 100,
+                                        "filter": "tags.`robustmsa.kind` = 'trial'"})["runs"]
+    assert len(runs) == 1
+    run = json.loads(_get(f"{api}/runs/get?run_id={runs[0]['info']['run_id']}"))["run"]
+    info, tags = run["info"], {t["key"]: t["value"] for t in run["data"]["tags"]}
+    rid = info["run_id"]
+    assert info["status"] == "FINISHED" and info["run_name"] == "qa_moe · spectrum · seed 0"
+    assert (tags["model"], tags["regime"], tags["seed"], tags["dataset"]) == ("qa_moe", "spectrum", "0",
+                                                                              "synthetic_trimodal")
+    assert "AUDC MAE" in tags["mlflow.note.content"] and "None" not in [p["value"] for p in run["data"]["params"]]
+    assert json.loads(tags["robustmsa.corruption_versions"])["noise"]
+    dataset = run["inputs"]["dataset_inputs"][0]["dataset"]
+    assert dataset["name"] == "synthetic_trimodal" and dataset["digest"] == tags["robustmsa.data_hash"]
+
+    def history(key: str) -> list[dict]:
+        return json.loads(_get(f"{api}/metrics/get-history?run_id={rid}&metric_key={key}"))["metrics"]
+
+    rows = pd.read_csv(tmp_path / "reports" / "smoke" / "rows.csv")
+    curve = rows[(rows.family == "noise") & (rows.sweep == "joint") & (rows.metric == "mae")]
+    expected = {round(1000 * lv): v for lv, v in zip(curve.level, curve.value)}
+    got = {m["step"]: m["value"] for m in history("curve/noise/joint/mae")}
+    assert sorted(got) == [0, 500, 1000] and got == pytest.approx(expected)  # step = round(1000 rho)
+    latest = {m["key"]: m["value"] for m in run["data"]["metrics"]}["curve/noise/joint/mae"]
+    assert latest == pytest.approx(expected[1000])  # "Latest" in the UI is the clean end
+
+    epochs = sorted(history("train/train_loss"), key=lambda m: m["step"])
+    assert [m["step"] for m in epochs] == [0, 1, 2]
+    start, end = int(info["start_time"]), int(info["end_time"])
+    assert start < int(epochs[0]["timestamp"]) <= int(epochs[-1]["timestamp"]) < end

@@ -124,3 +124,17 @@ def test_families_are_swept_where_they_apply(tmp_path: Path) -> None:
     p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nevaluation: {families: [audio_noise], sweeps: [text]}\n")
     with pytest.raises(SuiteError, match=r"evaluation.*'audio_noise' corrupts only audio"):
         load_suite(p)
+
+
+def test_levels_off_the_mlflow_step_grid_are_refused_naming_the_level(tmp_path: Path) -> None:
+    """Curves are logged at MLflow step round(1000 rho): a level off the 1/1000 grid would share a
+    step with another one or lie about its rho, so the suite refuses it when it loads."""
+    from robustmsa.suite import rho_step
+
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nevaluation: {levels: [1.0, 0.3333, 0.0]}\n")
+    with pytest.raises(SuiteError, match=r"evaluation\.levels.*level 0\.3333 is not on the 1/1000 grid.*use 0\.333"):
+        load_suite(p)
+    p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\nevaluation: {levels: [1.0, 0.125, 0.001, 0.0]}\n")
+    levels = load_suite(p).evaluation.levels
+    assert [rho_step(v) for v in levels] == [1000, 125, 1, 0]  # increasing with rho, no collisions
+    assert rho_step(0.3) == 300 and rho_step(0.7) == 700  # binary floating point does not shift a step

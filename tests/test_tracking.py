@@ -75,3 +75,59 @@ def test_only_the_tracking_module_imports_mlflow(repo: Path) -> None:
             if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
                 offenders.append(str(path.relative_to(repo)))
     assert sorted(set(offenders)) == ["robustmsa/tracking.py"]
+
+
+def test_params_hold_no_none_strings_and_nested_values_as_json() -> None:
+    from robustmsa.tracking import flatten
+
+    flat = flatten({"condition": None, "model": {"name": "lf", "dropout": 0.1, "norm": True, "extra": None},
+                    "sampler": {"families": ["noise", {"name": "drop", "p": 0.5}]}, "empty": {}})
+    assert flat == {"model.name": "lf", "model.dropout": "0.1", "model.norm": "true",
+                    "sampler.families": '["noise", {"name": "drop", "p": 0.5}]'}
+
+
+def test_a_trial_run_lives_from_its_start_to_its_end(tmp_path: Path) -> None:
+    """start_trial creates the run RUNNING at the trial's own start time, with its name, description,
+    tags and dataset input; epochs arrive while it runs; end_trial ends it at the trial's end time."""
+    from robustmsa.tracking import NOTE, DatasetRef, TrialEnding, TrialRunSpec, headline
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "exp")
+    assert tracker.client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == \
+        "custom_model_development"  # MLflow 3's UI opens it on its runs table ("Model training")
+    parent = tracker.start_parent("s", {}, {}, run_name="s · 1 model", description="what s is")
+    spec = TrialRunSpec("late_fusion · clean · seed 0", "t1", {"model": "late_fusion", f"{TAG}.suite": "s"},
+                        {"seed": 0, "condition": None}, "late fusion, running",
+                        DatasetRef("synthetic", "abc123", {"loader": "synthetic"}))
+    rid = tracker.start_trial(parent, spec, start_ms=1_700_000_000_000)
+    run = tracker.client.get_run(rid)
+    assert run.info.status == "RUNNING" and run.info.start_time == 1_700_000_000_000
+    assert run.info.run_name == "late_fusion · clean · seed 0" and run.data.tags[NOTE] == "late fusion, running"
+    assert run.data.params == {"seed": "0"} and run.data.tags["model"] == "late_fusion"
+    ds = run.inputs.dataset_inputs[0].dataset
+    assert (ds.name, ds.digest) == ("synthetic", "abc123")
+    tracker.log_epoch(rid, {"epoch": 0, "train_loss": 0.5, "valid_mae": 1.0}, time_ms=1_700_000_001_000)
+    assert [m.timestamp for m in tracker.client.get_metric_history(rid, "train/train_loss")] == [1_700_000_001_000]
+
+    outcome = _outcome()
+    outcome.history = [{"epoch": 0, "train_loss": 0.5}, {"epoch": 1, "train_loss": 0.25}]
+    tracker.end_trial(rid, outcome, TrialEnding(end_ms=1_700_000_009_000, epochs_logged=1))
+    run = tracker.client.get_run(rid)
+    assert run.info.status == "FINISHED" and run.info.end_time == 1_700_000_009_000
+    assert [m.step for m in tracker.client.get_metric_history(rid, "train/train_loss")] == [0, 1]  # not twice
+    assert run.data.metrics["curve/noise/joint/mae"] == 2.0  # the latest (highest step) is rho = 1: clean
+    assert sorted(m.step for m in tracker.client.get_metric_history(rid, "curve/noise/joint/mae")) == [0, 500, 1000]
+    assert headline(outcome) == "clean MAE 1 · AUDC MAE missing/joint 1.5, noise/joint 2.5"  # the first sweep's clean point
+    assert headline(outcome) in run.data.tags[NOTE]
+
+
+def test_a_failed_trial_run_keeps_its_error_in_the_description(tmp_path: Path) -> None:
+    from robustmsa.tracking import NOTE, TrialRunSpec
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "exp")
+    rid = tracker.start_trial(tracker.start_parent("s", {}, {}), TrialRunSpec("x", "t1", {}, {}, "x, running"))
+    tracker.fail_trial(rid, "Traceback ...\nValueError: boom", note="x")
+    run = tracker.client.get_run(rid)
+    assert run.info.status == "FAILED" and "boom" in run.data.tags[f"{TAG}.error"]
+    assert run.data.tags[NOTE] == "x\n\n**failed**: `ValueError: boom`"
+    assert tracker.completed_trials() == {}
