@@ -183,3 +183,39 @@ def test_evaluate_regime_needs_a_model_with_weights(tmp_path: Path) -> None:
     p.write_text("name: s\nmodels: [{name: external, params: {entry: nocolon}}]\nregimes: [evaluate]\n")
     with pytest.raises(SuiteError, match=r"models.0.overrides.entry.*must be 'module:attribute'"):
         load_suite(p)
+
+
+PLUGIN_SCRIPT = '''
+import sys
+from pathlib import Path
+import robustmsa
+from robustmsa.cli import main
+
+uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+assert main(["ls", "models"]) == 0
+res = robustmsa.run(sys.argv[1], models=[{"name": "example_concat", "overrides": {"hidden": 8}}], regimes=["clean"],
+                    training__epochs=1, evaluation__references=False, report=False, quiet=True, tracking__uri=uri)
+assert not res.summary.failed, res.summary.failed
+run_id = next(iter(res.trial_runs.values()))
+assert main(["eval", f"run:{run_id}", "--data", sys.argv[2], "--spectrum", "smoke", "--no-report",
+             "evaluation.references=false", f"tracking.uri={uri}"]) == 0
+rows = robustmsa.load_results(uri, "eval_smoke").rows
+print("EVAL", sorted(set(rows["model"])), sorted(set(rows["regime_kind"])))
+'''
+
+
+def test_plugin_package_adds_a_model_that_trains_and_evaluates(tmp_path: Path, repo: Path) -> None:
+    """The example plugin, pip-installed into a folder of its own, is found through its entry point."""
+    import subprocess
+
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--no-index", "--target", str(target), str(repo / "examples" / "robustmsa_example_plugin")],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    env = {**__import__("os").environ, "PYTHONPATH": f"{target}:{repo}"}  # Ray's workers inherit it too
+    out = subprocess.run([sys.executable, "-c", PLUGIN_SCRIPT, str(repo / "suites" / "smoke.yaml"), DATA],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "example_concat" in out.stdout.split("EVAL")[0].split()
+    assert "EVAL ['example_concat@" in out.stdout and "['evaluate']" in out.stdout
