@@ -286,7 +286,8 @@ def model_spec(model: Any, tracking_uri: str = "sqlite:///mlflow.db", label: str
         from .models.external import file_sha256
 
         sha = file_sha256(ck)[:8] if Path(ck).is_file() else "?"
-        return {"name": "mmsa", "label": label or f"MMSA-{name}@{sha}", "params": {"model": name, "checkpoint": ck}}
+        return {"name": "mmsa", "label": label or f"MMSA-{name}@{sha}",
+                "params": {"model": name, "checkpoint": str(Path(ck).resolve()) if ck else ""}}
     if Path(text).is_file():
         return _robustmsa_checkpoint(Path(text), label)
     entry, _, weights = text.partition("@")
