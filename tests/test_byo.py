@@ -127,6 +127,9 @@ def test_zoo_checkpoint_of_a_past_run_on_other_data(user: Path, repo: Path, caps
     assert _eval(str(path), "--data", OTHER, "evaluation.families=[drop]") == 0  # other data and spectrum
     assert set(_rows().query("dataset == 'synthetic_trimodal'")["family"]) >= {"drop"}
     capsys.readouterr()
+    assert _eval(str(path), "--data", DATA.replace("text_dim: 32", "text_dim: 16")) == 2  # other feature dims
+    assert "was trained on feature dims {'text': 32, 'audio': 5, 'vision': 20}, the data has {'text': 16" in \
+        capsys.readouterr().err
     assert main(["eval", "run:0123456789abcdef", "--data", DATA, "--spectrum", "smoke", f"tracking.uri={_uri()}"]) == 2
     assert "error: run:0123456789abcdef: no such MLflow run" in capsys.readouterr().err
 

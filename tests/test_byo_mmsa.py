@@ -119,3 +119,30 @@ def _our_clean_predictions(uri: str, res) -> dict[str, float]:
     p = pd.read_csv(path)
     p = p[p["grid"] == "missing/audio/0"]
     return dict(zip(p["sample_id"].astype(str), p["pred"].astype(float)))
+
+
+@pytest.mark.parametrize("name", ["tfn", "lf_dnn", "lmf", "mfn", "mult"])
+def test_every_supported_mmsa_model_loads_and_predicts_as_mmsa(name: str, tmp_path: Path) -> None:
+    """Each supported MMSA model, saved untrained by MMSA's own class, loads into the adapter and
+    gives MMSA's own output on MMSA's inputs (time means where its config normalises)."""
+    from MMSA.models import AMIO
+
+    from robustmsa.data.batch import split_to_batch
+    from robustmsa.models import create_model
+    from robustmsa.models.mmsa_model import MMSAConfig, _time_mean, mmsa_args
+
+    ds = load_dataset("synthetic", TINY)
+    cfg = MMSAConfig(model=name, checkpoint=str(tmp_path / f"{name}.pth"))
+    args = mmsa_args(cfg, ds.dims, ds.lengths)
+    torch.manual_seed(0)
+    theirs = AMIO(args).eval()
+    torch.save(theirs.state_dict(), cfg.checkpoint)
+    ours = create_model("mmsa", dims=ds.dims, lengths=ds.lengths, model=name, checkpoint=cfg.checkpoint).eval()
+    batch = split_to_batch(ds["test"]).slice(0, 6)
+    audio, vision = batch.audio, batch.vision
+    if args.get("need_normalized"):
+        audio, vision = _time_mean(audio), _time_mean(vision)
+    with torch.no_grad():
+        expected = theirs(batch.text, audio, vision)["M"].reshape(-1)
+        got = ours(batch)["pred"]
+    assert got.shape == (6,) and torch.equal(got, expected)
