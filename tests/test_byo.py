@@ -209,11 +209,13 @@ print("EVAL", sorted(set(rows["model"])), sorted(set(rows["regime_kind"])))
 
 def test_plugin_package_adds_a_model_that_trains_and_evaluates(tmp_path: Path, repo: Path) -> None:
     """The example plugin, pip-installed into a folder of its own, is found through its entry point."""
+    import shutil
     import subprocess
 
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "plugin"  # built from a copy: no build/ in the checkout
+    shutil.copytree(repo / "examples" / "robustmsa_example_plugin", source)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--target", str(target), str(repo / "examples" / "robustmsa_example_plugin")],
+                          "--no-index", "--target", str(target), str(source)],
                          capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr
     env = {**__import__("os").environ, "PYTHONPATH": f"{target}:{repo}"}  # Ray's workers inherit it too
