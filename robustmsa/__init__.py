@@ -5,6 +5,7 @@ From Python (see :mod:`robustmsa.api`)::
     import robustmsa
     res = robustmsa.run("suites/smoke.yaml", training__epochs=1)   # tidy rows in res.rows
     old = robustmsa.load_results("suites/smoke.yaml")              # read back from the store
+    res = robustmsa.evaluate(my_module, "synthetic_trimodal")      # any model with its weights, no training
 
 ``run``, ``load_results`` and ``Results`` are imported on first use, so ``import robustmsa`` stays
 fast (it loads neither torch, Ray nor MLflow).
@@ -15,9 +16,9 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["__version__", "run", "load_results", "Results"]
+__all__ = ["__version__", "run", "load_results", "evaluate", "Results"]
 
-_API = ("run", "load_results", "Results")
+_API = ("run", "load_results", "evaluate", "Results")
 
 
 def __getattr__(name: str) -> Any:

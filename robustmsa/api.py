@@ -34,10 +34,10 @@ from .errors import RobustMSAError
 from .reports import collect_rows
 from .reports.load import NothingToReport, load_from_tracking
 from .runner import RunSummary, run_suite
-from .suite import Suite, load_suite, parse_overrides
+from .suite import Suite, load_eval_suite, load_suite, parse_overrides
 from .tracking import Tracker
 
-__all__ = ["Results", "run", "load_results", "resolve_overrides"]
+__all__ = ["Results", "run", "load_results", "evaluate", "resolve_overrides", "model_spec", "data_spec", "spectrum_file"]
 
 Overrides = Sequence[str] | Mapping[str, Any] | None
 
@@ -194,3 +194,145 @@ def load_results(source: str | Path | Suite, experiment: str | None = None, over
     except NothingToReport:
         rows, name = pd.DataFrame(), experiment
     return _results(name, rows, uri, experiment)
+
+
+# ----------------------------------------------------------------------------- evaluate-only
+
+
+def spectrum_file(spectrum: str | Path | None) -> Path:
+    """The suite file whose evaluation grid ``robustmsa eval`` uses: a path, or a suite's name
+    (``smoke`` -> suites/smoke.yaml); default the main suite, suites/continuous_spectrum.yaml."""
+    text = str(spectrum or "continuous_spectrum")
+    for cand in (Path(text), Path("suites") / f"{text}.yaml", Path(__file__).resolve().parents[1] / "suites" / f"{text}.yaml"):
+        if cand.is_file():
+            return cand
+    raise RobustMSAError(f"--spectrum: no suite file {text!r}", hint="give a suite file or a name from `robustmsa ls suites`")
+
+
+def data_spec(data: Any) -> dict[str, Any]:
+    """A dataset as a suite entry: ``"name"`` or ``"name:{params as YAML}"`` (e.g. ``mmsa:{path: x.pkl}``),
+    a mapping ``{name, params}``, or a loaded dataset (kept in this process: dataset ``memory``)."""
+    import yaml
+
+    from .data.dataset import MSADataset
+    from .datasets import remember_dataset
+
+    if isinstance(data, MSADataset):
+        return {"name": "memory", "params": {"key": remember_dataset(data), "label": data.info.get("label") or "data"}}
+    if isinstance(data, Mapping):
+        return dict(data)
+    name, _, rest = str(data).partition(":")
+    try:
+        params = yaml.safe_load(rest) if rest.strip() else {}
+    except yaml.YAMLError as e:
+        raise RobustMSAError(f"--data {data}: the params after ':' are not YAML ({str(e).splitlines()[0]})",
+                             hint="e.g. --data 'mmsa:{path: data/MOSI/aligned_50.pkl}'") from None
+    if not isinstance(params, dict):
+        raise RobustMSAError(f"--data {data}: the params after ':' must be a YAML mapping",
+                             hint="e.g. --data 'synthetic_trimodal:{seed: 0, n_test: 64}'")
+    return {"name": name, "params": params}
+
+
+def _checkpoint_cache() -> Path:
+    from .data.synthetic.cache import default_cache_dir
+
+    return default_cache_dir() / "checkpoints"
+
+
+def _robustmsa_checkpoint(path: Path, label: str | None) -> dict[str, Any]:
+    from .models.external import file_sha256, read_weights
+
+    inner = read_weights(str(path), f"checkpoint {path}").get("model", "model")
+    return {"name": "checkpoint", "label": label or f"{inner}@{file_sha256(path)[:8]}",
+            "params": {"path": str(path.resolve())}}
+
+
+def model_spec(model: Any, tracking_uri: str = "sqlite:///mlflow.db", label: str | None = None) -> dict[str, Any]:
+    """A model that comes with its weights as a suite entry (a ModelSpec mapping). ``model`` is
+
+    - ``run:<mlflow run id>``: that trial's ``checkpoint/model.pt`` (from the store at ``tracking_uri``);
+    - a path to a robustmsa ``model.pt``;
+    - ``mmsa:<model>:<checkpoint.pth>``: a model trained by MMSA (tfn, lf_dnn, lmf, mfn, mult);
+    - ``module:attribute`` or ``module:attribute@weights.pt``: your own model (docs/byo_model.md);
+    - a YAML mapping ``{name: ..., params: {...}}`` or a dict (a suite's models entry as written);
+    - an ``nn.Module`` or a callable of the batch (kept in this process).
+    """
+    import yaml
+
+    from .models.external import remember_model
+
+    if isinstance(model, Mapping):
+        return dict(model)
+    if not isinstance(model, (str, Path)):
+        if not callable(model):
+            raise RobustMSAError(f"model {type(model).__name__}: not callable; expected an nn.Module, a callable of "
+                                 "the batch or a model spec string", hint="see docs/byo_model.md")
+        shown = label or getattr(model, "label", None) or type(model).__name__  # a function: "function"
+        shown = getattr(model, "__name__", shown) if shown == "function" else shown
+        return {"name": "external", "label": str(shown), "params": {"entry": remember_model(model)}}
+    text = str(model)
+    if text.startswith("{"):
+        spec = yaml.safe_load(text)
+        return {**spec, **({"label": label} if label else {})}
+    if text.startswith("run:"):
+        run_id = text[4:]
+        from .tracking import download_run_checkpoint
+
+        path = download_run_checkpoint(tracking_uri, run_id, _checkpoint_cache() / run_id)
+        spec = _robustmsa_checkpoint(path, label)
+        return {**spec, "label": label or f"{spec['label'].split('@')[0]}@{run_id[:8]}"}
+    if text.startswith("mmsa:"):
+        _, name, ck = text.split(":", 2) if text.count(":") >= 2 else (None, text[5:], "")
+        from .models.external import file_sha256
+
+        sha = file_sha256(ck)[:8] if Path(ck).is_file() else "?"
+        return {"name": "mmsa", "label": label or f"MMSA-{name}@{sha}",
+                "params": {"model": name, "checkpoint": str(Path(ck).resolve()) if ck else ""}}
+    if Path(text).is_file():
+        return _robustmsa_checkpoint(Path(text), label)
+    entry, _, weights = text.partition("@")
+    if ":" in entry and Path(entry).suffix not in (".pt", ".pth"):
+        params = {"entry": entry, **({"checkpoint": str(Path(weights).resolve())} if weights else {})}
+        return {"name": "external", "label": label or entry.rsplit(":", 1)[1], "params": params}
+    raise RobustMSAError(f"model {text!r}: not a checkpoint file, run:<id>, mmsa:<model>:<file> or module:attribute",
+                         hint="e.g. robustmsa eval run:<run id> or mypkg.models:build@weights.pt (docs/byo_model.md)")
+
+
+def evaluate(
+    model: Any,
+    data: Any,
+    spectrum: str | Path | None = None,
+    *,
+    seed: int | None = None,
+    backend: str = "local",
+    overrides: Overrides = None,
+    quiet: bool = False,
+    **keyword_overrides: Any,
+) -> Results:
+    """Evaluate a model that comes with its weights over a suite's spectrum (``robustmsa eval``).
+
+    ``model``: an ``nn.Module`` or callable (the protocol of docs/byo_model.md) or a spec string
+    (:func:`model_spec`: ``run:<id>``, a ``model.pt``, ``mmsa:tfn:<file>``, ``module:attribute``).
+    ``data``: a dataset name (``"synthetic_trimodal"``, ``"mmsa:{path: x.pkl}"``), a mapping or a
+    loaded dataset. ``spectrum``: the suite file (or name) whose evaluation grid is used (default
+    the main suite's). ``seed``: the corruption draws' seed (default the spectrum's). ``backend``:
+    ``"local"`` (in-process, the default: no Ray) or ``"ray"`` (not for in-memory models or data).
+    An in-memory model is named in tables by its ``label`` attribute, else its class (or function) name.
+    Tracked like any trial (experiment ``eval_<spectrum>``); a rerun with the same weights reuses it.
+
+    >>> res = evaluate(my_module, "synthetic_trimodal", spectrum="smoke")  # doctest: +SKIP
+    """
+    _quiet_downloads()
+    extra = resolve_overrides(overrides, **keyword_overrides)
+    if seed is not None:
+        extra = _merge(extra, {"evaluation": {"seed": int(seed)}})
+    uri = (extra.get("tracking") or {}).get("uri") or "sqlite:///mlflow.db"
+    mspec, dspec = model_spec(model, uri), data_spec(data)
+    in_memory = str(mspec.get("params", {}).get("entry", "")).startswith("object:") or dspec["name"] == "memory"
+    if in_memory and backend == "ray":
+        raise RobustMSAError("evaluate(backend='ray'): an in-memory model or dataset lives in this process only",
+                             hint="use backend='local', or give the model as 'module:attribute' and the data by name")
+    s = load_eval_suite(spectrum_file(spectrum), mspec, dspec, extra or None)
+    summary = run_suite(s, backend=backend, make_report=False, console=Console(stderr=True, quiet=quiet))
+    return _results(s.name, collect_rows(s), s.tracking.uri, s.experiment, run_id=summary.parent_run_id,
+                    summary=summary)

@@ -1,6 +1,7 @@
 """Command line: a thin layer over the library. ``main(argv)`` does the work (tests call it).
 
     robustmsa run SUITE [key=value ...] [--ray-address ADDR] [--backend ray|local] [--wait]
+    robustmsa eval MODEL_SPEC --data DATASET[:PARAMS] [--spectrum SUITE] [key=value ...]
     robustmsa validate SUITE [key=value ...]
     robustmsa ls models|corruptions|datasets|suites
     robustmsa report SUITE [key=value ...] [--allow-partial]
@@ -76,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     _suite_args(rp)
     rp.add_argument("--allow-partial", action="store_true",
                     help="exit 0 even when cells of the suite have no finished trial (the report still says so)")
+    e = sub.add_parser("eval", parents=[common],
+                       help="evaluate a model that comes with its weights over a suite's spectrum (no training)")
+    e.add_argument("model", metavar="MODEL_SPEC",
+                   help="run:<mlflow run id> | path/to/model.pt | mmsa:<model>:<checkpoint.pth> | "
+                        "module:attribute[@weights.pt] | '{name: ..., params: {...}}' (docs/byo_model.md)")
+    e.add_argument("--data", required=True, metavar="DATASET[:PARAMS]",
+                   help="dataset name, params as YAML after ':', e.g. synthetic_trimodal or 'mmsa:{path: x.pkl}'")
+    e.add_argument("--spectrum", metavar="SUITE", help="suite file or name whose evaluation grid is used "
+                                                       "(default: suites/continuous_spectrum.yaml)")
+    e.add_argument("--label", help="the model's name in tables (default from the spec)")
+    e.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP + " (of the evaluate-only suite)")
+    e.add_argument("--backend", choices=("ray", "local"), help="override runner.backend")
+    e.add_argument("--no-report", action="store_true", help="skip writing the report")
     _export_parser(sub, common)
     lb = sub.add_parser("leaderboard", parents=[common],
                         help="merge results JSON files (reports' results/*.json) into Markdown, LaTeX and HTML")
@@ -113,11 +127,23 @@ def _cmd_leaderboard(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace, out: Console) -> int:
+    from .api import data_spec, model_spec, spectrum_file
+    from .suite import load_eval_suite, parse_overrides
+
+    overrides = parse_overrides(args.overrides) if args.overrides else {}
+    uri = (overrides.get("tracking") or {}).get("uri") or "sqlite:///mlflow.db"
+    suite = load_eval_suite(spectrum_file(args.spectrum), model_spec(args.model, uri, args.label),
+                            data_spec(args.data), overrides or None)
+    args.suite, args.ray_address, args.wait = suite, None, False
+    return _cmd_run(args, out)
+
+
 def _cmd_run(args: argparse.Namespace, out: Console) -> int:
     from .runner import run_suite
-    from .suite import load_suite
+    from .suite import Suite, load_suite
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = args.suite if isinstance(args.suite, Suite) else load_suite(args.suite, args.overrides)
     s = run_suite(suite, ray_address=args.ray_address, backend=args.backend, make_report=not args.no_report,
                   wait=args.wait)
     out.print(f"\n[bold]{s.suite}[/bold]: {len(s.completed)} trials run, {s.skipped} reused, "
@@ -159,8 +185,9 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
 
 def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
     if args.what == "models":
-        from .models import MODELS
+        from .models import MODELS, load_plugins
 
+        load_plugins()
         for n in MODELS.names():
             out.print(n)
     elif args.what == "corruptions":
@@ -250,7 +277,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
-COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report,
+COMMANDS = {"run": _cmd_run, "eval": _cmd_eval, "validate": _cmd_validate, "ls": _cmd_ls, "report": _cmd_report,
             "export-corrupted": _cmd_export_corrupted, "leaderboard": _cmd_leaderboard}
 
 

@@ -15,7 +15,7 @@ from corruptions.registry import Registry
 from .data.dataset import MSADataset
 from .errors import DataError, RobustMSAError
 
-__all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset"]
+__all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset", "remember_dataset"]
 
 Loader = Callable[..., MSADataset]
 
@@ -108,6 +108,25 @@ register_dataset(
 )
 register_dataset("mmsa", "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite, "
                  "label (name in tables; default from the path, e.g. MOSI/aligned_50)", _mmsa)
+#: datasets handed to :func:`robustmsa.evaluate` as objects, by content hash (this process only)
+_OBJECTS: dict[str, MSADataset] = {}
+
+
+def remember_dataset(dataset: MSADataset) -> str:
+    """Keep a loaded dataset for this process; its key (the ``key`` param of dataset ``memory``)."""
+    key = dataset.content_hash()
+    _OBJECTS[key] = dataset
+    return key
+
+
+def _memory(key: str = "") -> MSADataset:
+    if key not in _OBJECTS:
+        raise DataError(f"dataset 'memory': no dataset {key!r} in this process",
+                        hint="a dataset object runs in-process (backend local); give Ray a dataset name and params")
+    return _OBJECTS[key]
+
+
+register_dataset("memory", "a loaded dataset passed to robustmsa.evaluate (in-process only), params: key", _memory)
 register_dataset(
     "synthetic_raw",
     "embedded raw-media benchmark (faces, voice, transcripts; 360/80/160 clips), features extracted; raw "

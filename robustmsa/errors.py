@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["RobustMSAError", "DataError", "SuiteError", "NonFiniteError", "ModelConfigError", "StoreError",
-           "StoreWriteError", "ClusterError", "SuiteBusyError"]
+           "StoreWriteError", "ClusterError", "SuiteBusyError", "ModelError"]
 
 
 class RobustMSAError(Exception):
@@ -54,3 +54,8 @@ class ClusterError(RobustMSAError):
 
 class SuiteBusyError(RobustMSAError):
     """Another live invocation holds the suite's lease in this tracking store."""
+
+
+class ModelError(RobustMSAError):
+    """A model that comes with its weights cannot be used as given: its code does not import, its
+    signature or output is not the protocol's (docs/byo_model.md), its checkpoint does not fit the data."""

@@ -99,13 +99,15 @@ def _calibrate(p: PlannedTrial, threads: int) -> float:
     ds = load_dataset(spec.dataset.name, spec.dataset.params)
     train, test = split_to_batch(ds["train"]), split_to_batch(ds[spec.evaluation.split])
     model = create_model(spec.model.name, dims=ds.dims, lengths=ds.lengths, seed=0, **spec.model.overrides)
-    model.fit_inputs(train)
-    opt = torch.optim.AdamW(model.param_groups(1e-4, 0.0))
+    evaluate_only = spec.is_evaluate  # a model with its weights: nothing is trained
+    if not evaluate_only:
+        model.fit_inputs(train)
+    opt = None if evaluate_only else torch.optim.AdamW(model.param_groups(1e-4, 0.0))
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         steps, seen, t0 = 0, 0, 0.0
-        for b in batches(train, spec.training.batch_size, shuffle_seed=0):
+        for b in [] if opt is None else batches(train, spec.training.batch_size, shuffle_seed=0):
             if steps == 1:
                 t0, seen = time.perf_counter(), 0  # the first step warms up
             loss = model(b)["pred"].abs().mean()
@@ -124,7 +126,7 @@ def _calibrate(p: PlannedTrial, threads: int) -> float:
         torch.set_num_threads(old)
     vg = validation_grid(spec.regime)
     valid_points = (vg.points() + 1) if vg else 1
-    epochs = spec.training.epochs
+    epochs = 0 if evaluate_only else spec.training.epochs
     return (epochs * len(ds["train"]) * per_train + epochs * valid_points * len(ds["valid"]) * per_eval
             + spec.evaluation.points() * len(test) * per_eval)
 

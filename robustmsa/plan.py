@@ -8,6 +8,7 @@ not. Planning loads each dataset once (for its hash) and runs nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -19,7 +20,8 @@ from corruptions import FAMILIES
 
 from ._version import __version__
 from .datasets import load_dataset
-from .models import model_config
+from .errors import ModelError, NonFiniteError, RobustMSAError
+from .models import MODELS, create_model, model_config
 from .suite import (
     Condition,
     DatasetSpec,
@@ -34,7 +36,8 @@ from .suite import (
 )
 
 __all__ = ["TrialSpec", "TrainingRun", "PlannedTrial", "Cost", "expand_trials", "plan_suite", "trial_identity", "estimate_cost",
-           "validation_grid", "code_version", "corruption_versions", "trial_threads", "REFERENCE_VERSION"]
+           "validation_grid", "code_version", "corruption_versions", "trial_threads", "REFERENCE_VERSION",
+           "probe_model"]
 
 #: version of what the reference trial computes (:mod:`robustmsa.references`), part of its identity:
 #: bump it whenever a reference predictor would give other numbers for the same data
@@ -86,6 +89,12 @@ class TrialSpec:
     condition: Condition | None = None
     kind: str = "model"
     threads: int = 1  # torch threads of the trial (:func:`trial_threads`)
+    model_hash: str = ""  # sha256 of the weights a model comes with (:func:`probe_model`); "" when trained here
+
+    @property
+    def is_evaluate(self) -> bool:
+        """No training: the model comes with its weights and is evaluated as given."""
+        return self.regime.kind == "evaluate"
 
     @property
     def is_reference(self) -> bool:
@@ -124,16 +133,24 @@ class TrialSpec:
         if self.is_reference:
             return {**common, "kind": "reference", "references": REFERENCE_VERSION,
                     "evaluation": self.evaluation.model_dump(mode="json")}
-        return {
+        model = {"name": self.model.name, "label": self.model.display,
+                 "config": model_config(self.model.name, **self.model.overrides)}
+        if self.model_hash:  # the weights' content, not where the file lies, is the model's identity
+            files = MODELS.get(self.model.name).weight_files
+            model = {**model, "config": {k: v for k, v in model["config"].items() if k not in files},
+                     "weights_sha256": self.model_hash}
+        out = {
             **common,
-            "model": {"name": self.model.name, "label": self.model.display,
-                      "config": model_config(self.model.name, **self.model.overrides)},
+            "model": model,
             "regime": self.regime.model_dump(mode="json"),
             "condition": self.condition.spec() if self.condition else None,
             "seed": self.seed,
             "training": self.training.model_dump(mode="json"),
             "evaluation": self.evaluation.model_dump(mode="json"),
         }
+        if self.is_evaluate:  # nothing is trained: the recipe changes no number
+            del out["training"]
+        return out
 
 
 #: the model and regime entries of a reference trial (it trains nothing)
@@ -178,15 +195,64 @@ class PlannedTrial:
 
 
 def plan_suite(suite: Suite) -> list[PlannedTrial]:
-    """Expand the suite and compute every trial's identity (loads each dataset once)."""
+    """Expand the suite and compute every trial's identity (loads each dataset once). A model that
+    comes with its weights is built and run on one batch first (:func:`probe_model`): a model that
+    fails it stops the suite here, before the store is touched, and its weights' hash enters the identity."""
     hashes: dict[str, str] = {}
+    loaded: dict[str, Any] = {}  # the datasets a model with weights is probed on
+    probed: dict[tuple[str, str], str] = {}
     out = []
     for spec in expand_trials(suite):
         key = spec.dataset.model_dump_json()
-        if key not in hashes:
-            hashes[key] = load_dataset(spec.dataset.name, spec.dataset.params).content_hash()
+        weights = not spec.is_reference and MODELS.get(spec.model.name).brings_weights
+        if key not in hashes or (weights and key not in loaded):
+            dataset = load_dataset(spec.dataset.name, spec.dataset.params)
+            hashes[key] = dataset.content_hash()
+            if weights:
+                loaded[key] = dataset
+        if weights:
+            mkey = (key, spec.model.model_dump_json())
+            if mkey not in probed:
+                probed[mkey] = probe_model(spec.model, loaded[key], spec.evaluation.split)
+            spec = dataclasses.replace(spec, model_hash=probed[mkey])
         out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key]))
     return out
+
+
+PROBE_SAMPLES = 8
+
+
+def probe_model(model: ModelSpec, dataset: Any, split: str = "test") -> str:
+    """Build a model that comes with its weights for ``dataset`` and run it on the first
+    :data:`PROBE_SAMPLES` samples of ``split``: its code, signature, checkpoint shapes and output
+    (scores [B], finite) are checked before anything runs. Returns its weights' sha256."""
+    import torch
+
+    from .data.batch import split_to_batch
+
+    where = f"model {model.display!r}"
+    built = create_model(model.name, dims=dataset.dims, lengths=dataset.lengths, seed=0, **model.overrides)
+    batch = split_to_batch(dataset[split])
+    batch = batch.slice(0, min(PROBE_SAMPLES, len(batch)))
+    try:
+        with torch.no_grad():
+            out = built.eval()(batch)
+    except RobustMSAError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's forward raises on the data
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"{where}: its first batch of {dataset.info.get('label') or 'the data'} failed: "
+                         f"{type(e).__name__}: {msg}"[:600],
+                         hint=f"the data has feature dims {dict(dataset.dims)}; see docs/byo_model.md") from None
+    pred = out["pred"] if isinstance(out, dict) else out
+    if not isinstance(pred, torch.Tensor) or tuple(pred.shape) != (len(batch),):
+        raise ModelError(f"{where}: returned scores of shape {list(getattr(pred, 'shape', []))} for a batch of "
+                         f"{len(batch)}; expected [{len(batch)}]")
+    bad = int((~torch.isfinite(pred.float())).sum())
+    if bad:
+        raise NonFiniteError(f"{where}: returned {bad} non-finite scores (NaN or inf) out of {len(batch)} on its "
+                             "first batch; expected finite scores", hint="check the model on the clean data")
+    return built.content_hash() or ""
 
 
 @dataclass(frozen=True)
@@ -207,8 +273,8 @@ def estimate_cost(suite: Suite, planned: list[PlannedTrial]) -> Cost:
         ds = load_dataset(d.name, d.params)
         sizes[d.name] = (len(ds["train"]), len(ds[ev.split]))
     n_points = ev.points()
-    passes = sum(suite.training.epochs * sizes[p.spec.dataset.name][0] * 2 + n_points * sizes[p.spec.dataset.name][1]
-                 for p in planned if not p.spec.is_reference)
+    passes = sum((0 if p.spec.is_evaluate else suite.training.epochs * sizes[p.spec.dataset.name][0] * 2)
+                 + n_points * sizes[p.spec.dataset.name][1] for p in planned if not p.spec.is_reference)
     return Cost(passes, n_points, sizes)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "TrainingSpec",
     "EvaluationSpec",
     "load_suite",
+    "load_eval_suite",
     "parse_overrides",
     "rho_step",
     "RHO_STEPS",
@@ -110,11 +111,21 @@ class DatasetSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """A model by registry name with config overrides; ``label`` names it in tables."""
+    """A model by registry name with config overrides; ``label`` names it in tables. ``params`` is
+    accepted for ``overrides`` (as datasets spell it, e.g. ``{name: external, params: {entry: ...}}``)."""
 
     name: str
     label: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_alias(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "params" in v:
+            if "overrides" in v:
+                raise ValueError("give 'overrides' or 'params' (the same thing), not both")
+            v = {**{k: x for k, x in v.items() if k != "params"}, "overrides": v["params"]}
+        return v
 
     @property
     def display(self) -> str:
@@ -307,14 +318,16 @@ class GridSpec(_Strict):
 
 
 class RegimeSpec(_Strict):
-    """A training regime: ``clean``, ``spectrum`` (one checkpoint for all) or ``specialist``.
+    """A training regime: ``clean``, ``spectrum`` (one checkpoint for all) or ``specialist``; or
+    ``evaluate``: no training at all, the model comes with its weights (a checkpoint, your own model)
+    and is evaluated as given, so there is no validation selection either.
 
     ``validation`` is the spectrum on which the validation split selects the epoch (never test).
     ``conditions`` (specialist): one trial per condition, each trained at that fixed point.
     """
 
     name: str
-    kind: Literal["clean", "spectrum", "specialist"]
+    kind: Literal["clean", "spectrum", "specialist", "evaluate"]
     sampler: SamplerSpec | None = None
     validation: GridSpec | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -325,6 +338,8 @@ class RegimeSpec(_Strict):
             object.__setattr__(self, "sampler", SamplerSpec())
         if self.kind == "specialist" and not self.conditions:
             raise ValueError("a specialist regime needs 'conditions' (family, sweep, level)")
+        if self.kind == "evaluate" and (self.sampler is not None or self.validation is not None):
+            raise ValueError("an evaluate regime trains nothing and selects nothing: no 'sampler' or 'validation'")
         if self.conditions and self.kind != "specialist":
             raise ValueError(f"'conditions' belong to a specialist regime, not to kind {self.kind!r}")
         _unique(self.conditions, "specialist conditions",
@@ -444,8 +459,8 @@ def _regimes(v: Any) -> Any:
     out = []
     for r in v or []:
         if isinstance(r, str):
-            if r not in ("clean", "spectrum"):
-                raise ValueError(f"regime {r!r} must be a mapping (allowed short names: clean, spectrum)")
+            if r not in ("clean", "spectrum", "evaluate"):
+                raise ValueError(f"regime {r!r} must be a mapping (allowed short names: clean, spectrum, evaluate)")
             out.append({"name": r, "kind": r})
         else:
             out.append(r)
@@ -704,7 +719,7 @@ def _check_names(suite: Suite, source: str) -> None:
 
 def _check_model_configs(suite: Suite, source: str) -> None:
     """Each model's overrides resolve to a valid config; an error names the file and the key."""
-    from .models import resolve_config
+    from .models import MODELS, resolve_config
 
     for i, m in enumerate(suite.models):
         try:
@@ -712,6 +727,13 @@ def _check_model_configs(suite: Suite, source: str) -> None:
         except ModelConfigError as e:
             raise SuiteError(f"{source}: key 'models.{i}.overrides.{e.key}' (model {m.name!r}): {e.problem}",
                              hint=e.hint) from None
+        evaluate = [r.name for r in suite.regimes if r.kind == "evaluate"]
+        if evaluate and not MODELS.get(m.name).brings_weights:
+            raise SuiteError(f"{source}: key 'models.{i}' (model {m.name!r}): regime {evaluate[0]!r} (kind evaluate) "
+                             "trains nothing, and this model is trained by the harness",
+                             hint="evaluate a checkpoint ({name: checkpoint, params: {path: model.pt}}) or your own "
+                                  "model ({name: external, params: {entry: mypkg.models:build}}), or use a training "
+                                  "regime")
 
 
 def _family_refs(suite: Suite) -> list[tuple[str, FamilyRef, bool]]:
@@ -778,10 +800,38 @@ def load_suite(path: str | Path, overrides: list[str] | dict[str, Any] | None = 
         ov = parse_overrides(overrides) if isinstance(overrides, list) else overrides
         data = _deep_merge(data, ov)
     data.setdefault("name", p.stem)
+    return _validated(data, str(p))
+
+
+def _validated(data: dict[str, Any], source: str) -> Suite:
     try:
-        suite = Suite.model_validate({**data, "source": str(p)})
+        suite = Suite.model_validate({**data, "source": source})
     except ValidationError as e:
-        raise SuiteError(_format_errors(e, str(p)), hint="see suites/README.md for the schema") from None
-    _check_names(suite, str(p))
-    _check_report_dir(suite, str(p))
+        raise SuiteError(_format_errors(e, source), hint="see suites/README.md for the schema") from None
+    _check_names(suite, source)
+    _check_report_dir(suite, source)
     return suite
+
+
+#: what an evaluate-only suite keeps of the suite whose spectrum it evaluates
+SPECTRUM_KEYS = ("version", "evaluation", "metrics", "resources", "report", "runner")
+
+
+def load_eval_suite(spectrum: str | Path, model: dict[str, Any], dataset: dict[str, Any],
+                    overrides: list[str] | dict[str, Any] | None = None) -> Suite:
+    """The suite of ``robustmsa eval``: ``model`` (a ModelSpec mapping: a model that comes with its
+    weights) on ``dataset`` (a DatasetSpec mapping), one ``evaluate`` trial, over the evaluation
+    grid of the suite file ``spectrum`` (its ``evaluation``, metrics, resources, report and runner
+    settings and its tracking URI, not its datasets, models, regimes or training). Its name is
+    ``eval_<spectrum suite's name>``: one experiment per spectrum, every evaluated model in it."""
+    p = Path(spectrum)
+    base = _read_yaml(p)
+    data: dict[str, Any] = {k: base[k] for k in SPECTRUM_KEYS if k in base}
+    data["report"] = {**data.get("report", {}), "reference_model": None}
+    data.update(name=f"eval_{base.get('name', p.stem)}", datasets=[dataset], models=[model],
+                regimes=[{"name": "evaluate", "kind": "evaluate"}], seeds=[0],
+                description=f"evaluate-only: models with their weights over the spectrum of {p}",
+                tracking={"uri": (base.get("tracking") or {}).get("uri", TrackingSpec().uri)})
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides) if isinstance(overrides, list) else overrides)
+    return _validated(data, str(p))

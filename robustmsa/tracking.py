@@ -721,7 +721,7 @@ def headline(outcome: Any, main_metric: str = "mae", limit: int = 6) -> str:
 def trial_note(outcome: Any, main_metric: str = "mae", intro: str = "") -> str:
     """A finished trial's description: ``intro`` (what the trial is) and its headline numbers."""
     info = outcome.info
-    facts = [f"{info['epochs_run']} epochs (best {info['best_epoch']})" if "epochs_run" in info else "",
+    facts = [f"{info['epochs_run']} epochs (best {info['best_epoch']})" if info.get("epochs_run") else "",
              f"trained {info['train_seconds']:.1f} s" if _finite(info.get("train_seconds")) else "",
              f"evaluated {info['eval_seconds']:.1f} s" if _finite(info.get("eval_seconds")) else ""]
     return (f"{intro}\n\n" if intro else "") + f"**{headline(outcome, main_metric)}**  \n" + \
@@ -772,3 +772,27 @@ def trial_artifacts(outcome: Any, curve_figure: Callable[[list[dict], str], byte
     pd.DataFrame(outcome.predictions).to_csv(buf, index=False,
                                              compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
     return {"predictions.csv.gz": buf.getvalue(), "curves.png": curve_figure(outcome.rows, outcome.name)}
+
+
+def download_run_checkpoint(uri: str, run_id: str, dst: str | Path) -> Path:
+    """The ``checkpoint/model.pt`` artifact of MLflow run ``run_id`` in the store at ``uri``,
+    downloaded into the directory ``dst`` (kept there: a later call reads it back without the store).
+    A missing run or artifact is a :class:`StoreError` naming the run."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    target = Path(dst) / "checkpoint" / "model.pt"
+    if target.is_file():
+        return target
+    probe_store(uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise StoreError(f"run:{run_id}: no such MLflow run in {uri}",
+                         hint="give the run id of a finished trial (its child run), and tracking.uri=<its store>") from None
+    if "checkpoint/model.pt" not in {a.path for a in client.list_artifacts(run_id, "checkpoint")}:
+        raise StoreError(f"run:{run_id}: the run has no checkpoint/model.pt artifact",
+                         hint="only trained trials log a checkpoint (tracking.log_checkpoint: true)")
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, "checkpoint/model.pt", str(dst)))

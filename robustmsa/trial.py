@@ -36,7 +36,7 @@ from .suite import FamilyRef
 from .tracking import trial_artifacts
 from .training import resolve_device, train_model
 
-__all__ = ["TrialOutcome", "run_trial", "load_checkpoint", "physical_parameters"]
+__all__ = ["TrialOutcome", "run_trial", "run_evaluation", "load_checkpoint", "physical_parameters"]
 
 
 @dataclass
@@ -80,6 +80,8 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
         torch.set_num_threads(max(1, int(threads)))
     if spec.is_reference:
         return run_references(spec, trial_id, data_hash)
+    if spec.is_evaluate:
+        return run_evaluation(spec, trial_id, data_hash)
     t0 = time.perf_counter()
     dataset, h, ctx = _load_checked(spec, data_hash)
     device = resolve_device(spec.training.device)
@@ -204,6 +206,37 @@ def run_references(spec: TrialSpec, trial_id: str, data_hash: str | None = None)
     info = {"total_seconds": time.perf_counter() - t0, "eval_seconds": time.perf_counter() - t0,
             "grid_points": len(results), "host": platform.node(), "data_hash": h, "corruption_versions": versions,
             "ceiling": dataset.info.get("ceiling"), "metric_family": dataset.metric_family, **facts}
+    outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, [], preds, b"", info)
+    outcome.artifacts = trial_artifacts(outcome, trial_curve_png)
+    return outcome
+
+
+#: what an evaluate-only trial says about model selection (its ``info["selection"]``)
+NO_SELECTION = "none: evaluate-only trial, the model as given (no training, no validation selection)"
+
+
+def run_evaluation(spec: TrialSpec, trial_id: str, data_hash: str | None = None) -> TrialOutcome:
+    """An ``evaluate`` trial: the model comes with its weights (a checkpoint, your own model); it is
+    evaluated over the whole grid as given. No training, so no curve, no validation selection and no
+    checkpoint of its own; its rows carry ``regime_kind`` "evaluate", its info the weights' sha256."""
+    t0 = time.perf_counter()
+    dataset, h, ctx = _load_checked(spec, data_hash)
+    device = resolve_device(spec.training.device)
+    model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
+                         **spec.model.overrides).to(device).eval()
+    ev = spec.evaluation
+    data = split_to_batch(dataset[ev.split])
+    results = evaluate_grid(model, data, ctx, GridRun.of(ev, dataset.metric_family, device))
+    versions = corruption_versions(spec.families())
+    rows, preds = _rows_and_predictions([(spec.model.display, r) for r in results], _row_base(spec, trial_id, h),
+                                        versions, np.asarray(dataset[ev.split].ids).astype(str), data.labels.numpy(),
+                                        physical_parameters(ev.families))
+    seconds = time.perf_counter() - t0
+    info = {"selection": NO_SELECTION, "weights_sha256": spec.model_hash, "epochs_run": 0,
+            "eval_seconds": seconds, "total_seconds": seconds, "grid_points": len(results),
+            "n_params": count_parameters(model), "device": str(device), "torch_threads": torch.get_num_threads(),
+            "host": platform.node(), "data_hash": h, "corruption_versions": versions,
+            "ceiling": dataset.info.get("ceiling"), "metric_family": dataset.metric_family}
     outcome = TrialOutcome(trial_id, spec.name, spec.resolved(), rows, [], preds, b"", info)
     outcome.artifacts = trial_artifacts(outcome, trial_curve_png)
     return outcome

@@ -60,7 +60,7 @@ def test_unknown_model_and_family_names_have_close_matches(tmp_path: Path) -> No
     with pytest.raises(SuiteError, match=r"evaluation\.families\.0.*did you mean noise"):
         load_suite(p)
     p = write(tmp_path, "name: x\nmodels: [{name: qa_moe}]\ndatasets: [{name: mosy}]\n")
-    with pytest.raises(SuiteError, match=r"datasets\.0\.name.*allowed: mmsa, .*synthetic"):
+    with pytest.raises(SuiteError, match=r"datasets\.0\.name.*allowed: .*mmsa, .*synthetic"):
         load_suite(p)
 
 

@@ -136,6 +136,10 @@ class MSAModel(nn.Module, ABC):
     config_cls: ClassVar[type] = BaseConfig
     shared_encoders: ClassVar[bool] = True
     extras: ClassVar[tuple[Extra, ...]] = ()
+    #: the model comes with its weights (a checkpoint, your own code): the ``evaluate`` regime takes it as
+    #: given, and :meth:`content_hash` enters the trial identity instead of the ``weight_files`` config keys
+    brings_weights: ClassVar[bool] = False
+    weight_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__()
@@ -172,6 +176,10 @@ class MSAModel(nn.Module, ABC):
         for module in self.modules():
             if isinstance(module, SequenceEncoder):
                 module.fit_inputs(train)
+
+    def content_hash(self) -> str | None:
+        """The sha256 of the weights a :attr:`brings_weights` model comes with (None: trained here)."""
+        return None
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups: everything trainable at ``lr``, except the weights of a
@@ -262,7 +270,8 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     """The config dataclass instance of model ``name``: its defaults with ``overrides`` applied."""
     cls = MODELS.get(name)
     hints = typing.get_type_hints(cls.config_cls)
-    values = {f.name: getattr(cls.config_cls(), f.name) for f in dataclasses.fields(cls.config_cls)}
+    values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+              for f in dataclasses.fields(cls.config_cls)}  # not config_cls(): its defaults may be incomplete
     _merge(values, hints, overrides, name)
     try:
         return cls.config_cls(**values)
