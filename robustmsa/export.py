@@ -11,7 +11,6 @@ the key seed and the sha256 of the file. Layout and keys: docs/export.md.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from corruptions.keys import MODALITIES
 from .corruption_context import CorruptionContext
 from .data.batch import Batch, split_to_batch
 from .data.dataset import MSADataset, Split
-from .data.mmsa import mmsa_split_payload, write_mmsa_payload
+from .data.mmsa import file_sha256, mmsa_split_payload, write_mmsa_payload
 from .datasets import load_dataset
 from .evaluation import build_grid
 from .plan import code_version, corruption_versions
@@ -97,14 +96,6 @@ def _payload(point: ExportedPoint, dataset: MSADataset, split: str, all_splits: 
     return {**others, split: test}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _entry(suite: Suite, g: GridPoint, rel: str, sha: str) -> dict[str, Any]:
     """The manifest line of one file."""
     ref = next((f for f in suite.evaluation.families if f.name == g.family), None)
@@ -133,7 +124,7 @@ def _export_dataset(suite: Suite, spec: DatasetSpec, out: Path, all_splits: bool
     for point in corrupted_points(dataset, suite, spec.name):
         path = out / folder / _file_name(point.grid)
         write_mmsa_payload(_payload(point, dataset, split, all_splits), path)
-        files.append(_entry(suite, point.grid, f"{folder}/{path.name}", _sha256(path)))
+        files.append(_entry(suite, point.grid, f"{folder}/{path.name}", file_sha256(path)))
     return {"dataset": spec.display, "dataset_spec": spec.model_dump(mode="json"),
             "data_hash": dataset.content_hash(), "metric_family": dataset.metric_family, "files": files}
 

@@ -35,3 +35,10 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture()
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary working directory (relative paths of a run, e.g. mlflow.db, land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -91,3 +91,11 @@ def run(model: MSAModel, batch: Batch, train: bool = False, clean: Batch | None 
         return model(batch, clean=clean)
     with torch.no_grad():
         return model(batch, clean=clean)
+
+
+def mlflow_client(uri: str):
+    """A raw MLflow client for tests that inspect the store directly (the package reads it only
+    through robustmsa.tracking)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)

@@ -19,17 +19,7 @@ from robustmsa.evaluation import predict
 from robustmsa.suite import load_suite
 from robustmsa.trial import load_checkpoint
 
-
-@pytest.fixture()
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
+from helpers import mlflow_client as _client
 
 
 def test_smoke_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

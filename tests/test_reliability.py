@@ -24,16 +24,7 @@ from robustmsa.tracking import Lease, LeaseOwner, Tracker, pid_alive
 SMALL = ["models=[{name: late_fusion}]", "regimes=[clean]", "training.epochs=1"]
 
 
-@pytest.fixture()
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
+from helpers import mlflow_client as _client  # noqa: E402
 
 
 def _dead_pid() -> int:

@@ -186,7 +186,8 @@ class SafeUnpickler(pickle.Unpickler):
             ) from exc
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -608,7 +609,7 @@ def _file_info(p: Path, data: dict[str, dict[str, np.ndarray]], dims: dict[str, 
     return {
         "format": "mmsa-pickle",
         "source": str(p.resolve()),
-        "sha256": _file_sha256(p),
+        "sha256": file_sha256(p),
         "sizes": {s: int(data[s]["text"].shape[0]) for s in SPLITS},
         "lengths": {s: {m: int(data[s][m].shape[1]) for m in ("text", "audio", "vision")} for s in SPLITS},
         "dims": dims,
