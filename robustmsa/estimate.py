@@ -27,7 +27,8 @@ from .plan import PlannedTrial, validation_grid
 from .suite import Suite
 from .tracking import Tracker
 
-__all__ = ["WallTime", "estimate_wall_time", "parallel_slots", "recorded_durations", "duration_key"]
+__all__ = ["WallTime", "estimate_wall_time", "parallel_slots", "slots_of", "recorded_durations", "duration_key",
+           "duration_text"]
 
 #: seconds a run spends outside its trials (Ray start, planning); the report is measured apart
 OVERHEAD_S = 8.0
@@ -49,21 +50,31 @@ class WallTime:
         how = [f"{self.from_store} timed from finished trials in the store"] if self.from_store else []
         how += [f"{self.calibrated} from a short calibration (an upper bound)"] if self.calibrated else []
         how += [f"{self.untimed} reference trial(s) not timed: no record yet"] if self.untimed else []
-        return (f"about {_duration(self.seconds)} on this machine for {self.to_run} trial(s) over {self.slots} "
+        return (f"about {duration_text(self.seconds)} on this machine for {self.to_run} trial(s) over {self.slots} "
                 f"parallel slot(s) ({'; '.join(how) or 'nothing to run'}); a rerun reuses {self.reused} finished "
                 "trial(s)")
 
 
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s} s" if s < 90 else f"{s // 60} min {s % 60:02d} s"
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``3:05``, ``1:02:03``."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    h, rem = divmod(s, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
+
+
+def slots_of(node_cpus: list[float], cpus_per_trial: float) -> int:
+    """Trials that run at once on nodes with these CPU counts (at least one)."""
+    per = max(cpus_per_trial, 1e-9)
+    return max(1, sum(int(c // per) for c in node_cpus))
 
 
 def parallel_slots(suite: Suite) -> int:
     """Trials that run at once on this machine (local Ray: one per ``cpus_per_trial`` cores)."""
     if suite.runner.backend == "local" and not suite.runner.ray_address:
         return 1
-    slots = max(1, int((os.cpu_count() or 1) // max(suite.resources.cpus_per_trial, 1e-9)))
+    slots = slots_of([float(os.cpu_count() or 1)], suite.resources.cpus_per_trial)
     return min(slots, suite.runner.max_concurrent or slots)
 
 

@@ -22,22 +22,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .estimate import duration_key
+from .estimate import duration_key, duration_text
 from .plan import PlannedTrial
 
 __all__ = ["Board", "board_progress", "log_line", "phase", "duration_text"]
 
 Key = tuple[str, str, str, str]
-_key = duration_key
-
-
-def duration_text(seconds: float) -> str:
-    """``42 s``, ``3:05``, ``1:02:03``."""
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s} s"
-    h, rem = divmod(s, 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
 @dataclass
@@ -60,20 +50,23 @@ class Board:
         self.queued.pop(p.trial_id, None)
         self.running[p.trial_id] = (p, self.clock())
 
-    def finished(self, p: PlannedTrial, ok: bool) -> None:
+    def _stopped(self, p: PlannedTrial) -> None:
+        """``p`` no longer runs: its duration joins the measurements of its kind."""
         _, t0 = self.running.pop(p.trial_id, (p, self.clock()))
-        self.measured.setdefault(_key(p), []).append(self.clock() - t0)
+        self.measured.setdefault(duration_key(p), []).append(self.clock() - t0)
+
+    def finished(self, p: PlannedTrial, ok: bool) -> None:
+        self._stopped(p)
         (self.done if ok else self.failed).append(p.spec.name)
 
     def requeued(self, p: PlannedTrial) -> None:
         """A failed attempt that will be retried: back in the queue."""
-        _, t0 = self.running.pop(p.trial_id, (p, self.clock()))
-        self.measured.setdefault(_key(p), []).append(self.clock() - t0)
+        self._stopped(p)
         self.queued[p.trial_id] = p
 
     def expected(self, p: PlannedTrial) -> float | None:
         """Expected seconds of ``p`` (the store's median, else this run's mean of its kind, else of all)."""
-        k = _key(p)
+        k = duration_key(p)
         if self.recorded.get(k):
             return statistics.median(self.recorded[k])
         if self.measured.get(k):

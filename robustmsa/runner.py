@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from .errors import ClusterError, SuiteBusyError
-from .estimate import recorded_durations
+from .estimate import recorded_durations, slots_of
 from .plan import PlannedTrial, code_version, corruption_versions, plan_suite, trial_threads
 from .progress import Board, board_progress, log_line, phase
 from .reports import write_report
@@ -251,8 +251,8 @@ class _RayExecutor:
                 self._init(address, suite.resources, console)
             nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
             gpus = _check_resources(suite.resources, nodes, console)
-            per = max(suite.resources.cpus_per_trial, 1e-9)  # trials that run at once: the submission limit
-            self.slots = max(1, sum(int(n.get("CPU", 0.0) // per) for n in nodes))
+            # trials that run at once: the submission limit
+            self.slots = slots_of([n.get("CPU", 0.0) for n in nodes], suite.resources.cpus_per_trial)
         except BaseException:
             self.close()
             raise
@@ -507,7 +507,10 @@ class _SuiteRun:
             while queue or executor.running():
                 p, outcome, error = executor.next_result(self._on_event)
                 retry = not self._record(p, outcome, error, queue)
-                (board.requeued if retry else board.finished)(p, *(() if retry else (outcome is not None,)))
+                if retry:
+                    board.requeued(p)
+                else:
+                    board.finished(p, outcome is not None)
                 _top_up(queue, executor, board, limit)  # the freed slot first, then the console
                 if retry:
                     continue

@@ -52,16 +52,13 @@ class TrialOutcome:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # serialised in the worker (tracking.trial_artifacts)
 
 
-MAX_EXTRA_WIDTH = 16
-
-
 def _extra_columns(extras: dict[str, np.ndarray], n: int) -> dict[str, list[float]]:
     """Per-sample model outputs besides ``pred`` as prediction-table columns, laid out as the models
     declare them (:mod:`robustmsa.models.extras`; e.g. QA-MoE's ``quality`` -> ``quality_text``..;
     an undeclared [N, k] extra with k <= MAX_EXTRA_WIDTH -> ``<name>_<j>``)."""
     from .models import extra_columns
 
-    return extra_columns(extras, n, MAX_EXTRA_WIDTH)
+    return extra_columns(extras, n)
 
 
 def _quality_rows(base: dict, extras: dict[str, np.ndarray]) -> list[dict]:

@@ -77,9 +77,9 @@ class ModalityArrays:
 
 
 def _cache_root() -> Path:
-    from .generate import _default_cache_dir
+    from ..data.synthetic.cache import default_cache_dir
 
-    return _default_cache_dir() / "raw_features"
+    return default_cache_dir() / "raw_features"
 
 
 class RawSource:
@@ -273,11 +273,11 @@ def _cache(enabled: bool) -> FeatureCache:
 
 
 def _tokenizer_dir(words: Sequence[str]) -> Path:
-    from .generate import _default_cache_dir
+    from ..data.synthetic.cache import default_cache_dir
 
     words = sorted(set(words))
     key = hashlib.sha256("\x1f".join(words).encode()).hexdigest()[:16]
-    folder = _default_cache_dir() / "raw_tokenizers" / key
+    folder = default_cache_dir() / "raw_tokenizers" / key
     if not (folder / "tokenizer.json").is_file():
         textual.build_word_tokenizer(words, folder)
     return folder

@@ -83,6 +83,7 @@ from typing import Any
 import numpy as np
 
 from ..data.dataset import SPLITS
+from ..data.synthetic.cache import default_cache_dir
 from ..data.synthetic.latent import LatentModel, annotate, expected_label, sample_latents
 from ..errors import DataError
 
@@ -692,14 +693,9 @@ def generate_raw_benchmark(config: RawBenchmarkConfig, root: str | Path, workers
     return root
 
 
-def _default_cache_dir() -> Path:
-    env = os.environ.get("ROBUSTMSA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "robustmsa"
-
-
 def load_raw_benchmark(config: RawBenchmarkConfig, cache_dir: str | Path | None = None, workers: int = 1) -> Path:
     """The corpus folder of ``config``, generated once into the cache (atomically, by rename)."""
-    base = (Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()) / "raw_benchmark"
+    base = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "raw_benchmark"
     final = base / f"synthetic_raw-{raw_benchmark_key(config)}"
     if (final / "info.json").is_file():
         return final
