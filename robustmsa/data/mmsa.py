@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -48,6 +49,8 @@ __all__ = [
     "mmsa_label",
     "mmsa_split_payload",
     "write_mmsa_payload",
+    "RELEASE_SIZES",
+    "recognise_release",
 ]
 
 NONFINITE_POLICIES = ("report", "zero", "error")
@@ -59,6 +62,15 @@ KNOWN_VARIANTS: dict[tuple[int, int], str] = {
     (74, 35): "mosei-a74-v35",
     (33, 709): "sims-a33-v709",
 }
+
+#: (train, valid, test) sizes of the public MMSA releases (docs/protocols.md, "Recognising the public release").
+RELEASE_SIZES: dict[str, tuple[int, int, int]] = {
+    "MOSI": (1284, 229, 686),
+    "MOSEI": (16326, 1871, 4659),
+    "SIMS": (1368, 456, 457),
+}
+#: an MMSA sample id: ``<video>$_$<clip>`` (e.g. ``03bSnISJMiM$_$1``)
+RELEASE_ID = re.compile(r"[^$\s]+\$_\$[^$\s]+")
 
 _ALLOWED_WHAT = "only numpy arrays, numbers, strings, lists and dicts are allowed"
 _REFUSED_HINT = (
@@ -673,6 +685,27 @@ def load_mmsa_pickle(
     }
     label_range = (-1.0, 1.0) if family == "sims" else (-3.0, 3.0)
     return MSADataset(name=ds_name, splits=splits, label_range=label_range, metric_family=family, info=info)
+
+
+def recognise_release(dataset: MSADataset, known_sha256: Mapping[str, str] | None = None) -> str | None:
+    """The public MMSA release ``dataset`` is (``"MOSI"``, ``"MOSEI"``, ``"SIMS"``), or None.
+
+    Rule: the file's sha256 (``info["sha256"]``) is one of ``known_sha256`` (file hash -> release,
+    the hashes listed in the published-numbers table); or its (train, valid, test) sizes are those of
+    a release in :data:`RELEASE_SIZES` and every sample id of every split, as read from the file
+    (none generated), has the MMSA form ``<video>$_$<clip>`` (:data:`RELEASE_ID`). Feature variants
+    (aligned or not, BERT or GloVe text) of one release are the same release: the rule looks at the
+    samples, not at the features. Any other dataset (synthetic, a subset, a re-split) gives None.
+    """
+    sha = dataset.info.get("sha256")
+    if known_sha256 and isinstance(sha, str) and sha in known_sha256:
+        return known_sha256[sha]
+    sizes = tuple(len(dataset.splits[s]) for s in SPLITS)
+    name = next((n for n, c in RELEASE_SIZES.items() if c == sizes), None)
+    if name is None or dataset.info.get("generated_ids"):
+        return None
+    ids = (str(i) for s in SPLITS for i in dataset.splits[s].ids)
+    return name if all(RELEASE_ID.fullmatch(i) for i in ids) else None
 
 
 # --------------------------------------------------------------------------------------------
