@@ -431,10 +431,14 @@ class RunnerSpec(_Strict):
 class ReportSpec(_Strict):
     """Report settings (docs/reports.md). ``reference_model``: label of the model that corruption
     errors are measured against; ``effective_reference``: label of the late-fusion model of the
-    effective robustness; both are compared within the same regime and seed."""
+    effective robustness; both are compared within the same regime and seed. ``mce_reference``:
+    ``fixed`` (default) measures mCE against the stored reference curve that matches the data, grid
+    and corruption versions (robustmsa/published/mce_references), falling back to ``reference_model``
+    when none does; ``suite`` always uses ``reference_model``."""
 
     dir: str = "reports"
     reference_model: str | None = None
+    mce_reference: Literal["fixed", "suite"] = "fixed"
     main_metric: str = "mae"
     effective_reference: str = "late_fusion"
     digits: int = Field(3, ge=1, le=6)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, ...]] = [
     ("corruptions",),
-    ("robustmsa._version", "robustmsa.errors", "robustmsa.metrics", "robustmsa.robustness"),
+    ("robustmsa._version", "robustmsa.errors", "robustmsa.metrics", "robustmsa.robustness", "robustmsa.published"),
     ("robustmsa.data",),
     ("robustmsa.media",),
     ("robustmsa.models",),

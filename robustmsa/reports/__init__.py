@@ -30,6 +30,7 @@ from .build import Settings, Variant
 from .core import Context, SigRecord
 from .figures import Drawn, Styles
 from .load import NothingToReport, ReportData, Selection, from_frames, load_from_tracking
+from .published import dataset_releases
 from .registry import DatasetReport, build_tables, draw_figures, owned_files
 from .tables import Table, latex_escape, to_csv, to_latex, to_markdown
 
@@ -47,7 +48,8 @@ def settings_of(spec: Any, suite_metrics: Sequence[str] | None = None) -> Settin
     return Settings(main_metric=spec.main_metric, metrics=tuple(metrics) if metrics else None,
                     reference_model=spec.reference_model, effective_reference=spec.effective_reference,
                     digits=spec.digits, alpha=spec.alpha, seed_test=spec.seed_test, bootstrap=spec.bootstrap,
-                    bootstrap_seed=spec.bootstrap_seed, provenance_in_caption=spec.provenance_in_caption)
+                    bootstrap_seed=spec.bootstrap_seed, provenance_in_caption=spec.provenance_in_caption,
+                    mce_reference=spec.mce_reference)
 
 
 def _check_references(suite: Any, console: Console) -> None:
@@ -136,6 +138,7 @@ def write_report(suite: Any, console: Console | None = None) -> dict[str, str]:
         console.print(f"[yellow]no completed trials to report yet ({e})[/yellow]")
         return {}
     data.suite_version = str(suite.version)
+    data.releases = dataset_releases(suite.datasets, console)
     variants = [Variant(m.display, m.name, json.dumps(m.overrides, sort_keys=True) if m.overrides else "")
                 for m in suite.models]
     extra = {"source": str(suite.source), "tracking_uri": suite.tracking.uri, "experiment": suite.experiment}

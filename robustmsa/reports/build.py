@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -50,6 +51,8 @@ class Settings:
     bootstrap: int = 1000
     bootstrap_seed: int = 0
     provenance_in_caption: bool = True
+    mce_reference: str = "fixed"  # "fixed": the stored reference when it matches, else the in-suite one; "suite"
+    mce_references: str | None = None  # folder of stored references (None: the ones shipped with robustmsa)
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,20 @@ def _find(ents: Sequence[Entity], label: str, like: Entity) -> Entity | None:
     return None
 
 
-def _curve_stats(ctx: Context, s: Settings, ents: list[Entity], sweeps: Sequence[str]) -> dict:
-    """entity label -> seed -> name -> value, aggregated over the curves of ``sweeps``."""
+def _ce_errors(fixed: Any, ref_curve: tuple | None, c: tuple, f: str, sw: str, m: str) -> tuple | None:
+    """(model errors, reference errors) over the non-clean levels of one curve, or None without a
+    reference on the same levels; the reference is the fixed one when given, else ``ref_curve``."""
+    keep = [i for i, lv in enumerate(c[0]) if lv != 1.0]
+    ref = fixed.values(f, sw, c[0], m) if fixed is not None else (
+        ref_curve[1] if ref_curve and ref_curve[0] == c[0] else None)
+    if ref is None:
+        return None
+    return _error([c[1][i] for i in keep], m), _error([ref[i] for i in keep], m)
+
+
+def _curve_stats(ctx: Context, s: Settings, ents: list[Entity], sweeps: Sequence[str], fixed: Any = None) -> dict:
+    """entity label -> seed -> name -> value, aggregated over the curves of ``sweeps``; mCE against
+    ``fixed`` (a stored reference) when given, else against ``s.reference_model``."""
     m = s.main_metric
     hib = METRIC_INFO[m].higher_is_better
     curves = [(f, sw) for sw in sweeps for f in ctx.families]
@@ -215,11 +230,9 @@ def _curve_stats(ctx: Context, s: Settings, ents: list[Entity], sweeps: Sequence
                 rc = curve(rt, f, sw) if rt else None
                 ers.append(effective_robustness(c[0], c[1], rc[1], hib) if rc and rc[0] == c[0] else math.nan)
                 ct = ref_ce.seeds.get(seed) if ref_ce else None
-                cc = curve(ct, f, sw) if ct else None
-                if cc and cc[0] == c[0]:
-                    keep = [i for i, lv in enumerate(c[0]) if lv != 1.0]
-                    errs[f"{f}/{sw}"] = _error([c[1][i] for i in keep], m)
-                    ref_errs[f"{f}/{sw}"] = _error([cc[1][i] for i in keep], m)
+                pair = _ce_errors(fixed, curve(ct, f, sw) if ct else None, c, f, sw, m)
+                if pair:
+                    errs[f"{f}/{sw}"], ref_errs[f"{f}/{sw}"] = pair
             if not summ:
                 continue
             worst = [x["worst"] for x in summ]
@@ -228,7 +241,7 @@ def _curve_stats(ctx: Context, s: Settings, ents: list[Entity], sweeps: Sequence
                 "drop": float(np.mean([x["drop"] for x in summ])),
                 "worst": float(np.min(worst) if hib else np.max(worst)),
                 "er": float(np.mean(ers)) if ref_er else math.nan,
-                "mce": _mce(errs, ref_errs) if ref_ce else math.nan,
+                "mce": _mce(errs, ref_errs) if ref_ce or fixed is not None else math.nan,
             }
     rr: dict[tuple[str, int], list[float]] = {}
     for (seed, _, _), by_label in sorted(audcs.items()):
@@ -259,24 +272,39 @@ def _robustness_columns(s: Settings, has_er: bool, has_ce: bool) -> list[Column]
     return cols
 
 
-def robustness_tables(ctx: Context, s: Settings, multi: bool = False) -> tuple[Table, Table, list[SigRecord]]:
+def _ce_text(s: Settings, has_ce: bool, fixed: Any, why: str) -> str:
+    """The mCE sentence of the robustness captions: which reference, or why there is none."""
+    m = s.main_metric
+    how = (f"the sum of the errors over the non-clean levels divided by the reference's (ImageNet-C), error = "
+           f"{'1 − ' if METRIC_INFO[m].higher_is_better else ''}{METRIC_INFO[m].label}; < 1 is better than the "
+           f"reference. ")
+    if fixed is not None:
+        return f"mCE: mean over curves of the corruption error against the fixed reference {fixed.describe()}, {how}"
+    fell = (f"Fixed mCE reference not used: {why}. " if s.mce_reference == "fixed" and why else "")
+    if has_ce:
+        return (f"{fell}mCE: mean over curves of the corruption error against {s.reference_model} (same regime and "
+                f"seed, in-suite reference), {how}")
+    if s.reference_model:
+        return f"{fell}mCE omitted: the reference model {s.reference_model} (report.reference_model) is not in the report. "
+    return f"{fell}mCE omitted: no reference model named in the suite (report.reference_model). "
+
+
+def robustness_tables(ctx: Context, s: Settings, multi: bool = False, fixed: Any = None,
+                      fixed_why: str = "") -> tuple[Table, Table, list[SigRecord]]:
+    """``robustness`` and ``robustness_by_sweep``; mCE against ``fixed`` (a matching stored reference,
+    :mod:`.mce_reference`) when given, else the in-suite ``report.reference_model`` (``fixed_why``:
+    why no stored reference was used)."""
     ents = compared(ctx)
     m = s.main_metric
     has_er = any(e.model == s.effective_reference for e in ents)
-    has_ce = bool(s.reference_model) and any(e.model == s.reference_model for e in ents)
+    has_ce = fixed is not None or (bool(s.reference_model) and any(e.model == s.reference_model for e in ents))
     cols = _robustness_columns(s, has_er, has_ce)
     er_text = (f"ER: effective robustness against {s.effective_reference} trained in the same regime with the same "
                f"seed: the sum over levels of the model's change from clean minus the reference's (MultiBench), oriented "
                f"so that > 0 means it degrades less; mean over curves. "
                if has_er else f"ER omitted: the late-fusion reference {s.effective_reference} "
                f"(report.effective_reference) is not in the report. ")
-    ce_text = (f"mCE: mean over curves of the corruption error against {s.reference_model} (same regime and seed), "
-               f"the sum of the errors over the non-clean levels divided by the reference's (ImageNet-C), error = "
-               f"{'1 − ' if METRIC_INFO[m].higher_is_better else ''}{METRIC_INFO[m].label}; < 1 is better than the "
-               f"reference. " if has_ce else
-               (f"mCE omitted: the reference model {s.reference_model} (report.reference_model) is not in the "
-                f"report. " if s.reference_model else "mCE omitted: no reference model named in the suite "
-                "(report.reference_model). "))
+    ce_text = _ce_text(s, has_ce, fixed, fixed_why)
     base = (f"Robustness of {METRIC_INFO[m].label} ({_arrow(m)}) over the degradation curves of every corruption family "
             f"({', '.join(ctx.families)}). Clean: on clean inputs. AUDC: normalised area under the curve, mean over "
             f"curves. Drop: AUDC minus clean, oriented so that > 0 means degradation. Worst: the worst value on any "
@@ -284,14 +312,16 @@ def robustness_tables(ctx: Context, s: Settings, multi: bool = False) -> tuple[T
             f"(1 = most robust), mean over curves. {ce_text}Mean ± std over {_seeds_text(ents)}; best in bold, second "
             f"underlined. {_marks_text(ctx, False)}")
     suffix, tsuffix = _suffix(ctx, multi)
-    stats_all = _curve_stats(ctx, s, ents, ctx.sweeps)
-    rows = [Row(e.label, _robust_cells(stats_all.get(e.label, {}), cols, e, s), "", e.trial_ids) for e in ents]
+    stats_all = _curve_stats(ctx, s, ents, ctx.sweeps, fixed)
+    in_suite = fixed is None
+    rows = [Row(e.label, _robust_cells(stats_all.get(e.label, {}), cols, e, s, in_suite), "", e.trial_ids)
+            for e in ents]
     overall = Table(f"robustness{suffix}", f"Robustness summary{tsuffix}", base + " Curves: every sweep "
                     f"({', '.join(ctx.sweeps)}).", cols, rows, _prov(ctx, rows), digits=s.digits)
     rows = []
     for sw in ctx.sweeps:
-        st = _curve_stats(ctx, s, ents, [sw])
-        rows += [Row(e.label, _robust_cells(st.get(e.label, {}), cols, e, s), f"{sw} sweep", e.trial_ids)
+        st = _curve_stats(ctx, s, ents, [sw], fixed)
+        rows += [Row(e.label, _robust_cells(st.get(e.label, {}), cols, e, s, in_suite), f"{sw} sweep", e.trial_ids)
                  for e in ents]
     by_sweep = Table(f"robustness_by_sweep{suffix}", f"Robustness summary per sweep{tsuffix}",
                      base + " One group of rows per sweep.", cols, rows, _prov(ctx, rows), digits=s.digits)
@@ -301,11 +331,14 @@ def robustness_tables(ctx: Context, s: Settings, multi: bool = False) -> tuple[T
     return overall, by_sweep, recs
 
 
-def _robust_cells(by_seed: dict[int, dict[str, float]], cols: list[Column], e: Entity, s: Settings) -> dict[str, Cell]:
-    """The cells of one entity; the references' own ER (0) and mCE (1) hold by definition and are
-    shown as 'reference', out of the ranking."""
+def _robust_cells(by_seed: dict[int, dict[str, float]], cols: list[Column], e: Entity, s: Settings,
+                  in_suite_ce: bool = True) -> dict[str, Cell]:
+    """The cells of one entity; the references' own ER (0) and in-suite mCE (1) hold by definition and
+    are shown as 'reference', out of the ranking (against a fixed reference every model is measured)."""
     cells = {c.key: Cell.of({seed: d[c.key] for seed, d in by_seed.items()}) for c in cols} if by_seed else {}
-    for key, ref in (("er", s.effective_reference), ("mce", s.reference_model)):
+    refs = (("er", s.effective_reference), ("mce", s.reference_model)) if in_suite_ce else (
+        ("er", s.effective_reference),)
+    for key, ref in refs:
         if key in cells and e.model == ref:
             cells[key] = Cell(text="reference")
     return cells

@@ -17,6 +17,8 @@ from .build import (
     specialist_table,
 )
 from .figures import Drawn, curve_figures, expert_figures, heatmap_figures, quality_figures
+from .mce_reference import fixed_reference
+from .published import published_table
 from .references import fallback_table, oracle_gap_table
 from .registry import Built, DatasetReport, register_figure, register_table
 from .results_json import dumps, results_documents
@@ -35,8 +37,11 @@ def _main(r: DatasetReport) -> Built:
 
 @register_table("robustness", owns=("robustness*",), order=20)
 def _robustness(r: DatasetReport) -> Built:
-    """``robustness`` and ``robustness_by_sweep``."""
-    overall, by_sweep, records = robustness_tables(r.ctx, r.settings, r.multi)
+    """``robustness`` and ``robustness_by_sweep``; mCE against the stored reference that matches the data,
+    grid and corruption versions (``report.mce_reference: fixed``), else against the in-suite one."""
+    s = r.settings
+    fixed, why = fixed_reference(r.ctx, s.mce_references) if s.mce_reference == "fixed" else (None, "")
+    overall, by_sweep, records = robustness_tables(r.ctx, s, r.multi, fixed, why)
     return Built((overall, by_sweep), tuple(records))
 
 
@@ -80,6 +85,12 @@ def _significance(r: DatasetReport) -> Built:
     keys = {c.key for c in main.columns}
     metric = r.settings.main_metric if r.settings.main_metric in keys else main.columns[0].key
     return Built.of(significance_table(r.records, r.ctx, r.settings, main.name, [metric], r.multi))
+
+
+@register_table("published", owns=("published*",), order=95)
+def _published(r: DatasetReport) -> Built:
+    """The papers' own numbers when the data is a recognised public release (never ranked)."""
+    return Built.of(published_table(r.ctx, r.suffix, r.title_suffix))
 
 
 @register_table("results_json", owns=("results/*.json",), order=100)

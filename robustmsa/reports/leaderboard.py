@@ -1,6 +1,10 @@
 """``robustmsa leaderboard FILES... --out DIR``: merge results documents (docs/results_schema.md) from
 several runs or groups into one ranking, as Markdown, LaTeX and a static HTML page.
 
+Published numbers (the papers' own values that the results documents carry under ``published``
+when their data was a recognised public release) are listed after the ranking, marked as
+published, never ranked.
+
 Results are ranked only when they were measured the same way: the same protocol (grid fingerprint),
 the same data (content hash) and the same corruption versions; otherwise the merge is refused with a
 one-line message naming what differs and the two files.
@@ -97,30 +101,73 @@ def _caption(doc: dict[str, Any]) -> str:
             f"{', '.join(f'{k}={v}' for k, v in doc['provenance']['corruption_versions'].items())}")
 
 
-def _markdown(rows: list[dict[str, Any]], caption: str) -> str:
+PUBLISHED_HEAD = ["model", "dataset", "condition", "metrics (as printed)", "source", "caveats"]
+PUBLISHED_TITLE = "Published numbers (as printed by the papers; not measured here, not ranked)"
+
+
+def published_of(docs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The published rows the documents carry (schema 1.1 ``published``), each once, in file order."""
+    seen: set[str] = set()
+    out = []
+    for _, d in docs:
+        for r in d.get("published") or []:
+            key = json.dumps(r, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+    return out
+
+
+def _published_cells(r: dict[str, Any]) -> list[str]:
+    metrics = ", ".join(f"{k} {v}" for k, v in r["metrics"].items())
+    source = f"{r['paper']}, {r['venue']}, arXiv {r['arxiv']}, {r['table']}"
+    return [f"{r['model']} (published)", r["dataset"], r["condition"], metrics, source, "; ".join(r["caveats"])]
+
+
+def _markdown(rows: list[dict[str, Any]], caption: str, pub: list[dict[str, Any]]) -> str:
     lines = ["# Leaderboard", "", caption, "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    if pub:
+        lines += ["", f"## {PUBLISHED_TITLE}", "", "| " + " | ".join(PUBLISHED_HEAD) + " |",
+                  "|" + "---|" * len(PUBLISHED_HEAD)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _published_cells(r)) + " |" for r in pub]
     return "\n".join(lines) + "\n"
 
 
-def _latex(rows: list[dict[str, Any]], caption: str) -> str:
+def _latex_published(pub: list[dict[str, Any]]) -> list[str]:
+    if not pub:
+        return []
+    lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\begin{tabular}{lllp{4cm}p{4cm}p{4cm}}",
+             r"\toprule", " & ".join(latex_escape(h) for h in PUBLISHED_HEAD) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in _published_cells(r)) + r" \\" for r in pub]
+    return lines + [r"\bottomrule", r"\end{tabular}", f"\\caption{{{latex_escape(PUBLISHED_TITLE)}}}",
+                    r"\label{tab:leaderboard_published}", r"\end{table}"]
+
+
+def _latex(rows: list[dict[str, Any]], caption: str, pub: list[dict[str, Any]]) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\begin{tabular}{r" + "l" * 2 + "r" * 5 + "l}",
              r"\toprule", " & ".join(latex_escape(h) for h in HEAD) + r" \\", r"\midrule"]
     lines += [" & ".join(latex_escape(c) for c in _cells(r)) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{latex_escape(caption)}}}", r"\label{tab:leaderboard}",
-              r"\end{table}"]
+              r"\end{table}", *_latex_published(pub)]
     return "\n".join(lines) + "\n"
 
 
-def _html(rows: list[dict[str, Any]], caption: str) -> str:
+def _html_table(head: list[str], body: list[list[str]]) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in HEAD)
-    body = "\n".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
+    cells = "\n".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr></thead><tbody>\n{cells}\n</tbody></table>\n"
+
+
+def _html(rows: list[dict[str, Any]], caption: str, pub: list[dict[str, Any]]) -> str:
+    e = html.escape
+    extra = (f"<h2>{e(PUBLISHED_TITLE)}</h2>\n" + _html_table(PUBLISHED_HEAD, [_published_cells(r) for r in pub])
+             if pub else "")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Leaderboard</title>\n<style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border-bottom:1px solid #ccc;padding:4px 10px;text-align:left}</style></head><body>\n"
-            f"<h1>Leaderboard</h1>\n<p>{e(caption)}</p>\n<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n"
-            "</tbody></table>\n</body></html>\n")
+            f"<h1>Leaderboard</h1>\n<p>{e(caption)}</p>\n" + _html_table(HEAD, [_cells(r) for r in rows]) + extra
+            + "</body></html>\n")
 
 
 def write_leaderboard(files: list[str | Path], out: str | Path) -> dict[str, Path]:
@@ -130,11 +177,12 @@ def write_leaderboard(files: list[str | Path], out: str | Path) -> dict[str, Pat
     docs = [(str(f), load_results_file(f)) for f in files]
     check_comparable(docs)
     rows = _rows(docs)
+    pub = published_of(docs)
     caption = _caption(docs[0][1])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "leaderboard.md", "latex": out / "leaderboard.tex", "html": out / "leaderboard.html"}
-    for kind, text in (("markdown", _markdown(rows, caption)), ("latex", _latex(rows, caption)),
-                       ("html", _html(rows, caption))):
+    for kind, text in (("markdown", _markdown(rows, caption, pub)), ("latex", _latex(rows, caption, pub)),
+                       ("html", _html(rows, caption, pub))):
         paths[kind].write_text(text, encoding="utf-8")
     return paths

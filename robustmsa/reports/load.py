@@ -47,6 +47,8 @@ class ReportData:
     ``predictions``: per-sample predictions with a ``trial_id`` column, or None when not logged.
     ``references``: the rows of the reference predictors (oracle, linear probes; regime kind
     ``reference``), kept apart from ``rows`` so that no table ranks them as models.
+    ``releases``: dataset display name -> the public MMSA release it was recognised as (MOSI,
+    MOSEI, SIMS; :func:`robustmsa.reports.published.dataset_releases`), for the published numbers.
     ``missing``: the (dataset, model, regime, condition, seed) cells that were asked for (the
     selection's ``cells``) but have no finished trial; ``incomplete``: the note every table and
     ``results.md`` carry when cells are missing ("" when the report is complete).
@@ -63,6 +65,7 @@ class ReportData:
     references: pd.DataFrame | None = None
     missing: tuple[tuple, ...] = ()
     incomplete: str = ""
+    releases: dict[str, str] = field(default_factory=dict)  # dataset -> public release (reports.published)
 
     def provenance(self, trial_ids: Iterable[str] | None = None) -> Provenance:
         """Provenance of the given trials (default: all of them)."""

@@ -22,11 +22,12 @@ from ..metrics import METRIC_INFO
 from ..robustness import effective_robustness, relative_robustness, summarise_curve
 from .build import file_part
 from .core import Context, Entity, condition_text, is_curve_sweep
+from .published import published_rows
 
 __all__ = ["RESULTS_SCHEMA", "RESULTS_SCHEMA_VERSION", "results_documents", "protocol_fingerprint", "dumps"]
 
 RESULTS_SCHEMA = "robustmsa-results"
-RESULTS_SCHEMA_VERSION = "1.0"
+RESULTS_SCHEMA_VERSION = "1.1"  # 1.1: ``published``
 
 
 def _num(x: Any) -> float | None:
@@ -203,6 +204,7 @@ def _document(ctx: Context, e: Entity, main: str, metrics: list[str], comp: dict
         "higher_is_better": {m: METRIC_INFO[m].higher_is_better for m in metrics},
         "seeds": [s for s, _ in e.trials], "clean": _clean(ctx, e, metrics), "curves": curves,
         "overall": _overall(curves, comp), "provenance": prov,
+        "published": [r.as_dict() for r in published_rows(ctx)],
     }
 
 
