@@ -40,7 +40,7 @@ def test_every_report_writes_a_results_document(runs: dict[str, list[Path]]) -> 
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((ROOT / "robustmsa" / "schemas" / "results-1.schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(doc, schema)
-    assert doc["schema_version"] == "1.0" and doc["seeds"] == [1111]
+    assert doc["schema_version"] == "1.1" and doc["seeds"] == [1111]
     (curve,) = doc["curves"]
     assert [p["level"] for p in curve["points"]] == [1.0, 0.5, 0.1]
     assert curve["points"][1]["param"]["audio"] == pytest.approx(0.5)  # drop rate = 1 - rho
