@@ -758,7 +758,7 @@ def test_every_file_of_a_report_is_owned_by_a_declaration_or_the_frame(report) -
     from robustmsa.reports.registry import FIGURES, TABLES, owned_files
 
     assert TABLES.names() == sorted(["main", "robustness", "ablations", "specialists", "oracle_gap", "fallback",
-                                     "training_cost", "quality", "significance", "results_json"])
+                                     "training_cost", "quality", "significance", "results_json", "published"])
     assert FIGURES.names() == ["curves", "experts", "heatmaps", "quality"]
     owned = [*owned_files(), *FRAME_FILES]
     files = [p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()]
