@@ -6,9 +6,9 @@ same family on the same sample (e.g. the training epoch). No global RNG (``rando
 ``torch``) is ever read or changed, and every draw is made on the CPU, so the same key gives the
 same bits on any device, batch composition, order or worker count.
 
-- :func:`uniform`: per-sample private ``torch.Generator`` objects (Mersenne Twister) seeded with
-  the sample's 63-bit key.
-- :func:`normal`: counter-based: element ``p`` of sample ``b`` is a function of ``(keys[b], p)``
+- :func:`uniform`, :func:`normal`: per-sample private ``torch.Generator`` objects (Mersenne
+  Twister) seeded with the sample's 63-bit key.
+- :func:`counter_normal` (the ``noise`` family's draw): counter-based: element ``p`` of sample ``b`` is a function of ``(keys[b], p)``
   alone (SplitMix64 outputs turned into normals by Box-Muller, vectorised with numpy over a
   block of samples; see :func:`normal`). About three times faster than a generator per sample,
   and any sub-range of a row can be computed on its own.
@@ -36,6 +36,7 @@ __all__ = [
     "derive_keys",
     "uniform",
     "normal",
+    "counter_normal",
     "fill_normal_rows",
     "NormalScratch",
     "for_row_slices",
@@ -120,20 +121,29 @@ def for_row_slices(n: int, numbers: int, work: Callable[[int, int], None]) -> No
         job.result()
 
 
-def uniform(keys: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """U[0, 1) draws, float32 CPU tensor [B, *shape]; row b depends on ``keys[b]`` only."""
+def _draw(keys: torch.Tensor, shape: tuple[int, ...], fn: Callable) -> torch.Tensor:
     key_list = [int(k) for k in keys.tolist()]
-    shape = tuple(shape)
     out = torch.empty((len(key_list), *shape), dtype=torch.float32)
 
     def fill(lo: int, hi: int) -> None:
         g = torch.Generator(device="cpu")
         for b in range(lo, hi):
             g.manual_seed(key_list[b])
-            torch.rand(shape, generator=g, out=out[b])
+            fn(shape, generator=g, out=out[b])
 
     for_row_slices(len(key_list), out.numel(), fill)
     return out
+
+
+def uniform(keys: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """U[0, 1) draws, float32 CPU tensor [B, *shape]; row b depends on ``keys[b]`` only."""
+    return _draw(keys, tuple(shape), torch.rand)
+
+
+def normal(keys: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """N(0, 1) draws from a Mersenne-Twister generator per row (``torch.randn``), float32 CPU
+    tensor [B, *shape]; row b depends on ``keys[b]`` only (used by ``frame_noise``)."""
+    return _draw(keys, tuple(shape), torch.randn)
 
 
 # ----------------------------------------------------------------------------- counter-based normals
@@ -231,7 +241,7 @@ def fill_normal_rows(seeds: np.ndarray, out: np.ndarray, scratch: NormalScratch 
             np.multiply(wave[:, :k], radius[:, :k], out=block[:, h + j0 : h + j0 + k])
 
 
-def normal(keys: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def counter_normal(keys: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """N(0, 1) draws, float32 CPU tensor [B, *shape]; row b depends on ``keys[b]`` only.
 
     Counter-based (:func:`fill_normal_rows` on the flattened row): element ``p`` of row ``b``

@@ -623,7 +623,7 @@ def _reference_normal(key: int, n: int) -> np.ndarray:
 def test_normal_draw_is_the_documented_counter_based_function():
     keys = batch_keys(3)
     for shape in ((5, 3), (4, 1), (1,), (9,)):
-        z = corruptions.normal(keys, shape)
+        z = corruptions.keys.counter_normal(keys, shape)
         n = math.prod(shape)
         for b, key in enumerate(keys.tolist()):
             np.testing.assert_allclose(z[b].reshape(-1).double().numpy(), _reference_normal(key, n),
@@ -637,7 +637,7 @@ def test_normal_rows_do_not_depend_on_blocks_neighbours_or_scratch(monkeypatch, 
     monkeypatch.setattr(corruptions.keys, "PAIRS_PER_BLOCK", pairs_per_block)
     keys = batch_keys(29)
     for shape in ((7, 5), (2, 3), (11,), (40, 33)):
-        whole = corruptions.normal(keys, shape)
+        whole = corruptions.keys.counter_normal(keys, shape)
         n = math.prod(shape)
         scratch = corruptions.keys.NormalScratch(4, n)
         out = np.empty((4, n), dtype=np.float32)
@@ -645,7 +645,7 @@ def test_normal_rows_do_not_depend_on_blocks_neighbours_or_scratch(monkeypatch, 
             part = keys[b : b + 4].numpy()
             corruptions.keys.fill_normal_rows(part, out[: len(part)], scratch)
             assert torch.equal(bits(torch.from_numpy(out[: len(part)].copy())), bits(whole[b : b + 4].reshape(-1, n)))
-        assert torch.equal(bits(corruptions.normal(keys[5:6], shape)[0]), bits(whole[5]))
+        assert torch.equal(bits(corruptions.keys.counter_normal(keys[5:6], shape)[0]), bits(whole[5]))
 
 
 def test_normal_draw_is_standard_normal_and_uncorrelated():
@@ -654,7 +654,7 @@ def test_normal_draw_is_standard_normal_and_uncorrelated():
     from scipy import stats
 
     keys = torch.arange(200, dtype=torch.int64)  # adjacent keys: the hardest case for a counter hash
-    z = corruptions.normal(keys, (50, 20)).double()
+    z = corruptions.keys.counter_normal(keys, (50, 20)).double()
     flat = z.reshape(-1).numpy()
     assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
     assert abs(stats.skew(flat)) < 0.02 and abs(stats.kurtosis(flat)) < 0.05

@@ -16,7 +16,7 @@ and make the damage non-monotone for features whose mean is large against their 
 rho = 1 returns the input bit for bit (``torch.where``, so -0.0 stays -0.0); rho = 0 is pure
 noise ``mu + std z``. Padding and missing samples are untouched. One state ``z`` serves every rho.
 
-``z`` (version 2): :func:`corruptions.keys.normal`, counter-based: element p of a sample's
+``z`` (version 2): :func:`corruptions.keys.counter_normal`, counter-based: element p of a sample's
 flattened [T, D] features is a function of the sample's key and p alone (SplitMix64 words turned
 into normals by Box-Muller), still a pure function of (seed, sample id, modality, family,
 stream). Version 1 drew ``z`` from a Mersenne-Twister generator per sample (``torch.randn``): the
@@ -32,7 +32,7 @@ import torch
 
 from .._families import register_family
 from ..base import FeatureCorruption, ModalityBatch
-from ..keys import NormalScratch, fill_normal_rows, for_row_slices, normal
+from ..keys import NormalScratch, counter_normal, fill_normal_rows, for_row_slices
 from .missing import check_keys
 
 __all__ = ["Noise", "feature_statistics", "mix_noise", "noise_coefficients", "ROW_BLOCK_NUMBERS"]
@@ -109,7 +109,7 @@ class Noise(FeatureCorruption):
         """Standard normals [B, T, D] in the data's dtype, on the data's device."""
         check_keys(keys, data)
         self._check_fitted(data)
-        z = normal(keys, tuple(data.features.shape[1:]))
+        z = counter_normal(keys, tuple(data.features.shape[1:]))
         return z.to(device=data.features.device, dtype=data.features.dtype)
 
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
