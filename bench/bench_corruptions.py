@@ -18,14 +18,10 @@ three modalities. For each feature family it times
 - ``vector``: a stricter reference than the tools: a loop over samples only, each sample done
   with whole-array numpy operations (seed, draw, multiply).
 
-``--draws`` times the keyed standard normals of the text features alone, side by side: the
-``noise`` family's counter-based draw (``counter_normal``, version 2) against a Mersenne-Twister
-generator per sample (``normal``, the draw of version 1).
-
 Times are medians of ``--repeats`` interleaved rounds after one warm-up; torch's default number of
 threads unless ``--threads`` is given (the keyed draws use them, see ``corruptions.keys``).
 
-    python bench/bench_corruptions.py [--repeats 7] [--threads N] [--draws] [--write BENCHMARKS.md]
+    python bench/bench_corruptions.py [--repeats 7] [--threads N] [--write BENCHMARKS.md]
 """
 from __future__ import annotations
 
@@ -43,7 +39,6 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from corruptions import FAMILIES, MODALITIES, ModalityBatch, ReliabilityPoint, make_corrupter, sample_keys
-from corruptions.keys import counter_normal, derive_keys, normal
 
 N, T = 686, 50
 DIMS = {"text": 768, "audio": 5, "vision": 20}
@@ -296,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--families", nargs="*", default=None, help="feature families (default: all)")
     parser.add_argument("--no-references", action="store_true", help="skip the (slow) numpy references")
-    parser.add_argument("--draws", action="store_true", help="only time the two keyed normal draws")
     parser.add_argument("--write", type=Path, default=None, help="append Markdown rows to this file")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -306,13 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     keys = torch.from_numpy(sample_keys([f"mosi_test_{i}" for i in range(N)]))
     load = load_average()
     print(f"{machine()}; load average at start {load}")
-    if args.draws:
-        text = derive_keys(0, keys, "text", "noise")
-        t = timed({"per-sample MT": lambda: normal(text, (T, DIMS["text"])),
-                   "counter-based": lambda: counter_normal(text, (T, DIMS["text"]))}, args.repeats)
-        print(" | ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items())
-              + f" | MT / counter = {t['per-sample MT'] / t['counter-based']:.2f}")
-        return 0
     results = {name: measure(name, data, keys, args.repeats, not args.no_references) for name in names}
     print_table(results)
     rows = markdown_header(load) + markdown_rows(results)

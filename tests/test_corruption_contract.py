@@ -8,7 +8,6 @@ the meaning of the built-in families.
 """
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 
@@ -600,66 +599,3 @@ def test_corrupter_corrupt_equals_prepare_then_at():
             assert sorted(one) == sorted(two)
             for m in one:
                 assert_same(one[m], two[m])
-
-
-def _reference_normal(key: int, n: int) -> np.ndarray:
-    """The documented draw element by element, in Python integers and float64 maths."""
-    mask = (1 << 64) - 1
-    h = (n + 1) // 2
-    out = np.empty(n)
-    for j in range(h):
-        w = (key + (j + 1) * 0x9E3779B97F4A7C15) & mask
-        w = ((w ^ (w >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        w = ((w ^ (w >> 27)) * 0x94D049BB133111EB) & mask
-        w ^= w >> 31
-        radius = math.sqrt(-2.0 * math.log(((w >> 40) + 1) / 2**24))
-        angle = 2.0 * math.pi * (w & 0xFFFFFF) / 2**24
-        out[j] = radius * math.cos(angle)
-        if h + j < n:
-            out[h + j] = radius * math.sin(angle)
-    return out
-
-
-def test_normal_draw_is_the_documented_counter_based_function():
-    keys = batch_keys(3)
-    for shape in ((5, 3), (4, 1), (1,), (9,)):
-        z = corruptions.keys.counter_normal(keys, shape)
-        n = math.prod(shape)
-        for b, key in enumerate(keys.tolist()):
-            np.testing.assert_allclose(z[b].reshape(-1).double().numpy(), _reference_normal(key, n),
-                                       rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("pairs_per_block", [3, 8, 1 << 15])
-def test_normal_rows_do_not_depend_on_blocks_neighbours_or_scratch(monkeypatch, pairs_per_block):
-    """Each element depends on its key and position only: rows drawn alone, in blocks of rows,
-    split into blocks of pairs, or with a reused scratch are bit-identical."""
-    monkeypatch.setattr(corruptions.keys, "PAIRS_PER_BLOCK", pairs_per_block)
-    keys = batch_keys(29)
-    for shape in ((7, 5), (2, 3), (11,), (40, 33)):
-        whole = corruptions.keys.counter_normal(keys, shape)
-        n = math.prod(shape)
-        scratch = corruptions.keys.NormalScratch(4, n)
-        out = np.empty((4, n), dtype=np.float32)
-        for b in range(0, len(keys), 4):
-            part = keys[b : b + 4].numpy()
-            corruptions.keys.fill_normal_rows(part, out[: len(part)], scratch)
-            assert torch.equal(bits(torch.from_numpy(out[: len(part)].copy())), bits(whole[b : b + 4].reshape(-1, n)))
-        assert torch.equal(bits(corruptions.keys.counter_normal(keys[5:6], shape)[0]), bits(whole[5]))
-
-
-def test_normal_draw_is_standard_normal_and_uncorrelated():
-    """Moments, the Kolmogorov-Smirnov distance, and no correlation between a pair's cosine and
-    sine halves or between samples with related keys."""
-    from scipy import stats
-
-    keys = torch.arange(200, dtype=torch.int64)  # adjacent keys: the hardest case for a counter hash
-    z = corruptions.keys.counter_normal(keys, (50, 20)).double()
-    flat = z.reshape(-1).numpy()
-    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
-    assert abs(stats.skew(flat)) < 0.02 and abs(stats.kurtosis(flat)) < 0.05
-    assert stats.kstest(flat, "norm").pvalue > 1e-3
-    rows = z.reshape(200, -1)
-    halves = torch.corrcoef(torch.stack([rows[:, :500].reshape(-1), rows[:, 500:].reshape(-1)]))[0, 1]
-    neighbours = torch.corrcoef(torch.stack([rows[:-1].reshape(-1), rows[1:].reshape(-1)]))[0, 1]
-    assert abs(float(halves)) < 0.01 and abs(float(neighbours)) < 0.01

@@ -15,30 +15,20 @@ fraction rho of the variance and the noise 1 - rho, hence the SNR above. (The un
 and make the damage non-monotone for features whose mean is large against their spread.)
 rho = 1 returns the input bit for bit (``torch.where``, so -0.0 stays -0.0); rho = 0 is pure
 noise ``mu + std z``. Padding and missing samples are untouched. One state ``z`` serves every rho.
-
-``z`` (version 2): :func:`corruptions.keys.counter_normal`, counter-based: element p of a sample's
-flattened [T, D] features is a function of the sample's key and p alone (SplitMix64 words turned
-into normals by Box-Muller), still a pure function of (seed, sample id, modality, family,
-stream). Version 1 drew ``z`` from a Mersenne-Twister generator per sample (``torch.randn``): the
-same distribution, other numbers, about three times slower to draw.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._families import register_family
 from ..base import FeatureCorruption, ModalityBatch
-from ..keys import NormalScratch, counter_normal, fill_normal_rows, for_row_slices
+from ..keys import for_row_slices, normal
 from .missing import check_keys
 
-__all__ = ["Noise", "feature_statistics", "mix_noise", "noise_coefficients", "ROW_BLOCK_NUMBERS"]
-
-#: numbers drawn and mixed per block of rows in :meth:`Noise.corrupt` (at least one row)
-ROW_BLOCK_NUMBERS = 1 << 15
+__all__ = ["Noise", "feature_statistics", "mix_noise", "noise_coefficients"]
 
 
 def feature_statistics(data: ModalityBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +73,7 @@ class Noise(FeatureCorruption):
     """Gaussian feature noise at SNR 10 log10(rho / (1 - rho)) dB, scaled to training statistics."""
 
     name = "noise"
-    version = "2"
+    version = "1"
     parameter_name = "SNR"
     parameter_unit = "dB"
     mapping = "SNR = 10 log10(rho / (1 - rho)); x' = mu + sqrt(rho)(x - mu) + sqrt(1 - rho) std z"
@@ -109,7 +99,7 @@ class Noise(FeatureCorruption):
         """Standard normals [B, T, D] in the data's dtype, on the data's device."""
         check_keys(keys, data)
         self._check_fitted(data)
-        z = counter_normal(keys, tuple(data.features.shape[1:]))
+        z = normal(keys, tuple(data.features.shape[1:]))
         return z.to(device=data.features.device, dtype=data.features.dtype)
 
     def apply(self, data: ModalityBatch, rho: torch.Tensor, state: torch.Tensor) -> ModalityBatch:
@@ -119,11 +109,10 @@ class Noise(FeatureCorruption):
         return data.replace(features=self._keep_inactive(data, rho, out))
 
     def corrupt(self, data: ModalityBatch, rho: torch.Tensor, keys: torch.Tensor) -> ModalityBatch:
-        """One level without materialising ``z``: blocks of rows (about :data:`ROW_BLOCK_NUMBERS`
-        numbers) are drawn into a small buffer (:func:`~corruptions.keys.fill_normal_rows`, the
-        same numbers as :meth:`sample`) and mixed while they are in cache, on up to
-        ``torch.get_num_threads()`` threads. Bit-identical to ``apply(sample())``; CPU float32
-        only (other devices and dtypes take the two-step path)."""
+        """One level without materialising ``z``: each sample's row is drawn into a small buffer
+        (the same generator, seed and size as :meth:`sample`) and mixed while it is in cache, on
+        up to ``torch.get_num_threads()`` threads. Bit-identical to ``apply(sample())``; CPU
+        float32 only (other devices and dtypes take the two-step path)."""
         x = data.features
         if x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous():
             return super().corrupt(data, rho, keys)
@@ -131,21 +120,20 @@ class Noise(FeatureCorruption):
         mean, std = self._check_fitted(data)
         a3, offset, scale = noise_coefficients(rho, mean, std, x.dtype)  # as mix_noise, row by row
         out = torch.empty_like(x)
-        seeds = keys.numpy().astype(np.int64)
-        n = math.prod(x.shape[1:])
-        step = max(1, ROW_BLOCK_NUMBERS // max(n, 1))
+        key_list = [int(k) for k in keys.tolist()]
+        shape = tuple(x.shape[1:])
 
         def rows(lo: int, hi: int) -> None:
-            z = torch.empty((min(step, hi - lo), *x.shape[1:]), dtype=torch.float32)
-            flat, scratch = z.numpy().reshape(z.shape[0], n), NormalScratch(z.shape[0], n)
-            for i in range(lo, hi, step):
-                j = min(hi, i + step)
-                fill_normal_rows(seeds[i:j], flat[: j - i], scratch)
-                block = out[i:j]
-                torch.addcmul(offset[i:j], x[i:j], a3[i:j], out=block)
-                block.addcmul_(z[: j - i], scale[i:j])
+            g = torch.Generator(device="cpu")
+            z = torch.empty(shape, dtype=torch.float32)
+            for i in range(lo, hi):
+                g.manual_seed(key_list[i])
+                torch.randn(shape, generator=g, out=z)
+                row = out[i : i + 1]
+                torch.addcmul(offset[i : i + 1], x[i : i + 1], a3[i : i + 1], out=row)
+                row.addcmul_(z[None], scale[i : i + 1])
 
-        for_row_slices(x.shape[0], x.numel(), rows)
+        for_row_slices(len(key_list), x.numel(), rows)
         return data.replace(features=self._keep_inactive(data, rho, out))
 
     @staticmethod
