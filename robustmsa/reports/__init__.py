@@ -26,7 +26,7 @@ from ..metrics import METRIC_INFO
 from ..plan import expand_trials, plan_suite
 from ..tracking import Tracker
 from . import catalogue  # noqa: F401  (registers the tables and figures)
-from .build import Settings, Variant
+from .build import Settings, Variant, settings_for_family
 from .core import Context, SigRecord
 from .figures import Drawn, Styles
 from .load import NothingToReport, ReportData, Selection, from_frames, load_from_tracking
@@ -219,7 +219,7 @@ def _build(data: ReportData, s: Settings, variants: Sequence[Variant] | None, w:
     for ds in datasets:
         ctx = Context(data, ds, replicates=s.bootstrap, bootstrap_seed=s.bootstrap_seed, seed_test=s.seed_test,
                       alpha=s.alpha)
-        report = DatasetReport(ctx, s, variants, len(datasets) > 1, styles, w.out, w)
+        report = DatasetReport(ctx, settings_for_family(s, ctx.family), variants, len(datasets) > 1, styles, w.out, w)
         tables += build_tables(report)
         records += report.records
         if figures:
