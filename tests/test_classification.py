@@ -297,7 +297,8 @@ def test_synthetic_sims2_has_the_shapes_of_simsv2() -> None:
 def test_emotion_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     argv = ["run", str(repo / "suites" / "emotion.yaml"), "--backend", "local", f"tracking.uri={uri}",
-            f"report.dir={workdir / 'reports'}", "training.epochs=2"]
+            f"report.dir={workdir / 'reports'}", "training.epochs=2",
+            "datasets=[{name: synthetic_emotion, params: {seed: 0, n_train: 320, n_valid: 96, n_test: 160, text_dim: 32}}]"]
     assert main(argv) == 0
     assert "4 trials run" in capsys.readouterr().out
     out = workdir / "reports" / "emotion"
