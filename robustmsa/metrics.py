@@ -43,6 +43,7 @@ from robustmsa.errors import NonFiniteError
 
 __all__ = [
     "METRIC_FAMILIES",
+    "REGRESSION_FAMILIES",
     "METRIC_INFO",
     "METRICS",
     "MetricInfo",
@@ -62,6 +63,8 @@ BoolArray = NDArray[np.bool_]
 METRIC_FAMILIES: tuple[str, ...] = ("mosi", "sims", "classification")
 """Allowed ``family`` names: ``"mosi"`` serves MOSI, MOSEI and the synthetic benchmark,
 ``"classification"`` every categorical dataset."""
+REGRESSION_FAMILIES: tuple[str, ...] = ("mosi", "sims")
+"""The families of sentiment scores (the others take class indices)."""
 
 MAX_CLASSES = 16
 """The most classes a classification dataset may have (one registered per-class key each)."""
