@@ -293,7 +293,6 @@ def test_synthetic_sims2_has_the_shapes_of_simsv2() -> None:
 # ------------------------------------------------------------------ the emotion suite
 
 
-@pytest.mark.slow
 def test_emotion_suite_end_to_end(repo: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     argv = ["run", str(repo / "suites" / "emotion.yaml"), "--backend", "local", f"tracking.uri={uri}",
