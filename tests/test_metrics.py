@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from robustmsa.errors import NonFiniteError
 from robustmsa.metrics import (
     METRIC_FAMILIES,
-    REGRESSION_FAMILIES,
     METRIC_INFO,
+    REGRESSION_FAMILIES,
     compute_metrics,
     direction_arrow,
     metric_keys,
