@@ -106,7 +106,16 @@ register_dataset(
     "suite's dataset)",
     _synthetic("trimodal"),
 )
+register_dataset(
+    "synthetic_emotion",
+    "embedded MELD-style emotion classification (7 classes with MELD's imbalance) from the cue design, MOSI "
+    "shapes; task classification (docs/classification.md)",
+    _synthetic("emotion"),
+)
+register_dataset("synthetic_sims2", "embedded benchmark, CH-SIMS v2.0 shapes (2722/647/1034; audio 925x25, vision "
+                 "232x177), labels in [-1, 1]", _synthetic("sims2"))
 register_dataset("mmsa", "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite, "
+                 "variant (simsv2), classes (a categorical pickle: labels as class indices), "
                  "label (name in tables; default from the path, e.g. MOSI/aligned_50)", _mmsa)
 #: datasets handed to :func:`robustmsa.evaluate` as objects, by content hash (this process only)
 _OBJECTS: dict[str, MSADataset] = {}

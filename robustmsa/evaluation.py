@@ -39,7 +39,10 @@ class PointResult:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, batch: Batch, batch_size: int, device: torch.device) -> tuple[np.ndarray, dict]:
-    """Predictions [N] (and concatenated extras) in eval mode, in chunks of ``batch_size``."""
+    """Predictions [N] (and concatenated extras) in eval mode, in chunks of ``batch_size``.
+
+    A classification model's ``pred`` is logits [N, C]: the prediction is their argmax, the class
+    index (ties: the lowest index), as float32."""
     model.eval()
     preds: list[torch.Tensor] = []
     extras: dict[str, list[torch.Tensor]] = {}
@@ -54,6 +57,8 @@ def predict(model: torch.nn.Module, batch: Batch, batch_size: int, device: torch
     bad = int((~np.isfinite(pred)).sum())
     if bad:
         raise NonFiniteError(f"the model produced {bad} non-finite predictions out of {n}")
+    if pred.ndim == 2:
+        pred = pred.argmax(axis=1).astype(np.float32)
     return pred, {k: torch.cat(v).numpy() for k, v in extras.items()}
 
 
@@ -80,7 +85,8 @@ def build_grid(grid: GridSpec, qmc_seed: int = 0) -> list[GridPoint]:
 class GridRun:
     """How a checkpoint is evaluated over a grid: the grid, the key of its corruption draws (also
     the qmc points' seed), the metric family, the split's name (one sampled state per split), the
-    batching and device. ``with_clean`` adds the clean point when no sweep has it; ``reuse_encodings``
+    batching and device, and the number of classes of a classification dataset (its per-class
+    metrics; 0 for regression). ``with_clean`` adds the clean point when no sweep has it; ``reuse_encodings``
     lets shared encoders skip modalities a point leaves clean (bit-identical, tested)."""
 
     grid: GridSpec
@@ -91,12 +97,18 @@ class GridRun:
     device: torch.device = torch.device("cpu")
     with_clean: bool = True
     reuse_encodings: bool = True
+    num_classes: int = 0
 
     @classmethod
-    def of(cls, ev: EvaluationSpec, metric_family: str, device: torch.device | None = None) -> GridRun:
+    def of(cls, ev: EvaluationSpec, metric_family: str, device: torch.device | None = None,
+           num_classes: int = 0) -> GridRun:
         """The run of a suite's evaluation section."""
         return cls(ev, ev.seed, metric_family, split=ev.split, batch_size=ev.batch_size,
-                   device=device or torch.device("cpu"))
+                   device=device or torch.device("cpu"), num_classes=num_classes)
+
+    def metrics(self, pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """The metrics of one grid point (the run's metric family)."""
+        return compute_metrics(pred, labels, self.metric_family, self.num_classes)
 
 
 def evaluate_grid(model: torch.nn.Module, data: Batch, ctx: CorruptionContext, run: GridRun) -> list[PointResult]:
@@ -134,9 +146,9 @@ def grid_results(predictor: PointPredictor, data: Batch, ctx: CorruptionContext,
                 pred, extras = clean_cache
             else:
                 pred, extras = predictor(data.with_modalities(prepared.at(g.point)), prepared, g.point)
-            results.append(PointResult(g, compute_metrics(pred, labels, run.metric_family), pred, extras))
+            results.append(PointResult(g, run.metrics(pred, labels), pred, extras))
     if run.with_clean and clean_cache is None:
         clean_g = GridPoint(family="clean", sweep="clean", index=0, level=1.0, point=ReliabilityPoint())
         pred, extras = predictor(data, None, clean_g.point)
-        results.append(PointResult(clean_g, compute_metrics(pred, labels, run.metric_family), pred, extras))
+        results.append(PointResult(clean_g, run.metrics(pred, labels), pred, extras))
     return results

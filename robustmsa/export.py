@@ -26,7 +26,7 @@ from corruptions.keys import MODALITIES
 from .corruption_context import CorruptionContext
 from .data.batch import Batch, split_to_batch
 from .data.dataset import MSADataset, Split
-from .data.mmsa import file_sha256, mmsa_split_payload, write_mmsa_payload
+from .data.mmsa import categorical_layout, file_sha256, mmsa_split_payload, write_mmsa_payload
 from .datasets import load_dataset
 from .evaluation import build_grid
 from .plan import code_version, corruption_versions
@@ -91,9 +91,9 @@ def _extra_keys(batch: Batch) -> dict[str, np.ndarray]:
 def _payload(point: ExportedPoint, dataset: MSADataset, split: str, all_splits: bool) -> dict[str, Any]:
     test = {**mmsa_split_payload(split, batch_to_split(point.batch, dataset[split])), **_extra_keys(point.batch)}
     if not all_splits:
-        return {split: test}
+        return categorical_layout({split: test}, dataset)
     others = {s: mmsa_split_payload(s, dataset[s]) for s in ("train", "valid", "test") if s != split}
-    return {**others, split: test}
+    return categorical_layout({**others, split: test}, dataset)
 
 
 def _entry(suite: Suite, g: GridPoint, rel: str, sha: str) -> dict[str, Any]:

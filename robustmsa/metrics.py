@@ -7,6 +7,11 @@ Two families of metrics exist (see ``/work/shared/PROTOCOLS.md``, "Standard MSA 
   and Acc-2/F1 "Non0" (negative vs positive, samples labelled exactly 0 dropped).
 * ``"sims"`` -- CH-SIMS, labels in [-1, 1]: values clipped to [-1, 1], MAE and Corr on the
   clipped values, Acc-2/3/5 from fixed bins where class ``i`` holds ``lo_i < x <= hi_i``.
+* ``"classification"`` -- categorical datasets (MELD- and IEMOCAP-style emotions): predictions
+  and truths are class indices; accuracy, weighted F1, macro F1 and per-class accuracy (recall),
+  equal to scikit-learn's ``accuracy_score``, ``f1_score(average="weighted"|"macro")`` and
+  ``recall_score(average=None, zero_division=nan)`` (tests compare them digit for digit).
+  Robustness curves use weighted F1 (higher is better); a corruption error is ``1 - weighted F1``.
 
 The values equal MMSA's ``metricsTop.py`` digit for digit on float64 inputs, without its
 4-decimal rounding (round for display only). Deliberate differences, all on inputs where the
@@ -38,6 +43,7 @@ from robustmsa.errors import NonFiniteError
 
 __all__ = [
     "METRIC_FAMILIES",
+    "REGRESSION_FAMILIES",
     "METRIC_INFO",
     "METRICS",
     "MetricInfo",
@@ -47,13 +53,21 @@ __all__ = [
     "metric_keys",
     "mosi_metrics",
     "sims_metrics",
+    "classification_metrics",
+    "MAX_CLASSES",
 ]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-METRIC_FAMILIES: tuple[str, ...] = ("mosi", "sims")
-"""Allowed ``family`` names: ``"mosi"`` serves MOSI, MOSEI and the synthetic benchmark."""
+METRIC_FAMILIES: tuple[str, ...] = ("mosi", "sims", "classification")
+"""Allowed ``family`` names: ``"mosi"`` serves MOSI, MOSEI and the synthetic benchmark,
+``"classification"`` every categorical dataset."""
+REGRESSION_FAMILIES: tuple[str, ...] = ("mosi", "sims")
+"""The families of sentiment scores (the others take class indices)."""
+
+MAX_CLASSES = 16
+"""The most classes a classification dataset may have (one registered per-class key each)."""
 
 # Interior bin edges of the SIMS classes (the outer edges -1.01 and 1.01 enclose every clipped
 # value). Class i holds the values with edge[i-1] < x <= edge[i].
@@ -100,6 +114,15 @@ register_metric("non0_acc2", "Acc-2 (Non0)", True,
 register_metric("non0_f1", "F1 (Non0)", True, "weighted F1, negative vs positive, samples with y == 0 dropped")
 register_metric("acc2", "Acc-2", True, "SIMS binary accuracy: bins [-1, 0] and (0, 1]")
 register_metric("f1", "F1", True, "SIMS weighted F1 on the bins [-1, 0] and (0, 1]")
+register_metric("weighted_f1", "Weighted F1", True,
+                "classification: per-class F1 averaged with the class supports as weights (scikit-learn's "
+                "average='weighted' over the classes in truth or prediction)")
+register_metric("accuracy", "Accuracy", True, "classification: fraction of samples whose predicted class is right")
+register_metric("macro_f1", "Macro F1", True,
+                "classification: unweighted mean of the per-class F1 over the classes in truth or prediction")
+for _c in range(MAX_CLASSES):
+    register_metric(f"class_acc_{_c}", f"Acc (class {_c})", True,
+                    f"classification: accuracy on the samples of class {_c} (its recall); nan when absent")
 
 METRIC_INFO: Mapping[str, MetricInfo] = METRICS.view()
 """The registered metrics in declaration order (the order of report columns), read-only."""
@@ -107,6 +130,7 @@ METRIC_INFO: Mapping[str, MetricInfo] = METRICS.view()
 _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "mosi": ("mae", "corr", "acc7", "acc5", "acc3", "has0_acc2", "has0_f1", "non0_acc2", "non0_f1"),
     "sims": ("mae", "corr", "acc2", "acc3", "acc5", "f1"),
+    "classification": ("weighted_f1", "accuracy", "macro_f1", *(f"class_acc_{c}" for c in range(MAX_CLASSES))),
 }
 
 
@@ -266,24 +290,78 @@ def sims_metrics(pred: Any, truth: Any) -> dict[str, float]:
     }
 
 
+def _class_indices(values: FloatArray, what: str) -> NDArray[np.int64]:
+    bad = (values != np.round(values)) | (values < 0)
+    if bad.any():
+        raise ValueError(f"{what} must be class indices (integers >= 0), got {values[np.flatnonzero(bad)[0]]!r}")
+    return values.astype(np.int64)
+
+
+def _per_class_f1(y: NDArray[np.int64], p: NDArray[np.int64], labels: NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
+    """(F1, true support) of each class in ``labels`` (each is in ``y`` or ``p``, so no denominator is 0):
+    ``2 tp / (n_true + n_pred)``, the floating-point operations of scikit-learn's ``precision_recall_fscore_support``."""
+    size = int(labels.max()) + 1
+    tp = np.bincount(y[y == p], minlength=size)[labels]
+    n_true = np.bincount(y, minlength=size)[labels]
+    n_pred = np.bincount(p, minlength=size)[labels]
+    return (2.0 * tp) / (1.0 * n_true + n_pred), n_true.astype(np.float64)
+
+
+def classification_metrics(pred: Any, truth: Any, num_classes: int = 0) -> dict[str, float]:
+    """Classification metrics of predicted class indices against true ones.
+
+    ``pred`` and ``truth``: array-likes of class indices (integers >= 0, any numeric dtype).
+    ``accuracy``, ``weighted_f1`` and ``macro_f1`` equal scikit-learn's defaults (F1 averaged
+    over the classes present in truth or prediction; weighted by the true supports).
+    ``class_acc_<c>`` for ``c < num_classes`` (default: the largest index seen + 1) is the
+    recall of class ``c``, nan when no true sample has that class. Same input rules as
+    :func:`mosi_metrics`; more than :data:`MAX_CLASSES` classes is a ValueError.
+    """
+    p, y = _prepare(pred, truth)
+    pi, yi = _class_indices(p, "pred"), _class_indices(y, "truth")
+    k = int(num_classes) or int(max(pi.max(), yi.max())) + 1
+    if k > MAX_CLASSES or yi.max() >= k:
+        raise ValueError(f"class indices must lie in 0..{k - 1} with at most {MAX_CLASSES} classes; "
+                         f"got truth up to {int(yi.max())}, pred up to {int(pi.max())}")
+    labels = np.union1d(yi, pi)
+    f1, support = _per_class_f1(yi, pi, labels)
+    hits = np.bincount(yi[yi == pi], minlength=k)[:k]
+    sizes = np.bincount(yi, minlength=k)[:k]
+    out = {
+        "weighted_f1": float(np.average(f1, weights=support)),
+        "accuracy": _accuracy(pi, yi),
+        "macro_f1": float(np.average(f1)),
+    }
+    for c in range(k):
+        out[f"class_acc_{c}"] = float(hits[c] / sizes[c]) if sizes[c] else float("nan")
+    return out
+
+
 def _check_family(family: str) -> str:
     if family not in _FAMILY_KEYS:
         raise ValueError(
-            f"unknown metric family {family!r}; allowed: 'mosi' (MOSI, MOSEI, synthetic), 'sims'"
+            f"unknown metric family {family!r}; allowed: 'mosi' (MOSI, MOSEI, synthetic), 'sims', 'classification'"
         )
     return family
 
 
-def compute_metrics(pred: Any, truth: Any, family: str) -> dict[str, float]:
-    """Metrics of ``family`` (``"mosi"`` or ``"sims"``); see :func:`mosi_metrics`, :func:`sims_metrics`."""
+def compute_metrics(pred: Any, truth: Any, family: str, num_classes: int = 0) -> dict[str, float]:
+    """Metrics of ``family`` (``"mosi"``, ``"sims"`` or ``"classification"``); see :func:`mosi_metrics`,
+    :func:`sims_metrics`, :func:`classification_metrics` (``num_classes`` is only read by the last)."""
     if _check_family(family) == "sims":
         return sims_metrics(pred, truth)
+    if family == "classification":
+        return classification_metrics(pred, truth, num_classes)
     return mosi_metrics(pred, truth)
 
 
-def metric_keys(family: str) -> list[str]:
-    """The metric keys of ``family`` in their canonical order (the order of the returned dicts)."""
-    return list(_FAMILY_KEYS[_check_family(family)])
+def metric_keys(family: str, num_classes: int = MAX_CLASSES) -> list[str]:
+    """The metric keys of ``family`` in their canonical order (the order of the returned dicts);
+    for ``"classification"`` the per-class keys of the first ``num_classes`` classes."""
+    keys = _FAMILY_KEYS[_check_family(family)]
+    if family == "classification":
+        keys = keys[: 3 + num_classes]
+    return list(keys)
 
 
 def direction_arrow(key: str) -> str:

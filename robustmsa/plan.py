@@ -197,8 +197,11 @@ class PlannedTrial:
 def plan_suite(suite: Suite) -> list[PlannedTrial]:
     """Expand the suite and compute every trial's identity (loads each dataset once). A model that
     comes with its weights is built and run on one batch first (:func:`probe_model`): a model that
-    fails it stops the suite here, before the store is touched, and its weights' hash enters the identity."""
+    fails it stops the suite here, before the store is touched, and its weights' hash enters the identity.
+    On a classification dataset a model without classification support stops the suite here too, and
+    the dataset has no reference trial (the oracle and the linear probes predict scores)."""
     hashes: dict[str, str] = {}
+    classes: dict[str, int] = {}
     loaded: dict[str, Any] = {}  # the datasets a model with weights is probed on
     probed: dict[tuple[str, str], str] = {}
     out = []
@@ -207,9 +210,13 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
         weights = not spec.is_reference and MODELS.get(spec.model.name).brings_weights
         if key not in hashes or (weights and key not in loaded):
             dataset = load_dataset(spec.dataset.name, spec.dataset.params)
-            hashes[key] = dataset.content_hash()
+            hashes[key], classes[key] = dataset.content_hash(), dataset.num_classes
             if weights:
                 loaded[key] = dataset
+        if classes[key] and spec.is_reference:
+            continue
+        if classes[key]:
+            check_classification(spec.model.name, classes[key], spec.dataset.display)
         if weights:
             mkey = (key, spec.model.model_dump_json())
             if mkey not in probed:
@@ -217,6 +224,16 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
             spec = dataclasses.replace(spec, model_hash=probed[mkey])
         out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key]))
     return out
+
+
+def check_classification(model: str, num_classes: int, dataset: str) -> None:
+    """Refuse a model without classification support on a classification dataset (before anything runs)."""
+    from .models.base import classification_models
+
+    if not MODELS.get(model).supports_classification:
+        raise RobustMSAError(f"model {model!r} predicts a sentiment score only; dataset {dataset!r} is a "
+                             f"classification dataset ({num_classes} classes)",
+                             hint=f"models that support classification: {', '.join(classification_models())}")
 
 
 PROBE_SAMPLES = 8

@@ -83,12 +83,12 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
     dataset, h, ctx = _load_checked(spec, data_hash)
     device = resolve_device(spec.training.device)
     model = create_model(spec.model.name, dims=dataset.dims, lengths=dataset.lengths, seed=spec.seed,
-                         **spec.model.overrides)
+                         classes=dataset.num_classes, **spec.model.overrides)
     trained = train_model(model, dataset, spec.training_run(), device=device, ctx=ctx, on_epoch=on_epoch)
     te = time.perf_counter()
     ev = spec.evaluation
     data = split_to_batch(dataset[ev.split])
-    results = evaluate_grid(model, data, ctx, GridRun.of(ev, dataset.metric_family, device))
+    results = evaluate_grid(model, data, ctx, GridRun.of(ev, dataset.metric_family, device, dataset.num_classes))
     eval_seconds = time.perf_counter() - te
     versions = corruption_versions(spec.families())
     base = _row_base(spec, trial_id, h)
@@ -96,9 +96,12 @@ def run_trial(spec: TrialSpec, trial_id: str, data_hash: str | None = None, thre
                                         np.asarray(dataset[ev.split].ids).astype(str), data.labels.numpy(),
                                         physical_parameters(ev.families))
     buf = io.BytesIO()
-    torch.save({"state_dict": trained.best_state, "model": spec.model.name,
-                "config": model_config(spec.model.name, **spec.model.overrides),
-                "dims": dataset.dims, "lengths": dataset.lengths, "trial_id": trial_id}, buf)
+    checkpoint = {"state_dict": trained.best_state, "model": spec.model.name,
+                  "config": model_config(spec.model.name, **spec.model.overrides),
+                  "dims": dataset.dims, "lengths": dataset.lengths, "trial_id": trial_id}
+    if dataset.num_classes:
+        checkpoint["classes"] = dataset.num_classes
+    torch.save(checkpoint, buf)
     info = {
         "best_epoch": trained.best_epoch, "best_valid_score": trained.best_score,
         "epochs_run": trained.epochs_run, "train_seconds": trained.train_seconds,
@@ -247,6 +250,7 @@ def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.devic
     """
     blob = source if isinstance(source, bytes) else Path(source).read_bytes()
     ck = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
-    model = create_model(ck["model"], dims=ck["dims"], lengths=ck["lengths"], seed=0, **ck["config"])
+    model = create_model(ck["model"], dims=ck["dims"], lengths=ck["lengths"], seed=0, classes=ck.get("classes", 0),
+                         **ck["config"])
     model.load_state_dict(ck["state_dict"])
     return model.to(device).eval()

@@ -106,7 +106,7 @@ def probes(mosi: MSADataset) -> dict[str, Any]:
 
 
 def test_presets_have_the_real_shapes() -> None:
-    assert set(PRESETS) == {"mosi", "mosei", "sims", "trimodal"}
+    assert set(PRESETS) == {"mosi", "mosei", "sims", "trimodal", "emotion", "sims2"}
     mosei, sims = PRESETS["mosei"], PRESETS["sims"]
     assert (mosei.n_train, mosei.n_valid, mosei.n_test) == (16326, 1871, 4659)
     assert (mosei.audio_dim, mosei.vision_dim) == (74, 35)
@@ -155,7 +155,7 @@ def _documented(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("file", ["synthetic.yaml", "synthetic_mosei.yaml", "synthetic_sims.yaml",
-                                  "synthetic_trimodal.yaml"])
+                                  "synthetic_trimodal.yaml", "synthetic_emotion.yaml", "synthetic_sims2.yaml"])
 def test_dataset_yaml_matches_the_code(file: str) -> None:
     spec = yaml.safe_load((CONFIGS / file).read_text())
     assert set(spec) == {"name", "preset", "seed", "overrides"}

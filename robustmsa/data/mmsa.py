@@ -19,6 +19,15 @@ length, the sum of the ``text_bert`` attention mask, so their padding frames are
 file is aligned when text, audio and vision have the same length in every split and any length
 key it carries equals the text's valid lengths (``info["aligned"]``); where each audio/vision
 mask came from is in ``info["frame_masks"]`` and, in words, ``info["frame_masks_from"]``.
+
+Categorical pickles (MELD- and IEMOCAP-style emotion classification) use the same layout with
+``labels`` (int class indices [N]) in place of ``regression_labels`` in every split, and the class
+names either in a top-level key ``classes`` (a list of strings, index = class) or in the loader's
+``classes`` argument; the dataset is then a classification task (docs/classification.md).
+CH-SIMS v2.0 (MMSA's ``ch-simsv2s.pkl``: 2722/647/1034 clips, text 50x768, audio 925x25,
+vision 232x177, unaligned, ``regression_labels_T/A/V``) is SIMS with other feature sizes: it is
+recognised by its dims (``info["variant"]`` ``simsv2-a25-v177``) or declared with
+``variant="simsv2"``, and uses the SIMS metrics.
 """
 from __future__ import annotations
 
@@ -46,6 +55,7 @@ __all__ = [
     "NONFINITE_POLICIES",
     "METRIC_FAMILIES",
     "KNOWN_VARIANTS",
+    "VARIANTS",
     "mmsa_label",
     "mmsa_split_payload",
     "write_mmsa_payload",
@@ -61,13 +71,17 @@ KNOWN_VARIANTS: dict[tuple[int, int], str] = {
     (74, 47): "mosi-a74-v47",
     (74, 35): "mosei-a74-v35",
     (33, 709): "sims-a33-v709",
+    (25, 177): "simsv2-a25-v177",
 }
+#: variants a caller may declare (``variant=``): name -> (audio dim, vision dim, metric family)
+VARIANTS: dict[str, tuple[int, int, str]] = {"simsv2": (25, 177, "sims")}
 
 #: (train, valid, test) sizes of the public MMSA releases (docs/protocols.md, "Recognising the public release").
 RELEASE_SIZES: dict[str, tuple[int, int, int]] = {
     "MOSI": (1284, 229, 686),
     "MOSEI": (16326, 1871, 4659),
     "SIMS": (1368, 456, 457),
+    "SIMS-v2": (2722, 647, 1034),
 }
 #: an MMSA sample id: ``<video>$_$<clip>`` (e.g. ``03bSnISJMiM$_$1``)
 RELEASE_ID = re.compile(r"[^$\s]+\$_\$[^$\s]+")
@@ -233,6 +247,8 @@ def safe_load_pickle(path: str | os.PathLike[str]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 _REQUIRED = ("text", "audio", "vision", "regression_labels")
+#: the label key of a categorical pickle (class indices), in place of ``regression_labels``
+CLASS_LABELS = "labels"
 _FLOAT_3D = {
     "text": "float array [N, L, d]",
     "text_bert": "float array [N, 3, L]",
@@ -251,6 +267,8 @@ def _expected(key: str) -> str:
         return _FLOAT_3D[key]
     if key.startswith("regression_labels"):
         return "float array [N]"
+    if key == CLASS_LABELS:
+        return "int array [N] of class indices"
     if key in _LENGTH_KEYS:
         return "int array [N]"
     if key.startswith("clues_"):
@@ -328,7 +346,7 @@ def _read_key(file: str, split: str, key: str, value: Any) -> np.ndarray:
         return _as_float(file, split, key, value, 3)
     if key.startswith("regression_labels"):
         return _as_float(file, split, key, value, 1)
-    if key in _LENGTH_KEYS:
+    if key in _LENGTH_KEYS or key == CLASS_LABELS:
         return _as_int(file, split, key, value, 1)
     if key.startswith("clues_"):
         return _as_int(file, split, key, value, 2)
@@ -339,7 +357,7 @@ def _known_key(key: str) -> bool:
     return (
         key in _FLOAT_3D
         or key in _LENGTH_KEYS
-        or key in ("regression_labels", "id", "raw_text")
+        or key in ("regression_labels", CLASS_LABELS, "id", "raw_text")
         or key in {f"regression_labels_{m}" for m in _UNIMODAL}
         or key.startswith("clues_")
     )
@@ -370,9 +388,12 @@ def _read_split(file: str, split: str, raw: Any) -> tuple[dict[str, np.ndarray],
             f"with keys {', '.join(_REQUIRED)})"
         )
     for key in _REQUIRED:
+        if key == "regression_labels" and CLASS_LABELS in raw:
+            continue  # a categorical pickle
         if key not in raw:
+            also = f" or '{CLASS_LABELS}' ({_expected(CLASS_LABELS)})" if key == "regression_labels" else ""
             raise DataError(
-                f"{file}: split '{split}' has no key '{key}' (expected {_expected(key)})",
+                f"{file}: split '{split}' has no key '{key}' (expected {_expected(key)}){also}",
                 hint="the file does not follow the MMSA feature-pickle layout",
             )
     known = [k for k in raw if isinstance(k, str) and _known_key(k)]
@@ -543,7 +564,7 @@ def _build_split(split: str, a: dict[str, np.ndarray], aligned: bool) -> tuple[S
         audio_mask=masks["audio"],
         vision=a["vision"],
         vision_mask=masks["vision"],
-        labels=a["regression_labels"],
+        labels=a["regression_labels"] if "regression_labels" in a else a[CLASS_LABELS].astype(np.float32),
         ids=ids,
         text_ids=np.rint(tb[:, 0]).astype(np.int64) if tb is not None else None,
         unimodal_labels={m: a[f"regression_labels_{m}"] for m in _UNIMODAL if f"regression_labels_{m}" in a},
@@ -553,10 +574,14 @@ def _build_split(split: str, a: dict[str, np.ndarray], aligned: bool) -> tuple[S
     return s, facts
 
 
-def _metric_family(arg: str | None, splits: dict[str, Split], name: str, path: str) -> tuple[str, str]:
-    """(family, why): the argument, else SIMS unimodal labels, else [-1, 1] labels and a SIMS name."""
+def _metric_family(arg: str | None, splits: dict[str, Split], name: str, path: str,
+                   variant: str = "") -> tuple[str, str]:
+    """(family, why): the argument, else SIMS unimodal labels, else a SIMS variant's dims, else
+    [-1, 1] labels and a SIMS name."""
     if arg is not None:
         return arg, "argument"
+    if variant.startswith("sims"):
+        return "sims", f"variant {variant}"
     if any("T" in s.unimodal_labels for s in splits.values()):
         return "sims", "regression_labels_T present"
     labels = np.concatenate([s.labels for s in splits.values()])
@@ -632,6 +657,54 @@ def _file_info(p: Path, data: dict[str, dict[str, np.ndarray]], dims: dict[str, 
     }
 
 
+def _categorical(file: str, data: dict[str, dict[str, np.ndarray]]) -> bool:
+    """Whether the file is categorical (``labels``, no ``regression_labels``), the same in every split."""
+    kinds = {s: "regression_labels" not in data[s] for s in SPLITS}
+    if len(set(kinds.values())) > 1:
+        which = ", ".join(f"{s}: {CLASS_LABELS if k else 'regression_labels'}" for s, k in kinds.items())
+        raise DataError(f"{file}: the splits disagree on their label key ({which})",
+                        hint=f"every split holds regression_labels, or every split holds {CLASS_LABELS}")
+    return kinds["train"]
+
+
+def _class_names(file: str, top: Mapping[str, Any], classes: Any) -> tuple[str, ...]:
+    """The class names of a categorical file: its top-level ``classes`` key, else the argument."""
+    given = top.get("classes")
+    if given is None and classes is None:
+        raise DataError(f"{file}: categorical labels ('{CLASS_LABELS}') but no class names: the file has no "
+                        "top-level key 'classes' and no classes argument was given",
+                        hint="pass classes: [neutral, joy, ...] (index = class) in the dataset params")
+    names = [str(c) for c in (given if given is not None else classes)]
+    if given is not None and classes is not None and [str(c) for c in classes] != names:
+        raise DataError(f"{file}: classes argument {list(classes)} differs from the file's classes {names}")
+    return tuple(names)
+
+
+def _variant(file: str, dims: dict[str, int], declared: str | None) -> str:
+    """The variant of the file's dims; a declared variant must match them."""
+    found = KNOWN_VARIANTS.get((dims["audio"], dims["vision"]), "unknown")
+    if declared is None:
+        return found
+    _check_option(declared, tuple(VARIANTS), "variant")
+    audio, vision, _ = VARIANTS[declared]
+    if (dims["audio"], dims["vision"]) != (audio, vision):
+        raise DataError(f"{file}: variant {declared!r} has audio dim {audio} and vision dim {vision}, the file has "
+                        f"{dims['audio']} and {dims['vision']}", hint="drop variant or check the file")
+    return found
+
+
+def _read_file(p: Path) -> tuple[Mapping[str, Any], dict[str, dict[str, np.ndarray]], set[str]]:
+    """(top level, validated arrays per split, ignored keys) of a pickle."""
+    file = p.name
+    top = _read_top(file, safe_load_pickle(p))
+    data: dict[str, dict[str, np.ndarray]] = {}
+    ignored: set[str] = set()
+    for split in SPLITS:
+        data[split], skipped = _read_split(file, split, top[split])
+        ignored.update(skipped)
+    return top, data, ignored
+
+
 def load_mmsa_pickle(
     path: str | os.PathLike[str],
     *,
@@ -639,15 +712,20 @@ def load_mmsa_pickle(
     label: str | None = None,
     metric_family: str | None = None,
     nonfinite: str = "report",
+    variant: str | None = None,
+    classes: list[str] | None = None,
 ) -> MSADataset:
     """Load an MMSA processed-feature pickle safely into an :class:`MSADataset`.
 
     nonfinite: "report" (default) zeroes audio -inf (as the reference loader does) and raises for
     any other NaN/inf; "zero" replaces every non-finite value by 0; "error" raises for all of them.
     Counts per split and key are recorded in ``info["nonfinite"]`` either way.
-    metric_family: "mosi" or "sims"; when None, "sims" if ``regression_labels_T`` exists or all
-    labels lie in [-1, 1] and the name or path contains "sims", else "mosi" (reason in
-    ``info["metric_family_from"]``). label_range follows: (-1, 1) for sims, (-3, 3) for mosi.
+    metric_family: "mosi" or "sims"; when None, "sims" if ``regression_labels_T`` exists, the dims
+    are a SIMS variant's, or all labels lie in [-1, 1] and the name or path contains "sims", else
+    "mosi" (reason in ``info["metric_family_from"]``). label_range follows: (-1, 1) for sims, (-3, 3) for mosi.
+    variant: "simsv2" declares CH-SIMS v2.0 (its dims are checked: audio 25, vision 177).
+    classes: the class names of a categorical file without a top-level ``classes`` key (module
+    docstring); such a file is a classification task with metric family "classification".
     name: defaults to the file stem. label: the name in report tables, ``info["label"]``
     (default :func:`mmsa_label`, e.g. ``MOSI/aligned_50``). Aligned files without length keys get
     audio/vision masks from the text mask, as MMSA does (module docstring; ``info["aligned"]``,
@@ -658,13 +736,9 @@ def load_mmsa_pickle(
         _check_option(metric_family, METRIC_FAMILIES, "metric_family")
     p = Path(path)
     file = p.name
-    top = _read_top(file, safe_load_pickle(p))
-    data: dict[str, dict[str, np.ndarray]] = {}
-    ignored: set[str] = set()
-    for split in SPLITS:
-        data[split], skipped = _read_split(file, split, top[split])
-        ignored.update(skipped)
+    top, data, ignored = _read_file(p)
     dims = _check_dims(file, data)
+    found_variant = _variant(file, dims, variant)
     report = _handle_nonfinite(file, data, nonfinite)
     aligned = all(_split_aligned(data[s]) for s in SPLITS)
     splits: dict[str, Split] = {}
@@ -672,23 +746,28 @@ def load_mmsa_pickle(
     for split in SPLITS:
         splits[split], facts[split] = _build_split(split, data[split], aligned)
     ds_name = name if name is not None else p.stem
-    family, why = _metric_family(metric_family, splits, ds_name, str(path))
     info: dict[str, Any] = {
         "label": label if label is not None else mmsa_label(path),
         **_file_info(p, data, dims, facts, aligned),
-        "metric_family_from": why,
         "nonfinite_policy": nonfinite,
         "nonfinite": report,
         "generated_ids": [s for s in SPLITS if facts[s]["generated_ids"]],
         "clamped_lengths": {s: facts[s]["clamped_lengths"] for s in SPLITS if facts[s]["clamped_lengths"]},
         "ignored_keys": sorted(ignored),
     }
+    if _categorical(file, data):
+        if metric_family is not None:
+            raise DataError(f"{file}: metric_family={metric_family!r} given for categorical labels "
+                            f"('{CLASS_LABELS}'), whose metrics are the classification ones", hint="drop metric_family")
+        return _classification_dataset(file, ds_name, splits, _class_names(file, top, classes), info)
+    family, why = _metric_family(metric_family, splits, ds_name, str(path), found_variant)
+    info["metric_family_from"] = why
     label_range = (-1.0, 1.0) if family == "sims" else (-3.0, 3.0)
     return MSADataset(name=ds_name, splits=splits, label_range=label_range, metric_family=family, info=info)
 
 
 def recognise_release(dataset: MSADataset, known_sha256: Mapping[str, str] | None = None) -> str | None:
-    """The public MMSA release ``dataset`` is (``"MOSI"``, ``"MOSEI"``, ``"SIMS"``), or None.
+    """The public MMSA release ``dataset`` is (``"MOSI"``, ``"MOSEI"``, ``"SIMS"``, ``"SIMS-v2"``), or None.
 
     Rule: the file's sha256 (``info["sha256"]``) is one of ``known_sha256`` (file hash -> release,
     the hashes listed in the published-numbers table); or its (train, valid, test) sizes are those of
@@ -706,6 +785,17 @@ def recognise_release(dataset: MSADataset, known_sha256: Mapping[str, str] | Non
         return None
     ids = (str(i) for s in SPLITS for i in dataset.splits[s].ids)
     return name if all(RELEASE_ID.fullmatch(i) for i in ids) else None
+
+
+def _classification_dataset(file: str, name: str, splits: dict[str, Split], classes: tuple[str, ...],
+                            info: dict[str, Any]) -> MSADataset:
+    """The classification dataset of a categorical file (label checks name the file)."""
+    info["metric_family_from"] = "categorical labels"
+    try:
+        return MSADataset(name=name, splits=splits, label_range=(0.0, float(len(classes) - 1)),
+                          metric_family="classification", info=info, task="classification", classes=classes)
+    except DataError as exc:
+        raise DataError(f"{file}: {exc}", hint=exc.hint or "labels are class indices 0..C-1, one name per class") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -791,8 +881,9 @@ def save_mmsa_pickle(dataset: MSADataset, path: str | os.PathLike[str]) -> None:
     Per split: text, text_bert (ids, mask, zero segment ids; zero ids when ``text_ids`` is None),
     audio, vision, regression_labels, id, audio_lengths/vision_lengths (always: the masks must be
     prefix masks, and an aligned file read back keeps its masks and is reported aligned), and when
-    present regression_labels_<T|A|V>, clues_<modality> and raw_text. :func:`load_mmsa_pickle`
-    reads every one of them back.
+    present regression_labels_<T|A|V>, clues_<modality> and raw_text; a classification dataset gets
+    ``labels`` (int64 class indices) instead of regression_labels and a top-level ``classes``.
+    :func:`load_mmsa_pickle` reads every one of them back.
     """
     missing = [s for s in SPLITS if s not in dataset.splits]
     if missing:
@@ -801,10 +892,22 @@ def save_mmsa_pickle(dataset: MSADataset, path: str | os.PathLike[str]) -> None:
             hint="MMSA files always hold the three splits",
         )
     try:
-        payload = {s: _split_payload(s, dataset.splits[s]) for s in SPLITS}
+        payload: dict[str, Any] = {s: _split_payload(s, dataset.splits[s]) for s in SPLITS}
     except DataError as exc:
         raise DataError(f"{Path(path).name}: {exc}", hint=exc.hint) from exc
-    _atomic_pickle(payload, Path(path))
+    _atomic_pickle(categorical_layout(payload, dataset), Path(path))
+
+
+def categorical_layout(payload: dict[str, Any], dataset: MSADataset) -> dict[str, Any]:
+    """``payload`` (``{split: {key: array}}``) in the categorical layout when ``dataset`` is a
+    classification dataset: ``labels`` (int64 class indices) in place of ``regression_labels`` in
+    every split it holds and the class names on top; unchanged for a regression dataset."""
+    if dataset.task == "classification":
+        for s in SPLITS:
+            if s in payload:
+                payload[s][CLASS_LABELS] = payload[s].pop("regression_labels").astype(np.int64)
+        payload["classes"] = list(dataset.classes)
+    return payload
 
 
 def mmsa_split_payload(split: str, s: Split) -> dict[str, np.ndarray]:

@@ -196,7 +196,7 @@ class ALMTCore(nn.Module):
     audio and vision tokens in; the prediction out. LNLN's DMML is this module on the corrected
     dominant representation."""
 
-    def __init__(self, config: ALMTConfig):
+    def __init__(self, config: ALMTConfig, outputs: int = 1):
         super().__init__()
         c, d = config, config.d_model
         self.readout = c.readout
@@ -204,7 +204,7 @@ class ALMTCore(nn.Module):
         self.language = nn.ModuleList(AttentionBlock(d, c.num_heads, c.dropout) for _ in range(c.ahl_layers - 1))
         self.ahl = nn.ModuleList(HyperModalityLayer(d, c.num_heads, c.dropout) for _ in range(c.ahl_layers))
         self.fusion = FusionTransformer(d, c.tokens, c.fusion_layers, c.num_heads, c.dropout)
-        self.head = nn.Linear(d, 1)
+        self.head = nn.Linear(d, outputs)
 
     def forward(self, h_lang: torch.Tensor, h_audio: torch.Tensor, h_vision: torch.Tensor) -> CoreOutput:
         scales, mask = [h_lang], _valid(h_lang)
@@ -233,10 +233,12 @@ class ALMT(MSAModel):
     """Adaptive Language-guided Multimodal Transformer; see the module docstring. No extras;
     :meth:`hyper_attention` gives the language-guided attention maps for analysis."""
 
+    supports_classification = True
+
     def __init__(self, config: ALMTConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         self.compress = compressors(config)
-        self.core = ALMTCore(config)
+        self.core = ALMTCore(config, self.num_outputs)
 
     def tokens(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The compressed token sequences ``H_m`` [B, k, d] of every modality."""

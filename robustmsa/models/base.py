@@ -12,10 +12,12 @@ creation is deterministic and leaves the caller's global RNG untouched.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -41,6 +43,7 @@ __all__ = [
     "resolve_config",
     "count_parameters",
     "check_config",
+    "classification_models",
 ]
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class MSAModel(nn.Module, ABC):
 
     ``forward(batch, clean=None)`` returns
 
-    - ``"pred"``: float [B] sentiment scores;
+    - ``"pred"``: float [B] sentiment scores; on a classification dataset float [B, C] logits
+      (the trainer's loss is cross-entropy, the prediction their argmax);
     - ``"losses"``: dict name -> scalar tensor of auxiliary losses, already weighted (the trainer
       adds their sum to its task loss; ``{}`` if none);
     - optionally ``"extras"``: dict name -> detached tensor with leading dim B, for analysis.
@@ -130,6 +134,12 @@ class MSAModel(nn.Module, ABC):
 
     ``extras`` declares every extra ``forward`` may return (:class:`~robustmsa.models.extras.Extra`:
     its prediction-table columns, and whether each column's mean is a metric row).
+
+    Classification: ``create_model(..., classes=C)`` builds the model with ``num_classes = C``
+    (0 for regression, the default). A model that sets ``supports_classification`` builds its
+    output layer with :attr:`num_outputs` units (C, or 1 for regression) and keeps ``.squeeze(-1)``
+    on it, which leaves [B, C] logits as they are; a model whose losses need continuous labels
+    (e.g. Self-MM's generated unimodal labels) leaves it False and is refused with a clear error.
     """
 
     name: ClassVar[str] = ""
@@ -140,9 +150,13 @@ class MSAModel(nn.Module, ABC):
     #: given, and :meth:`content_hash` enters the trial identity instead of the ``weight_files`` config keys
     brings_weights: ClassVar[bool] = False
     weight_files: ClassVar[tuple[str, ...]] = ()
+    #: the model can output class logits (its head has :attr:`num_outputs` units and no loss of its own
+    #: needs continuous labels)
+    supports_classification: ClassVar[bool] = False
 
     def __init__(self, config: Any, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__()
+        self.num_classes = _BUILD_CLASSES.get()
         self.config = config
         self.dims = dict(dims)
         self.lengths = None if lengths is None else dict(lengths)
@@ -152,6 +166,11 @@ class MSAModel(nn.Module, ABC):
     @abstractmethod
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         """Predict ``batch``; see the class docstring for the returned dict."""
+
+    @property
+    def num_outputs(self) -> int:
+        """Units of the output layer: the number of classes, or 1 (a regression score)."""
+        return self.num_classes or 1
 
     def encoder_spec(self) -> EncoderSpec:
         """The shape of every modality encoder, from the shared :class:`BaseConfig` keys."""
@@ -188,6 +207,32 @@ class MSAModel(nn.Module, ABC):
 
 
 MODELS: Registry[type[MSAModel]] = Registry("model")
+
+#: the number of classes of the model being built (set by :func:`create_model` around the constructor)
+_BUILD_CLASSES: ContextVar[int] = ContextVar("robustmsa_build_classes", default=0)
+
+
+@contextlib.contextmanager
+def _building(classes: int) -> Iterator[None]:
+    token = _BUILD_CLASSES.set(int(classes))
+    try:
+        yield
+    finally:
+        _BUILD_CLASSES.reset(token)
+
+
+def classification_models() -> list[str]:
+    """The registered models that support classification datasets."""
+    return [n for n in MODELS.names() if MODELS.get(n).supports_classification]
+
+
+def _check_classes(name: str, cls: type[MSAModel], classes: int) -> None:
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0 or classes == 1:
+        raise RobustMSAError(f"model {name!r}: classes must be 0 (regression) or an integer >= 2, got {classes!r}")
+    if classes and not cls.supports_classification:
+        raise RobustMSAError(f"model {name!r} predicts a sentiment score only and cannot be trained on a classification "
+                         f"dataset ({classes} classes)",
+                         hint=f"models that support classification: {', '.join(classification_models())}")
 
 M = TypeVar("M", bound=type)
 
@@ -299,16 +344,22 @@ def create_model(
     dims: Mapping[str, int],
     lengths: Mapping[str, int] | None = None,
     seed: int = 0,
+    *,
+    classes: int = 0,
     **overrides: Any,
 ) -> MSAModel:
     """Build model ``name`` for feature sizes ``dims`` (and sequence ``lengths``), deterministically.
 
+    ``classes``: 0 for a regression model (a score per sample), else the number of classes of a
+    classification dataset (the model outputs that many logits; models without
+    ``supports_classification`` raise :class:`~robustmsa.errors.RobustMSAError` naming those that do).
     Unknown model names raise the registry's ``UnknownNameError`` (close matches, allowed names).
     """
     cls = MODELS.get(name)
     _check_dims(dims, lengths)
+    _check_classes(name, cls, classes)
     config = resolve_config(name, **overrides)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _building(classes):
         torch.manual_seed(int(seed))
         model = cls(config, dims, lengths)
     if getattr(config, "text_encoder", "features") == "hf":

@@ -144,6 +144,7 @@ class EGMF(MSAModel):
     """
 
     extras = (Extra("expert_weights"), Extra("gate_weights"))
+    supports_classification = True
 
     def __init__(self, config: EGMFConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
@@ -161,7 +162,7 @@ class EGMF(MSAModel):
         self.to_pseudo = nn.Linear(d, c.pseudo_tokens * width)
         self.prefix = nn.Parameter(0.02 * torch.randn(c.prompt_tokens, width))
         self.suffix = nn.Parameter(0.02 * torch.randn(c.prompt_tokens, width))
-        self.head = MLPHead(width, c.head_hidden, 1, c.dropout)
+        self.head = MLPHead(width, c.head_hidden, self.num_outputs, c.dropout)
 
 
     def fused(self, batch: Batch) -> torch.Tensor:

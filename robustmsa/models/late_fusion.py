@@ -52,21 +52,36 @@ class LateFusion(MSAModel):
     """
 
     extras = (Extra("unimodal"), Extra("present"))
+    supports_classification = True
 
     def __init__(self, config: LateFusionConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
         c = config
-        self.heads = nn.ModuleDict({m: MLPHead(c.d_model, c.head_hidden, 1, c.dropout) for m in MODALITIES})
-        self.empty_bias = nn.Parameter(torch.zeros(()))
+        self.heads = nn.ModuleDict({m: MLPHead(c.d_model, c.head_hidden, self.num_outputs, c.dropout)
+                                    for m in MODALITIES})
+        self.empty_bias = nn.Parameter(torch.zeros(() if not self.num_classes else (self.num_classes,)))
 
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
         enc = self.encoders(batch)
-        preds = torch.cat([self.heads[m](enc[m].pooled) for m in MODALITIES], dim=1)
         present = ~modality_absent(batch)
+        if self.num_classes:
+            return self._classify(enc, present)
+        preds = torch.cat([self.heads[m](enc[m].pooled) for m in MODALITIES], dim=1)
         w = present.to(preds.dtype)
         count = w.sum(1)
         mean = (preds * w).sum(1) / count.clamp(min=1.0)
         pred = torch.where(count > 0, mean, self.empty_bias.expand_as(mean))
         return {"pred": pred, "losses": {},
                 "extras": {"unimodal": preds.detach(), "present": present}}
+
+    def _classify(self, enc: Mapping[str, Any], present: torch.Tensor) -> dict[str, Any]:
+        """Classification: the mean of the unimodal logits [B, 3, C] over present modalities;
+        ``unimodal`` holds each modality's predicted class."""
+        logits = torch.stack([self.heads[m](enc[m].pooled) for m in MODALITIES], dim=1)
+        w = present.to(logits.dtype).unsqueeze(-1)
+        count = w.sum(1)
+        mean = (logits * w).sum(1) / count.clamp(min=1.0)
+        pred = torch.where(count > 0, mean, self.empty_bias.expand_as(mean))
+        return {"pred": pred, "losses": {},
+                "extras": {"unimodal": logits.detach().argmax(-1).float(), "present": present}}

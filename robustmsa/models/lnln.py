@@ -181,6 +181,7 @@ class LNLN(MSAModel):
     """
 
     extras = (Extra("completeness", summary=True),)
+    supports_classification = True
 
     def __init__(self, config: LNLNConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
@@ -188,7 +189,7 @@ class LNLN(MSAModel):
         self.compress = compressors(c)
         self.completeness = CompletenessEstimator(c)
         self.proxy = ProxyGenerator(c)
-        self.dmml = ALMTCore(c)
+        self.dmml = ALMTCore(c, self.num_outputs)
         self.reconstructor = nn.ModuleDict({m: _blocks(c, c.reconstruct_layers) for m in MODALITIES})
         self.discriminator = nn.Sequential(nn.Linear(c.d_model, c.discriminator_hidden), nn.LeakyReLU(0.1),
                                            nn.Linear(c.discriminator_hidden, 2))

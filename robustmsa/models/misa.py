@@ -151,6 +151,7 @@ class MISA(MSAModel):
     a modality sits from the invariant subspace, e.g. as a corruption pushes it away."""
 
     extras = (Extra("shared_gap", columns=MODALITIES),)
+    supports_classification = True
 
     def __init__(self, config: MISAConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
@@ -161,7 +162,7 @@ class MISA(MSAModel):
         self.shared = nn.Sequential(nn.Linear(d, d), nn.Sigmoid())
         self.recon = nn.ModuleDict({m: nn.Linear(d, d) for m in MODALITIES})
         self.fusion = AttentionBlock(d, c.fusion_heads, c.dropout)
-        self.head = nn.Sequential(nn.Linear(6 * d, 3 * d), nn.Dropout(c.dropout), nn.ReLU(), nn.Linear(3 * d, 1))
+        self.head = nn.Sequential(nn.Linear(6 * d, 3 * d), nn.Dropout(c.dropout), nn.ReLU(), nn.Linear(3 * d, self.num_outputs))
 
     def subspaces(self, batch: Batch) -> Subspaces:
         """Utterance vectors, their shared and private parts and reconstructions, per modality."""

@@ -91,6 +91,7 @@ class MulT(MSAModel):
     """Multimodal Transformer; see the module docstring. extras: ``pooled_norm`` [B, 3]."""
 
     extras = (Extra("pooled_norm"),)
+    supports_classification = True
 
     def __init__(self, config: MulTConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
@@ -101,7 +102,7 @@ class MulT(MSAModel):
         self.self_attn = nn.ModuleDict({
             t: nn.ModuleList(AttentionBlock(2 * d, c.num_heads, c.dropout) for _ in range(c.self_layers))
             for t in MODALITIES})
-        self.head = MLPHead(len(MODALITIES) * 2 * d, c.head_hidden, 1, c.dropout)
+        self.head = MLPHead(len(MODALITIES) * 2 * d, c.head_hidden, self.num_outputs, c.dropout)
 
 
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:

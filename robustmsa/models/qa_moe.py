@@ -191,6 +191,7 @@ class QAMoE(MSAModel):
 
     # r per modality: columns quality_text/audio/vision, and their means as metric rows (quality vs rho)
     extras = (Extra("quality", columns=MODALITIES, summary=True), Extra("sigma2"), Extra("expert_weights"))
+    supports_classification = True
 
     def __init__(self, config: QAMoEConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
@@ -202,7 +203,7 @@ class QAMoE(MSAModel):
         self.router = GatedRouter(len(MODALITIES) * d, c.num_experts, len(MODALITIES) if c.quality_gate else None)
         self.expert_in = nn.Sequential(nn.Linear(len(MODALITIES) * d, d), nn.LayerNorm(d))
         self.experts = ExpertMixture(c.num_experts, d, c.expert_hidden, d, c.dropout)
-        self.head = MLPHead(d, c.head_hidden, 1, c.dropout)
+        self.head = MLPHead(d, c.head_hidden, self.num_outputs, c.dropout)
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         enc = self.encoders(batch)

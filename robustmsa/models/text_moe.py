@@ -240,6 +240,7 @@ class TEXT(MSAModel):
     """
 
     extras = (Extra("fusion_weights"), Extra("expert_weights"), Extra("clues_used"))
+    supports_classification = True
 
     display_name = "TEXT"
 
@@ -260,7 +261,7 @@ class TEXT(MSAModel):
             TextRoutedMoELayer(d, c.num_heads, c.num_experts, c.top_k, c.expert_hidden, c.router_noise, c.dropout)
             for _ in range(c.depth))
         self.fusion_gate = nn.Linear(3 * d, 3) if c.gated_fusion else None
-        self.head = MLPHead(d, c.head_hidden, 1, c.dropout)
+        self.head = MLPHead(d, c.head_hidden, self.num_outputs, c.dropout)
         self._noise_calls = 0  # training forward calls so far: the stream of the keyed router noise
 
 

@@ -77,6 +77,7 @@ class TFN(MSAModel):
     """Tensor Fusion Network; see the module docstring. extras: ``projected_norm`` [B, 3] = ||z_m||."""
 
     extras = (Extra("projected_norm"),)
+    supports_classification = True
 
     def __init__(self, config: TFNConfig, dims: Mapping[str, int], lengths: Mapping[str, int] | None = None):
         super().__init__(config, dims, lengths)
@@ -86,7 +87,7 @@ class TFN(MSAModel):
         self.drop = nn.Dropout(c.dropout)
         self.post = nn.Sequential(
             nn.Linear(c.fused_dim, c.post_hidden), nn.ReLU(), nn.Dropout(c.dropout),
-            nn.Linear(c.post_hidden, c.post_hidden), nn.ReLU(), nn.Linear(c.post_hidden, 1))
+            nn.Linear(c.post_hidden, c.post_hidden), nn.ReLU(), nn.Linear(c.post_hidden, self.num_outputs))
 
     def fuse(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(fusion tensor [B, fused_dim], projections' norms [B, 3])."""

@@ -26,7 +26,7 @@ from ..metrics import METRIC_INFO
 from ..plan import expand_trials, plan_suite
 from ..tracking import Tracker
 from . import catalogue  # noqa: F401  (registers the tables and figures)
-from .build import Settings, Variant
+from .build import Settings, Variant, settings_for_family
 from .core import Context, SigRecord
 from .figures import Drawn, Styles
 from .load import NothingToReport, ReportData, Selection, from_frames, load_from_tracking
@@ -104,13 +104,14 @@ def incomplete_note(suite: Any, missing: Sequence[tuple], ids: dict[tuple, str],
 def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[ReportData, list[str], list[str]]:
     """The suite's trials from the store, the identities that differ from the suite as defined now,
     and the cells of the suite without a finished trial (``name: status``; also in ``data.incomplete``)."""
-    try:
+    try:  # the planned cells (a classification dataset has no reference trial to wait for)
         ids = {_cell(p.spec): p.trial_id for p in plan_suite(suite)}
+        cells = set(ids)
     except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial
         console.print(f"[yellow]cannot plan the suite ({e}); reporting each cell's latest finished trial[/yellow]")
-        ids = {}
+        ids, cells = {}, suite_cells(suite)
     planned = set(ids.values())
-    selection = Selection(suite=suite.name, cells=suite_cells(suite), prefer=planned,
+    selection = Selection(suite=suite.name, cells=cells, prefer=planned,
                           model_order=[m.display for m in suite.models], regime_order=[r.name for r in suite.regimes])
     data = load_from_tracking(suite.tracking.uri, suite.experiment, selection, predictions=predictions)
     listed: list[str] = []
@@ -222,7 +223,7 @@ def _build(data: ReportData, s: Settings, variants: Sequence[Variant] | None, w:
     for ds in datasets:
         ctx = Context(data, ds, replicates=s.bootstrap, bootstrap_seed=s.bootstrap_seed, seed_test=s.seed_test,
                       alpha=s.alpha)
-        report = DatasetReport(ctx, s, variants, len(datasets) > 1, styles, w.out, w)
+        report = DatasetReport(ctx, settings_for_family(s, ctx.family), variants, len(datasets) > 1, styles, w.out, w)
         tables += build_tables(report)
         records += report.records
         if figures:

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -33,7 +34,11 @@ __all__ = ["Settings", "Variant", "main_table", "robustness_tables", "ablation_t
            "cost_table", "quality_table", "significance_table", "metric_columns", "DEFAULT_METRICS"]
 
 DEFAULT_METRICS = {"mosi": ["mae", "corr", "acc7", "has0_acc2", "non0_acc2", "has0_f1", "non0_f1"],
-                   "sims": ["mae", "corr", "acc2", "acc3", "acc5", "f1"]}
+                   "sims": ["mae", "corr", "acc2", "acc3", "acc5", "f1"],
+                   "classification": ["weighted_f1", "accuracy", "macro_f1"]}
+#: the main metric of a dataset whose family lacks the suite's (e.g. MAE on a classification dataset):
+#: tables and curves of classification datasets use weighted F1
+FAMILY_MAIN_METRIC = {"mosi": "mae", "sims": "mae", "classification": "weighted_f1"}
 """The columns papers print (MOSI: no Acc-5/Acc-3, which the suite's ``metrics`` can add); Acc-2 and
 F1 variants side by side."""
 MODALITIES = ("text", "audio", "vision")
@@ -62,6 +67,13 @@ class Variant:
     label: str
     model_name: str
     overrides: str = ""  # JSON, "" = none
+
+
+def settings_for_family(s: Settings, family: str) -> Settings:
+    """``s`` with the family's main metric when the suite's is not one of the family's metrics."""
+    if s.main_metric in metric_keys(family):
+        return s
+    return dataclasses.replace(s, main_metric=FAMILY_MAIN_METRIC[family])
 
 
 def _dir(metric: str) -> str:
@@ -124,6 +136,13 @@ def _suffix(ctx: Context, multi: bool) -> tuple[str, str]:
 
 ACC_NOTE = ("Acc-2 and F1: Has0 = negative vs non-negative over all samples, Non0 = negative vs positive "
             "with samples labelled 0 dropped (weighted F1).")
+CLASS_NOTE = ("Weighted F1: the per-class F1 averaged with the class supports as weights; Macro F1: their "
+              "unweighted mean; Accuracy: the share of samples whose class is right.")
+
+
+def _acc_note(ctx: Context) -> str:
+    """The caption's note on the metric columns of the dataset's metric family."""
+    return CLASS_NOTE if ctx.family == "classification" else ACC_NOTE
 
 
 # ---------------------------------------------------------------------------- main results
@@ -164,7 +183,7 @@ def main_table(ctx: Context, s: Settings, family: str | None = None, multi: bool
     caption = (f"Clean test metrics and, for each corruption sweep, the normalised area under its degradation "
                f"curve (AUDC: the mean metric over reliability ρ from 1 to 0) for {fam_text}, averaged over the families "
                f"that apply to the sweep; a sweep degrades one modality (the others clean) or all three (joint). Mean ± std over {_seeds_text(ents)}. ↑/↓: higher/"
-               f"lower is better. {ACC_NOTE} Best per column and condition in bold, second underlined. "
+               f"lower is better. {_acc_note(ctx)} Best per column and condition in bold, second underlined. "
                f"{_marks_text(ctx, True, 'the best of its column and condition')} n/a: undefined (e.g. Corr of "
                f"constant predictions).{ref_text}{floor}")
     title = f"Main results{' — ' + family if family else ''}{tsuffix}"
@@ -473,7 +492,7 @@ def specialist_table(ctx: Context, s: Settings, multi: bool = False) -> tuple[Ta
     suffix, tsuffix = _suffix(ctx, multi)
     caption = (f"One checkpoint for all against specialists: for each specialist condition (family:sweep=level), "
                f"the specialist trained at that condition and the model's spectrum checkpoint, both evaluated at that "
-               f"grid point. Mean ± std over {_seeds_text(specs + ones)}. {ACC_NOTE} Best per column and condition in "
+               f"grid point. Mean ± std over {_seeds_text(specs + ones)}. {_acc_note(ctx)} Best per column and condition in "
                f"bold. {_marks_text(ctx, True, 'the best of its column and condition')} Training cost: see the "
                f"training-cost table.")
     t = Table(f"specialists{suffix}", f"One checkpoint vs specialists{tsuffix}", caption, metric_columns(metrics),

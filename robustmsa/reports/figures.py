@@ -37,7 +37,7 @@ from scipy import stats
 from corruptions.catalogue import format_parameter
 from corruptions.grids import is_curve_sweep
 
-from ..metrics import METRIC_INFO
+from ..metrics import METRIC_INFO, direction_arrow
 from .build import compared, quality_pairs
 from .core import Context, Entity
 from .references import ORACLE_LABEL, reference_curve
@@ -404,9 +404,12 @@ def expert_figures(ctx: Context, out: Path, write: Callable[[Path, bytes], None]
 
 def trial_curve_png(rows: list[dict], title: str, metric: str = "mae") -> bytes:
     """The ``curves.png`` artifact of one trial: ``metric`` against reliability, one panel per
-    family, one line per curve sweep (a reference trial: its oracle, else its first predictor)."""
+    family, one line per curve sweep (a reference trial: its oracle, else its first predictor);
+    weighted F1 for a classification trial, whose rows have no MAE."""
     plt = _plt()
     df = pd.DataFrame(rows)
+    if metric not in set(df["metric"]) and "weighted_f1" in set(df["metric"]):
+        metric = "weighted_f1"
     models = list(dict.fromkeys(df["model"]))
     shown = "oracle" if "oracle" in models else models[0]  # a reference trial: its oracle (else its probe)
     df = df[(df["metric"] == metric) & (df["family"] != "clean") & (df["model"] == shown)]
@@ -422,7 +425,9 @@ def trial_curve_png(rows: list[dict], title: str, metric: str = "mae") -> bytes:
         ax.set_xlabel("reliability ρ (0 absent, 1 clean)", fontsize=8)
         ax.set_xlim(*RHO_LIMITS)
         ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel(f"{metric.upper()} (↓)", fontsize=8)
+    info = METRIC_INFO[metric]
+    axes[0][0].set_ylabel(f"{metric.upper()} (↓)" if metric == "mae" else f"{info.label} ({direction_arrow(metric)})",
+                          fontsize=8)
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

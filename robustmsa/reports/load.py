@@ -100,8 +100,11 @@ def _date(end_times: Iterable[Any]) -> str:
 
 
 def metric_family_of(rows: pd.DataFrame) -> str:
-    """``"sims"`` when the rows hold SIMS metrics (acc2 without acc7), else ``"mosi"``."""
+    """``"classification"`` when the rows hold weighted F1, ``"sims"`` when they hold SIMS metrics (acc2
+    without acc7), else ``"mosi"``."""
     keys = set(rows["metric"])
+    if "weighted_f1" in keys:
+        return "classification"
     return "sims" if "acc2" in keys and "acc7" not in keys else "mosi"
 
 

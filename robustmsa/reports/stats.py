@@ -166,6 +166,23 @@ def _mosi(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
 _SIMS_EDGES = {2: [0.0], 3: [-0.1, 0.1], 5: [-0.7, -0.1, 0.1, 0.7]}
 
 
+def _classes(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
+    """Classification metrics of class indices under weights ``w`` [R, N] (per-class sums ``W @ onehot``):
+    F1 averaged over the classes a replicate has in truth or prediction, as with all ones."""
+    k = int(max(p.max(), y.max())) + 1
+    true = (y[:, None] == np.arange(k)).astype(np.float64)
+    hit = true * (p == y)[:, None]
+    n_true, n_pred = w @ true, w @ (p[:, None] == np.arange(k)).astype(np.float64)
+    tp, seen = w @ hit, (n_true + n_pred) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(seen, 2.0 * tp / np.where(seen, n_true + n_pred, 1.0), 0.0)
+        out = {"weighted_f1": (f1 * n_true).sum(axis=1) / n_true.sum(axis=1),
+               "accuracy": tp.sum(axis=1) / w.sum(axis=1),
+               "macro_f1": f1.sum(axis=1) / seen.sum(axis=1)}
+        out.update({f"class_acc_{c}": np.where(n_true[:, c] > 0, tp[:, c] / n_true[:, c], np.nan) for c in range(k)})
+    return out
+
+
 def _sims(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
     p, y = np.clip(p, -1.0, 1.0), np.clip(y, -1.0, 1.0)
 
@@ -189,8 +206,8 @@ def weighted_metrics(pred: Sequence[float], truth: Sequence[float], family: str,
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if p.size != y.size or w.shape[1] != p.size:
         raise ValueError(f"pred ({p.size}), truth ({y.size}) and weights ({w.shape[1]} columns) must match")
-    out = _sims(w, p, y) if family == "sims" else _mosi(w, p, y)
-    return {k: out[k] for k in metric_keys(family)}
+    out = _sims(w, p, y) if family == "sims" else _classes(w, p, y) if family == "classification" else _mosi(w, p, y)
+    return {k: out[k] for k in metric_keys(family) if k in out}
 
 
 def bootstrap_compare(model: FloatArray, reference: FloatArray, level: float = 0.95) -> dict[str, float]:

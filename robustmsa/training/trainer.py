@@ -7,8 +7,9 @@ Regimes (``RegimeSpec.kind``):
 - ``specialist``: every batch corrupted at one fixed condition (family, sweep, level).
 
 Model and epoch selection use the VALIDATION split only, at the validation spectrum of the regime
-(the mean validation MAE over its grid points, clean included); early stopping on it; the best
-state is kept. The test split is never seen here. A non-finite loss stops training with an error.
+(the mean validation MAE over its grid points, clean included; on a classification dataset the
+mean of 1 - weighted F1); early stopping on it; the best state is kept. The task loss of a
+classification model (``num_classes`` > 0) is cross-entropy on its logits, whatever ``training.loss`` says. The test split is never seen here. A non-finite loss stops training with an error.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from ..data.batch import Batch, batches, split_to_batch
 from ..data.dataset import MSADataset
 from ..errors import NonFiniteError
 from ..evaluation import CorruptionContext, GridRun, evaluate_grid, predict
-from ..metrics import compute_metrics
 from ..plan import TrainingRun, validation_grid
 from ..suite import GridSpec
 
@@ -56,6 +56,28 @@ def resolve_device(name: str) -> torch.device:
 
 def _loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return torch.nn.functional.l1_loss if kind == "l1" else torch.nn.functional.mse_loss
+
+
+def _class_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits [B, C] against class indices (float labels of a classification batch)."""
+    return torch.nn.functional.cross_entropy(logits, labels.long())
+
+
+def _task_loss(kind: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The task loss: cross-entropy for a classification model, else ``training.loss`` (l1 or mse)."""
+    return _class_loss if num_classes else _loss_fn(kind)
+
+
+def _validation_error(metrics: dict[str, float]) -> float:
+    """The selection score of one validation point (lower is better): MAE, or 1 - weighted F1."""
+    return 1.0 - metrics["weighted_f1"] if "weighted_f1" in metrics else metrics["mae"]
+
+
+def _classification_summary(res: list, clean: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """The validation score and epoch row of a classification model over the validation grid."""
+    score = float(np.mean([_validation_error(r.metrics) for r in res]))
+    return score, {"valid_error": score, "valid_clean_weighted_f1": clean["weighted_f1"],
+                   "valid_clean_accuracy": clean["accuracy"]}
 
 
 class RegimeCorruption:
@@ -98,23 +120,29 @@ class RegimeCorruption:
 
 class _Validator:
     """The validation score of an epoch (lower is better): the mean MAE over the regime's validation
-    grid (clean included), or the MAE at a specialist's condition."""
+    grid (clean included), or the MAE at a specialist's condition; 1 - weighted F1 instead of the
+    MAE on a classification dataset."""
 
     def __init__(self, dataset: MSADataset, run: TrainingRun, ctx: CorruptionContext, device: torch.device):
         self.valid = split_to_batch(dataset["valid"])
         self.run, self.ctx = run, ctx
         grid = validation_grid(run.regime) or GridSpec(families=[], levels=[1.0], sweeps=[])
-        self.grid = GridRun(grid, run.valid_seed, dataset.metric_family, split="valid", batch_size=512, device=device)
+        self.grid = GridRun(grid, run.valid_seed, dataset.metric_family, split="valid", batch_size=512, device=device,
+                            num_classes=dataset.num_classes)
 
     def __call__(self, model: torch.nn.Module) -> tuple[float, dict[str, float]]:
         cond = self.run.condition
         if cond is not None:
             prepared = self.ctx.prepared(cond.family, self.run.valid_seed, self.valid, "valid")
             pred, _ = predict(model, self.valid.with_modalities(prepared.at(cond.point())), 512, self.grid.device)
-            m = compute_metrics(pred, self.valid.labels.numpy(), self.grid.metric_family)
+            m = self.grid.metrics(pred, self.valid.labels.numpy())
+            if self.grid.num_classes:
+                return _validation_error(m), {"valid_error": _validation_error(m), "valid_accuracy": m["accuracy"]}
             return m["mae"], {"valid_mae": m["mae"], "valid_corr": m["corr"]}
         res = evaluate_grid(model, self.valid, self.ctx, self.grid)
         clean = next(r for r in res if r.grid.point.is_clean)
+        if self.grid.num_classes:
+            return _classification_summary(res, clean.metrics)
         score = float(np.mean([r.metrics["mae"] for r in res]))
         return score, {"valid_mae": score, "valid_clean_mae": clean.metrics["mae"],
                        "valid_clean_corr": clean.metrics["corr"]}
@@ -124,7 +152,7 @@ def _train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption
                  run: TrainingRun, epoch: int, device: torch.device) -> float:
     """One pass over the training split; the mean task loss. A non-finite loss stops training."""
     training = run.training
-    loss_fn = _loss_fn(training.loss)
+    loss_fn = _task_loss(training.loss, getattr(model, "num_classes", 0))
     model.train()
     total, count = 0.0, 0
     for b in batches(train, training.batch_size, shuffle_seed=run.seed * 100003 + epoch):

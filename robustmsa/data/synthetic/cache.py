@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import RobustMSAError
 from ..dataset import SPLITS, MSADataset, Split
 from ..mmsa import save_mmsa_pickle
 from .assembly import GENERATOR_VERSION
@@ -80,6 +81,8 @@ def _write_cache(stem: Path, dataset: MSADataset, key: str) -> None:
         "name": dataset.name, "label_range": list(dataset.label_range),
         "metric_family": dataset.metric_family, "info": dataset.info,
     }
+    if dataset.task != "regression":
+        meta.update(task=dataset.task, classes=list(dataset.classes))
     arrays = _flat_arrays(dataset)
     _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
     _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta).encode("utf-8")))
@@ -97,10 +100,11 @@ def _read_cache(stem: Path, key: str) -> MSADataset | None:
         dataset = MSADataset(
             name=meta["name"], splits=splits, label_range=tuple(meta["label_range"]),
             metric_family=meta["metric_family"], info=meta["info"],
+            task=meta.get("task", "regression"), classes=tuple(meta.get("classes", ())),
         )
         ok = (meta["cache_key"] == key and meta["generator_version"] == GENERATOR_VERSION
               and dataset.content_hash() == meta["content_hash"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, RobustMSAError):
         return None
     return dataset if ok else None
 

@@ -20,7 +20,8 @@ __all__ = ["SyntheticConfig", "PRESETS", "DATASET_NAMES", "STREAMS", "stream_rng
 
 #: Dataset name of each preset.
 DATASET_NAMES: Mapping[str, str] = MappingProxyType(
-    {"mosi": "synthetic", "mosei": "synthetic_mosei", "sims": "synthetic_sims", "trimodal": "synthetic_trimodal"}
+    {"mosi": "synthetic", "mosei": "synthetic_mosei", "sims": "synthetic_sims", "trimodal": "synthetic_trimodal",
+     "emotion": "synthetic_emotion", "sims2": "synthetic_sims2"}
 )
 
 #: Random stream of each part of the generator: every draw comes from ``default_rng([seed, stream])``.
@@ -139,7 +140,7 @@ class SyntheticConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> SyntheticConfig:
-        """The preset ``name`` ("mosi", "mosei", "sims", "trimodal") with ``overrides`` applied."""
+        """The preset ``name`` ("mosi", "mosei", "sims", "trimodal", "emotion", "sims2") with ``overrides`` applied."""
         if name not in PRESETS:
             raise RobustMSAError(
                 f"unknown synthetic preset {name!r}; allowed presets: {', '.join(PRESETS)}",
@@ -197,8 +198,11 @@ def _check_ranges(c: SyntheticConfig) -> None:
         raise _bad("preset", c.preset, ", ".join(DATASET_NAMES))
     if c.design not in ("lexical", "cue"):
         raise _bad("design", c.design, "lexical, cue")
-    if c.metric_family not in ("mosi", "sims"):
-        raise _bad("metric_family", c.metric_family, "mosi, sims")
+    if c.metric_family not in ("mosi", "sims", "classification"):
+        raise _bad("metric_family", c.metric_family, "mosi, sims, classification")
+    if c.metric_family == "classification" and c.design != "cue":
+        raise _bad("metric_family", c.metric_family, "mosi or sims with design lexical (classification needs "
+                   "design cue: the emotion classes come from its latents)")
     for key in ("seed",):
         if getattr(c, key) < 0:
             raise _bad(key, getattr(c, key), "an integer >= 0")
@@ -273,10 +277,26 @@ _TRIMODAL = dict(
     audio_salient_frames=(4, 10), vision_salient_frames=(4, 10),
 )
 
+#: MELD-style emotion classes from the cue design (:mod:`.emotion`): no private factor in the valence,
+#: neutral and negative shares set so that the classes come close to MELD's shares; MOSI's sizes
+_EMOTION = dict(
+    _TRIMODAL, preset="emotion", metric_family="classification", text_private=0.0, audio_private=0.0,
+    vision_private=0.0, neutral_share=0.44, negative_share=0.44,
+)
+
+#: CH-SIMS v2.0 (supervised part, MMSA's ch-simsv2s.pkl): 2722/647/1034 clips, text 50x768, audio
+#: 925x25, vision 232x177, unaligned, SIMS labels and unimodal labels T/A/V
+_SIMS2 = dict(
+    _SIMS, preset="sims2", n_train=2722, n_valid=647, n_test=1034, text_len=50, audio_len=925, audio_dim=25,
+    vision_len=232, vision_dim=177,
+)
+
 #: The presets (read-only): name -> config with the real dataset's sizes and shapes.
 PRESETS: Mapping[str, SyntheticConfig] = MappingProxyType({
     "mosi": SyntheticConfig(),
     "mosei": SyntheticConfig(**_MOSEI),
     "sims": SyntheticConfig(**_SIMS),
     "trimodal": SyntheticConfig(**_TRIMODAL),
+    "emotion": SyntheticConfig(**_EMOTION),
+    "sims2": SyntheticConfig(**_SIMS2),
 })

@@ -66,6 +66,7 @@ from .text import (
 )
 
 __all__ = ["CUE_NAMES", "PRIVATE_CUE", "CueWorld", "build_world", "shared_cue_means", "private_weights",
+           "cue_design_with_private",
            "generate_cue_design", "slot_indicator", "with_marker"]
 
 #: The cues of each modality, in order (the last one is the private factor).
@@ -184,6 +185,12 @@ def _cues(config: SyntheticConfig, z: np.ndarray, conflict: np.ndarray) -> tuple
 
 def generate_cue_design(config: SyntheticConfig) -> MSADataset:
     """The synthetic dataset of a ``design: cue`` config (see the module docstring)."""
+    return cue_design_with_private(config)[0]
+
+
+def cue_design_with_private(config: SyntheticConfig) -> tuple[MSADataset, dict[str, np.ndarray]]:
+    """The dataset of a ``design: cue`` config and, per split, its clips' private factors [3, n]
+    (text, audio, vision; the emotion preset maps them to classes, :mod:`.emotion`)."""
     pop = sample_population(config)
     z = pop.s / config.rating_levels
     cues, u = _cues(config, z, pop.conflict)
@@ -207,10 +214,11 @@ def generate_cue_design(config: SyntheticConfig) -> MSADataset:
     info = dataset_info(config, s_total, pop.conflict, labels, index, encoder.lexicon)
     info["oracle"] = _oracle_info(slots, bursts, index)
     info["private_share"] = _private_share(config, pop.s, s_total)
-    return MSADataset(
+    dataset = MSADataset(
         name=config.dataset_name, splits=splits, label_range=tuple(float(x) for x in config.label_range),
         metric_family=config.metric_family, info=info,
     )
+    return dataset, {s: u[:, idx] for s, idx in index.items()}
 
 
 def _cue_transcripts(

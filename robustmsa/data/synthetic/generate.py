@@ -8,6 +8,7 @@ from ..dataset import SPLITS, MSADataset, Split
 from .assembly import dataset_info, sample_population, slice_split
 from .config import SyntheticConfig, stream_rng
 from .cue_design import generate_cue_design
+from .emotion import generate_emotion
 from .frames import audio_cues, clue_sequences, frame_lengths, render_frames, vision_cues
 from .latent import annotate
 from .text import PAD_ID, SyntheticTextEncoder, render_text, sample_transcripts, word_strings
@@ -17,6 +18,8 @@ __all__ = ["generate_synthetic"]
 
 def generate_synthetic(config: SyntheticConfig) -> MSADataset:
     """The synthetic dataset of ``config``: a pure, deterministic function of the config."""
+    if config.metric_family == "classification":
+        return generate_emotion(config)
     if config.design == "cue":
         return generate_cue_design(config)
     return _generate_lexical(config)
