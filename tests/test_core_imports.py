@@ -2,7 +2,8 @@
 transformers made unimportable, the corruption engine, the data layer, the models, training and
 evaluation still import and run a real (small) pipeline; ``robustmsa.evaluate`` runs in-process
 without Ray. Each check runs in a fresh interpreter whose first act is to install an import
-blocker (a meta-path finder that refuses the blocked top-level packages)."""
+blocker: every finder of ``sys.meta_path`` is wrapped so that it does not see the blocked top-level
+packages, which then look not installed (``importlib.util.find_spec`` gives None, an import fails)."""
 from __future__ import annotations
 
 import json
@@ -21,13 +22,21 @@ BLOCKER = '''
 import importlib.abc, json, sys
 BLOCKED = set(json.loads(sys.argv[1]))
 
-class _Blocker(importlib.abc.MetaPathFinder):
+class _Hiding(importlib.abc.MetaPathFinder):
+    """A finder of sys.meta_path that does not see the blocked packages (as if not installed)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
-        return None
+            return None
+        return self.inner.find_spec(name, path, target)
 
-sys.meta_path.insert(0, _Blocker())
+    def __getattr__(self, name):  # invalidate_caches, find_distributions, ...
+        return getattr(self.inner, name)
+
+sys.meta_path[:] = [_Hiding(f) for f in sys.meta_path]
 
 def loaded_blocked():
     return sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED)
@@ -96,9 +105,10 @@ def test_core_modules_import_without_services() -> None:
 def test_blocker_blocks() -> None:
     """The blocker is real: a blocked package fails to import, whoever asks for it."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", BLOCKER + "import mlflow.tracking", json.dumps(["mlflow"])],
+    code = BLOCKER + "import importlib.util; assert importlib.util.find_spec('mlflow') is None; import mlflow.tracking"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(["mlflow"])],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "No module named 'mlflow' (blocked by the test)" in proc.stderr
+    assert proc.returncode != 0 and "ModuleNotFoundError: No module named 'mlflow'" in proc.stderr
 
 
 @pytest.mark.slow
@@ -119,3 +129,42 @@ def test_evaluate_runs_in_process_without_ray(tmp_path: Path) -> None:
     assert out["blocked_loaded"] == []
     assert out["failed"] == {}
     assert out["rows"] > 0 and "mae" in out["metrics"]
+
+
+GPU_CHECK = '''
+import runpy
+sys.argv = [sys.argv[2], "--device", "cpu", "--small", "--epochs", "1", "--threads", "1"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_on_cpu_without_services() -> None:
+    """bench/gpu_check.py on the CPU (tiny data and BERT), with everything but transformers blocked."""
+    blocked = tuple(m for m in SERVICES if m != "transformers")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", BLOCKER + GPU_CHECK, json.dumps(blocked),
+                           str(REPO / "bench" / "gpu_check.py")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
+            if line.startswith(("qa_moe ", "late_fusion+bert-tiny "))}
+    assert set(rows) == {"qa_moe", "late_fusion+bert-tiny"}, proc.stdout
+    for values in rows.values():
+        assert all(float(v.replace(",", "")) > 0 for v in values[:3]) and values[3:] == ["n/a", "(cpu)"]
+    assert "grid 72 points" in proc.stdout
+    assert "the comparison needs --device cuda" in proc.stdout
+    assert "services imported: none" in proc.stdout
+
+
+def test_gpu_check_difference_of_metrics() -> None:
+    import runpy
+
+    diff = runpy.run_path(str(REPO / "bench" / "gpu_check.py"))["max_abs_difference"]
+    nan = float("nan")
+    a = {("clean", "mae"): 0.5, ("clean", "corr"): nan, ("noise/joint/1", "mae"): 0.75}
+    assert diff(a, a) == 0.0
+    assert diff(a, {**a, ("noise/joint/1", "mae"): 0.5}) == 0.25
+    assert diff(a, {**a, ("clean", "mae"): nan}) == float("inf")
+    with pytest.raises(ValueError, match="different grid points"):
+        diff(a, {("clean", "mae"): 0.5})
