@@ -205,3 +205,15 @@ def test_short_commands_import_no_torch(repo: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "robustmsa " in proc.stdout and "qa_moe" in proc.stdout and "synthetic_trimodal" in proc.stdout
+
+
+def test_validate_loads_each_dataset_once() -> None:
+    """Inside ``reuse_loaded`` (what validate plans in) a dataset is loaded once; outside, afresh."""
+    from robustmsa.datasets import load_dataset, reuse_loaded
+
+    params = {"seed": 0, "n_train": 32, "n_valid": 8, "n_test": 8, "text_dim": 8}
+    with reuse_loaded():
+        first = load_dataset("synthetic_trimodal", params)
+        assert load_dataset("synthetic_trimodal", dict(params)) is first
+        assert load_dataset("synthetic_trimodal", {**params, "seed": 1}) is not first
+    assert load_dataset("synthetic_trimodal", params) is not first
