@@ -82,15 +82,16 @@ data = load_dataset("synthetic_trimodal", {"seed": 0, "n_train": 64, "n_valid": 
 model = create_model("late_fusion", dims=data.dims, lengths=data.lengths, seed=0)
 res = robustmsa.evaluate(model, data, spectrum=sys.argv[2], quiet=True, evaluation__references=False,
                          tracking__uri="sqlite:///" + os.path.join(sys.argv[3], "mlflow.db"))
+assert {"mlflow.db", "mlruns"} <= set(os.listdir(sys.argv[3])), os.listdir(sys.argv[3])  # the store and its artifacts
 print(json.dumps({"blocked_loaded": loaded_blocked(), "failed": res.summary.failed, "rows": len(res.rows),
                   "metrics": sorted(set(res.rows["metric"]))}))
 '''
 
 
-def _run_blocked(blocked: tuple[str, ...], body: str, *args: str) -> dict:
+def _run_blocked(blocked: tuple[str, ...], body: str, *args: str, cwd: Path = REPO) -> dict:
     """Run ``body`` in a fresh interpreter with ``blocked`` unimportable; its last stdout line, as JSON."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", BLOCKER + body, json.dumps(blocked), *args], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-c", BLOCKER + body, json.dumps(blocked), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -125,7 +126,7 @@ def test_pipeline_runs_without_services() -> None:
 def test_evaluate_runs_in_process_without_ray(tmp_path: Path) -> None:
     """``robustmsa.evaluate`` defaults to the in-process backend: no Ray (tracking still writes MLflow)."""
     blocked = tuple(m for m in SERVICES if m not in ("mlflow", "matplotlib"))
-    out = _run_blocked(blocked, EVALUATE, str(REPO / "suites" / "smoke.yaml"), str(tmp_path))
+    out = _run_blocked(blocked, EVALUATE, str(REPO / "suites" / "smoke.yaml"), str(tmp_path), cwd=tmp_path)
     assert out["blocked_loaded"] == []
     assert out["failed"] == {}
     assert out["rows"] > 0 and "mae" in out["metrics"]
