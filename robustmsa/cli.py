@@ -16,21 +16,23 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from rich import box
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from corruptions.registry import UnknownNameError
 
 from ._version import __version__
 from .errors import RobustMSAError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from .plan import PlannedTrial
+    from .suite import Suite
 
 __all__ = ["main", "build_parser"]
 
@@ -159,11 +161,19 @@ def _cmd_run(args: argparse.Namespace, out: Console) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
-    from .plan import estimate_cost, plan_suite
+    from .datasets import reuse_loaded
+    from .plan import plan_suite
     from .suite import load_suite
 
     suite = load_suite(args.suite, args.overrides)
-    planned = plan_suite(suite)
+    with reuse_loaded():  # planning, the cost and the calibration read the same datasets
+        return _print_validation(args, suite, plan_suite(suite), out)
+
+
+def _print_validation(args: argparse.Namespace, suite: Suite, planned: list[PlannedTrial], out: Console) -> int:
+    from .estimate import estimate_wall_time
+    from .plan import estimate_cost
+
     ev = suite.evaluation
     cost = estimate_cost(suite, planned)
     out.print(f"{args.suite}: suite '{suite.name}' v{suite.version} is valid")
@@ -175,8 +185,6 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
               f"supports of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
     out.print(f"  estimated cost: at most {cost.sample_passes:,} sample passes (epochs x train x 2 for training and "
               f"validation, grid points x test for evaluation)")
-    from .estimate import estimate_wall_time
-
     out.print(f"  estimated wall time: {estimate_wall_time(suite, planned).text()}", markup=False, highlight=False)
     for p in planned:
         out.print(f"  - {p.spec.name}  [dim]{p.trial_id}[/dim]")
@@ -185,10 +193,7 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
 
 def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
     if args.what == "models":
-        from .models import MODELS, load_plugins
-
-        load_plugins()
-        for n in MODELS.names():
+        for n in model_names():
             out.print(n)
     elif args.what == "corruptions":
         (table,) = _corruption_tables(split=False)
@@ -200,10 +205,8 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
         out.print("rho = 1 is the clean input, rho = 0 the modality absent; the mapping of each family and what "
                   "rho = 0 means: docs/corruptions.md (python -m corruptions.catalogue)", markup=False, highlight=False)
     elif args.what == "datasets":
-        from .datasets import DATASETS
-
-        for n in DATASETS.names():
-            out.print(f"{n:18s} {DATASETS.get(n).help}", markup=False)
+        for n, text in sorted(declared(PACKAGE / "datasets.py", "register_dataset", 2)):
+            out.print(f"{n:18s} {text}", markup=False)
     else:
         root = Path("suites") if Path("suites").is_dir() else Path(__file__).resolve().parents[1] / "suites"
         for f in sorted(root.rglob("*.yaml")):  # suites/*.yaml, then the published protocols (suites/protocols/)
@@ -211,9 +214,45 @@ def _cmd_ls(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+#: this package's folder: ``ls models`` and ``ls datasets`` read their declarations from its source
+PACKAGE = Path(__file__).resolve().parent
+
+
+def declared(path: Path, call: str, n_args: int) -> list[tuple[str, ...]]:
+    """The literal first ``n_args`` arguments of every ``call(...)`` in the module at ``path``, read
+    from its source without importing it (``@register_model("qa_moe", Config)`` gives ``("qa_moe",)``,
+    ``register_dataset("synthetic", "help", loader)`` with ``n_args=2`` gives ``("synthetic", "help")``).
+
+    What ``ls`` prints without importing torch; ``tests/test_cli.py`` checks it against the registries."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == call:
+            found.append(tuple(ast.literal_eval(a) for a in node.args[:n_args]))
+    return found
+
+
+def model_names() -> list[str]:
+    """Every model ``robustmsa ls models`` lists: the ``@register_model`` names of the package's model
+    files, read from their source; with installed plugins (entry-point group ``robustmsa.models``)
+    the registry itself, as plugins register on import."""
+    from importlib.metadata import entry_points
+
+    if entry_points(group="robustmsa.models"):
+        from .models import MODELS, load_plugins
+
+        load_plugins()
+        return MODELS.names()
+    files = [f for f in sorted((PACKAGE / "models").glob("*.py")) if not f.name.startswith("_")]
+    return sorted(name for f in files for (name,) in declared(f, "register_model", 1))
+
+
 def _corruption_tables(split: bool) -> list[Table]:
     """The corruption catalogue as terminal tables: what each family's parameter is, and its value
     at each reliability; one table, or (``split``, for a narrow terminal) two."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
     from corruptions.catalogue import CATALOGUE_LEVELS, catalogue_rows
 
     rows = catalogue_rows()
@@ -254,8 +293,8 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
 def _report_error(err: Console, e: Exception) -> int:
     """Print an error as ``error: <where>: <what>`` (and its hint); its exit code (2 for bad input,
     1 for a failure during a run, e.g. a store write)."""
-    if isinstance(e, UnknownNameError):
-        text = f"{e.kind} {e.name!r}: {e.message}"
+    if _is_unknown_name(e):
+        text = f"{e.kind} {e.name!r}: {e.message}"  # type: ignore[attr-defined]
     else:
         text = str(e)
     err.print(f"error: {text}", markup=False, highlight=False)
@@ -263,6 +302,13 @@ def _report_error(err: Console, e: Exception) -> int:
     if hint:
         err.print(f"hint: {hint}", markup=False, highlight=False)
     return int(getattr(e, "exit_code", 2))
+
+
+def _is_unknown_name(e: BaseException) -> bool:
+    """Whether ``e`` is a registry's :class:`~corruptions.registry.UnknownNameError` (an input error).
+    Only code that imported the registry can raise one, so the check imports nothing."""
+    registry = sys.modules.get("corruptions.registry")
+    return registry is not None and isinstance(e, registry.UnknownNameError)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -292,8 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         return COMMANDS[args.command](args, out)
-    except (RobustMSAError, UnknownNameError) as e:  # input errors; any other KeyError is a bug and raises
-        if args.debug:
+    except (RobustMSAError, KeyError) as e:  # input errors; any other KeyError is a bug and raises
+        if args.debug or not (isinstance(e, RobustMSAError) or _is_unknown_name(e)):
             raise
         return _report_error(err, e)
     except KeyboardInterrupt:

@@ -6,7 +6,9 @@ This module sits above both :mod:`robustmsa.data` (feature datasets) and :mod:`r
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,7 @@ from corruptions.registry import Registry
 from .data.dataset import MSADataset
 from .errors import DataError, RobustMSAError
 
-__all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset", "remember_dataset"]
+__all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset", "remember_dataset", "reuse_loaded"]
 
 Loader = Callable[..., MSADataset]
 
@@ -38,13 +40,34 @@ def register_dataset(name: str, help: str, loader: Loader) -> Loader:
     return loader
 
 
+#: the datasets loaded inside :func:`reuse_loaded`, by (name, params); None outside it
+_REUSED: dict[str, MSADataset] | None = None
+
+
+@contextlib.contextmanager
+def reuse_loaded() -> Iterator[None]:
+    """Inside the block, :func:`load_dataset` loads each (name, params) once and returns that same
+    object again: for code that only reads the datasets, e.g. ``robustmsa validate`` (planning, the
+    cost and the calibration of the wall time read each dataset three or more times)."""
+    global _REUSED
+    before, _REUSED = _REUSED, ({} if _REUSED is None else _REUSED)
+    try:
+        yield
+    finally:
+        _REUSED = before
+
+
 def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
     """Load dataset ``name`` (registry) with ``params``; unknown names list the close matches.
+    Inside :func:`reuse_loaded` a dataset loaded before is returned again.
 
     ``params.label``, for any dataset, is its name in report tables (``DatasetSpec.display``), not a
     loader argument: it is kept in ``info["label"]``. Every input error starts with ``dataset '<name>': ``
     (the CLI's ``error: <where>:``).
     """
+    key = json.dumps([name, params or {}], sort_keys=True, default=str)
+    if _REUSED is not None and key in _REUSED:
+        return _REUSED[key]
     entry = DATASETS.get(name)
     where = f"dataset {name!r}"
     loader_params = {k: v for k, v in (params or {}).items() if k != "label"}
@@ -58,6 +81,8 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
         raise type(e)(f"{where}: {str(e).removeprefix(f'{name}: ')}", hint=e.hint) from e
     if (params or {}).get("label") is not None:
         dataset.info["label"] = str(params["label"])
+    if _REUSED is not None:
+        _REUSED[key] = dataset
     return dataset
 
 

@@ -16,6 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,7 +26,9 @@ from .evaluation import predict
 from .models import create_model
 from .plan import PlannedTrial, validation_grid
 from .suite import Suite
-from .tracking import Tracker
+
+if TYPE_CHECKING:  # the store is read only when it exists; MLflow and pandas load then
+    from .tracking import Tracker
 
 __all__ = ["WallTime", "estimate_wall_time", "parallel_slots", "slots_of", "recorded_durations", "duration_key",
            "duration_text"]
@@ -80,6 +83,8 @@ def parallel_slots(suite: Suite) -> int:
 
 def _store(suite: Suite) -> Tracker | None:
     """The suite's experiment for reading, without creating a store that is not there."""
+    from .tracking import Tracker
+
     uri = suite.tracking.uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None

@@ -180,3 +180,40 @@ def test_an_unknown_registry_name_names_itself() -> None:
     with err.capture() as cap:
         assert _report_error(err, UnknownNameError("dataset", "synthetik", ["synthetic", "mmsa"])) == 2
     assert cap.get().startswith("error: dataset 'synthetik': unknown dataset 'synthetik' (did you mean synthetic?)")
+
+
+def test_ls_lists_the_registries_without_importing_them() -> None:
+    """``ls models`` and ``ls datasets`` read the declarations from the source: the same as the registries."""
+    from robustmsa.cli import PACKAGE, declared, model_names
+    from robustmsa.datasets import DATASETS
+    from robustmsa.models import MODELS, load_plugins
+
+    load_plugins()
+    assert model_names() == MODELS.names()
+    assert sorted(declared(PACKAGE / "datasets.py", "register_dataset", 2)) == [
+        (n, DATASETS.get(n).help) for n in DATASETS.names()]
+
+
+def test_short_commands_import_no_torch(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from robustmsa.cli import main\n"
+            "for argv in (['--version'], ['ls', 'models'], ['ls', 'datasets'], ['ls', 'suites']): assert main(argv) == 0\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'pandas', 'corruptions', 'mlflow', 'ray') if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "robustmsa " in proc.stdout and "qa_moe" in proc.stdout and "synthetic_trimodal" in proc.stdout
+
+
+def test_validate_loads_each_dataset_once() -> None:
+    """Inside ``reuse_loaded`` (what validate plans in) a dataset is loaded once; outside, afresh."""
+    from robustmsa.datasets import load_dataset, reuse_loaded
+
+    params = {"seed": 0, "n_train": 32, "n_valid": 8, "n_test": 8, "text_dim": 8}
+    with reuse_loaded():
+        first = load_dataset("synthetic_trimodal", params)
+        assert load_dataset("synthetic_trimodal", dict(params)) is first
+        assert load_dataset("synthetic_trimodal", {**params, "seed": 1}) is not first
+    assert load_dataset("synthetic_trimodal", params) is not first

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .._families import register_family
@@ -38,6 +37,8 @@ class FrameDownscale(RawCorruption):
     monotone_tolerance = 0.15
 
     def __init__(self) -> None:
+        import cv2  # lazy: OpenCV is needed only when the family is built
+
         pair = {"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}
         self._downscale = A.Downscale(scale_range=(0.5, 0.5), interpolation_pair=pair, p=1.0)
 

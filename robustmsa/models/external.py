@@ -62,7 +62,7 @@ def state_sha256(obj: Any) -> str:
         for k, v in sorted(obj.state_dict().items()):
             t = v.detach().cpu().contiguous()
             h.update(f"{k}/{t.dtype}/{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     else:
         try:
             h.update(inspect.getsource(obj).encode())
