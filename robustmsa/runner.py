@@ -455,7 +455,7 @@ def run_suite(
     if make_report:
         t1 = time.perf_counter()
         with phase(console, "report: tables and figures"):
-            summary.report_paths = write_report(suite, console=console)
+            summary.report_paths = write_report(suite, console=console, planned=planned)
         summary.timings["report_s"] = time.perf_counter() - t1
     return summary
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -22,7 +22,7 @@ from corruptions.grids import CURVE_SWEEPS, is_curve_sweep
 from ..robustness import audc
 from ..suite import Condition
 from .load import ReportData, metric_family_of
-from .stats import bootstrap_compare, holm, mean_ci, resample_counts, seed_test, weighted_metrics
+from .stats import bootstrap_compare, holm, mean_ci, resample_counts, seed_test, weighted_metrics_many
 from .tables import Cell, Row, Table
 
 __all__ = ["Entity", "Term", "Recipe", "Context", "SigRecord", "add_significance", "is_curve_sweep",
@@ -107,7 +107,6 @@ class Context:
     bootstrap_seed: int = 0
     seed_test: str = "ttest"
     alpha: float = 0.05
-    _boot_cache: dict = field(default_factory=dict)
 
     @cached_property
     def rows(self) -> pd.DataFrame:
@@ -248,16 +247,15 @@ class Context:
         n = len(next(iter(self._predictions.values()))[0])  # type: ignore[union-attr]
         return resample_counts(n, self.replicates, self.bootstrap_seed)
 
-    def _point_replicates(self, trial: str, family: str, sweep: str, index: int) -> dict[str, np.ndarray]:
-        key = (trial, family, sweep, index)
-        if key not in self._boot_cache:
-            preds = self._predictions or {}
-            if key not in preds:
-                self._boot_cache[key] = None
-            else:
-                pred, label = preds[key]
-                self._boot_cache[key] = weighted_metrics(pred, label, self.family, self._weights)
-        return self._boot_cache[key]
+    @cached_property
+    def _replicates(self) -> dict[tuple[str, str, str, int], dict[str, np.ndarray]]:
+        """Every metric of every predicted point on every bootstrap replicate, computed at once."""
+        preds = self._predictions or {}
+        keys = list(preds)
+        return dict(zip(keys, weighted_metrics_many([preds[k] for k in keys], self.family, self._weights)))
+
+    def _point_replicates(self, trial: str, family: str, sweep: str, index: int) -> dict[str, np.ndarray] | None:
+        return self._replicates.get((trial, family, sweep, index))
 
     def replicate_values(self, recipe: Recipe, metric: str) -> np.ndarray | None:
         """The recipe's statistic (mean over seeds) on every bootstrap replicate, or None."""
