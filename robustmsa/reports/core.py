@@ -9,6 +9,7 @@ recipe evaluated on bootstrap replicates of the per-sample predictions gives the
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,20 @@ class Context:
     @cached_property
     def rows(self) -> pd.DataFrame:
         return self.data.rows[self.data.rows["dataset"] == self.dataset]
+
+    @cached_property
+    def reference_curves(self) -> dict[tuple[str, str, str, str], tuple[np.ndarray, np.ndarray]]:
+        """(reference name, family, sweep, metric) -> (levels, values) of the reference predictors'
+        rows of this dataset, in level-index order."""
+        r = self.data.references
+        if r is None:
+            return {}
+        r = r[r["dataset"] == self.dataset]
+        out = {}
+        for key, g in r.groupby(["model", "family", "sweep", "metric"], sort=False):
+            g = g.sort_values("level_index", kind="mergesort")
+            out[tuple(str(k) for k in key)] = (g["level"].to_numpy(float), g["value"].to_numpy(float))
+        return out
 
     @cached_property
     def family(self) -> str:
@@ -265,7 +280,7 @@ class Context:
                 return None
             areas = []
             for t in terms:
-                coef = [audc(t.levels, np.eye(len(t.levels))[j]) for j in range(len(t.levels))]
+                coef = _audc_weights(t.levels)
                 acc = np.zeros(self.replicates)
                 for c, i in zip(coef, t.indices):
                     m = self._point_replicates(t.trial_id, t.family, t.sweep, i)
@@ -275,6 +290,12 @@ class Context:
                 areas.append(acc)
             per_seed.append(np.mean(areas, axis=0))
         return np.mean(per_seed, axis=0) if per_seed else None
+
+
+@functools.lru_cache(maxsize=256)
+def _audc_weights(levels: tuple[float, ...]) -> list[float]:
+    """The weight of each point's value in the AUDC over ``levels`` (the AUDC of each unit vector)."""
+    return [audc(levels, np.eye(len(levels))[j]) for j in range(len(levels))]
 
 
 def add_significance(table: Table, ctx: Context, recipes: dict[tuple[str, str], tuple[Recipe, str]] | None = None,
