@@ -11,6 +11,7 @@ paired by sample. Everything is deterministic for a given seed.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,14 @@ def seed_test(a: Mapping[int, float], b: Mapping[int, float], test: str = "ttest
     """
     if test not in SEED_TESTS:
         raise ValueError(f"unknown seed test {test!r}; allowed: {', '.join(SEED_TESTS)}")
-    d = _paired(a, b)
+    return _seed_p(tuple(_paired(a, b).tolist()), test)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seed_p(diffs: tuple[float, ...], test: str) -> float:
+    """:func:`seed_test` of the paired differences ``diffs`` (a report tests the same pairs in
+    several tables: each is computed once)."""
+    d = np.array(diffs, dtype=np.float64)
     if d.size < 2:
         return float("nan")
     if np.all(d == 0):
