@@ -20,8 +20,9 @@ figure is the median of its rounds.
 
 The report phase alone, on a store the main job wrote (its folder: ``mlflow.db`` and ``mlruns/``),
 this checkout against another one (e.g. ``git worktree add /tmp/before <commit>``), alternating,
-``robustmsa report`` in a fresh process each time; prints wall and CPU seconds (medians) and the
-files whose bytes differ between the two:
+the report in a fresh process each time; prints the wall and CPU seconds (medians) of
+``write_report`` alone, after the imports a run's driver has made by then (the report phase of
+``robustmsa run``), and of the whole process, and the files whose bytes differ between the two:
 
     python bench/bench_main_job.py --report-store DIR --baseline /tmp/before [--rounds 3]
 """
@@ -31,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -91,38 +91,54 @@ def run_mode(mode: str, seeds: str | None, workdir: Path) -> tuple[dict, bytes]:
     return json.loads(result.read_text()), rows
 
 
-def _report_once(code: Path, store: Path, out: Path) -> tuple[float, float]:
-    """``robustmsa report`` of the main job with the code in ``code``: (wall s, CPU s of the process)."""
+#: a `robustmsa report` in a fresh process that also times ``write_report`` alone, after the imports
+#: a `robustmsa run` driver has made by then (the runner, MLflow): the report phase of a run
+_REPORT_CHILD = """
+import json, sys, time
+w0, c0 = time.perf_counter(), time.process_time()
+import mlflow, robustmsa.runner
+from robustmsa.reports import write_report
+from robustmsa.suite import load_suite
+suite = load_suite(sys.argv[1], sys.argv[2:])
+w1, c1 = time.perf_counter(), time.process_time()
+write_report(suite)
+w2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"process_wall": w2 - w0, "process_cpu": c2 - c0, "phase_wall": w2 - w1, "phase_cpu": c2 - c1}))
+"""
+
+
+def _report_once(code: Path, store: Path, out: Path) -> dict[str, float]:
+    """The report of the main job with the code in ``code``, in a fresh process: its seconds."""
     env = {**os.environ, "PYTHONPATH": str(code), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    cmd = [sys.executable, "-m", "robustmsa.cli", "report", str(SUITE),
-           f"tracking.uri=sqlite:///{store / 'mlflow.db'}", f"report.dir={out}"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    # run outside both checkouts: `python -m` puts the working directory first on sys.path
-    subprocess.run(cmd, env=env, check=True, cwd=out.parent, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cmd = [sys.executable, "-c", _REPORT_CHILD, str(SUITE), f"tracking.uri=sqlite:///{store / 'mlflow.db'}",
+           f"report.dir={out}"]
+    # run outside both checkouts: `python -c` puts the working directory first on sys.path
+    done = subprocess.run(cmd, env=env, check=True, cwd=out.parent, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def report_phase(store: Path, baseline: Path, rounds: int) -> None:
     """This checkout's report phase against ``baseline``'s, alternating, on the same store."""
     codes = {"baseline": baseline.resolve(), "this checkout": ROOT}
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in codes}
+    times: dict[str, list[dict[str, float]]] = {k: [] for k in codes}
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         outs = {k: Path(tmp) / k.replace(" ", "_") for k in codes}
         for r in range(rounds):
             for name in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
                 shutil.rmtree(outs[name], ignore_errors=True)
                 times[name].append(_report_once(codes[name], store, outs[name]))
-                print(f"  {name}: {times[name][-1][0]:.1f} s wall, {times[name][-1][1]:.1f} s CPU", flush=True)
+                t = times[name][-1]
+                print(f"  {name}: write_report {t['phase_wall']:.1f} s wall, {t['phase_cpu']:.1f} s CPU; process "
+                      f"{t['process_wall']:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
         a, b = (outs[k] / "continuous_spectrum" for k in codes)
         files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
         differ = [str(f) for f in files if not (b / f).is_file() or (a / f).read_bytes() != (b / f).read_bytes()]
         extra = sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file() and not (a / p.relative_to(b)).exists())
-    print(f"\n| report phase (median of {rounds}) | wall s | CPU s |\n|---|---|---|")
+    keys = ("phase_wall", "phase_cpu", "process_wall", "process_cpu")
+    print(f"\n| median of {rounds} | write_report wall s | its CPU s | whole process wall s | its CPU s |")
+    print("|---|---|---|---|---|")
     for name, ts in times.items():
-        print(f"| {name} | {statistics.median(t[0] for t in ts):.1f} | {statistics.median(t[1] for t in ts):.1f} |")
+        print(f"| {name} | " + " | ".join(f"{statistics.median(t[k] for t in ts):.1f}" for k in keys) + " |")
     print(f"\n{len(files)} files; byte-identical except: {', '.join(differ) or 'none'}; only in this checkout: "
           f"{', '.join(extra) or 'none'}")
 
