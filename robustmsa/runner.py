@@ -71,10 +71,11 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     report_paths: dict[str, str] = field(default_factory=dict)
-    #: where the time went (seconds): ``workers`` (trials at once, a count), ``plan_s``, ``ray_start_s``, ``worker_start_s`` (one per worker:
-    #: its process and imports), ``trials_wall_s`` (first submission to last result), ``tracking_s``
-    #: (the driver writing to the store while trials run), ``report_s``; ``trials``: per finished
-    #: trial its name and the worker's ``start_ms``, ``end_ms``, ``train_s``, ``eval_s``
+    #: where the time went: ``workers`` (trials at once), and in seconds ``plan_s``, ``ray_start_s``,
+    #: ``worker_start_s`` (one per worker: its process and imports), ``trials_wall_s`` (first
+    #: submission to last result), ``tracking_s`` (the driver writing to the store while trials
+    #: run), ``report_s``; ``trials``: per finished trial its name and the worker's ``start_ms``,
+    #: ``end_ms``, ``train_s``, ``eval_s``
     timings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -436,6 +437,7 @@ def run_suite(
     kind = backend or ("ray" if ray_address else suite.runner.backend)
     address = ray_address or suite.runner.ray_address
     probe_store(suite.tracking.uri)  # fail fast, before anything is touched
+    reuse_workers()  # a bad ROBUSTMSA_REUSE_WORKERS too
     if kind == "ray" and address:
         probe_ray_address(address)
     planned = plan_suite(suite)  # a bad input fails here, before the store is touched
