@@ -35,7 +35,7 @@ from .suite import (
     TrainingSpec,
 )
 
-__all__ = ["TrialSpec", "TrainingRun", "PlannedTrial", "Cost", "expand_trials", "plan_suite", "trial_identity", "estimate_cost",
+__all__ = ["TrialSpec", "TrainingRun", "PlannedTrial", "Cost", "trial_cost", "REFERENCE_PASSES", "expand_trials", "plan_suite", "trial_identity", "estimate_cost",
            "validation_grid", "code_version", "corruption_versions", "trial_threads", "REFERENCE_VERSION",
            "probe_model"]
 
@@ -189,9 +189,35 @@ def trial_identity(spec: TrialSpec, data_hash: str) -> str:
 
 @dataclass
 class PlannedTrial:
+    """A trial with its identity, its data's content hash and its cost (:func:`trial_cost`), by
+    which the runner orders the trials (longest first)."""
+
     spec: TrialSpec
     trial_id: str
     data_hash: str
+    cost: int = 0
+
+
+#: per evaluated sample and grid point, the reference trial's work in model passes: the oracle's
+#: posterior over the cues plus the linear probes (the oracle dominates); measured on the main job
+REFERENCE_PASSES = 4
+
+
+def trial_cost(spec: TrialSpec, sizes: tuple[int, int, int]) -> int:
+    """Sample passes of one trial on splits of ``sizes`` (train, valid, evaluated), for ordering
+    trials only: each epoch passes the training split forward and backward (2, plus 1 when its
+    batches are corrupted) and the validation split once per validation point; the evaluation passes
+    the evaluated split once per grid point (:data:`REFERENCE_PASSES` times for the reference trial)."""
+    n_train, n_valid, n_eval = sizes
+    points = spec.evaluation.points()
+    if spec.is_reference:
+        return REFERENCE_PASSES * points * n_eval
+    if spec.is_evaluate:
+        return points * n_eval
+    grid = validation_grid(spec.regime)
+    corrupted = spec.regime.kind != "clean"
+    per_epoch = (2 + corrupted) * n_train + (grid.points() if grid else 1) * n_valid
+    return spec.training.epochs * per_epoch + points * n_eval
 
 
 def plan_suite(suite: Suite) -> list[PlannedTrial]:
@@ -202,6 +228,7 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
     the dataset has no reference trial (the oracle and the linear probes predict scores)."""
     hashes: dict[str, str] = {}
     classes: dict[str, int] = {}
+    sizes: dict[str, dict[str, int]] = {}  # split sizes, for the trials' costs
     loaded: dict[str, Any] = {}  # the datasets a model with weights is probed on
     probed: dict[tuple[str, str], str] = {}
     out = []
@@ -211,6 +238,7 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
         if key not in hashes or (weights and key not in loaded):
             dataset = load_dataset(spec.dataset.name, spec.dataset.params)
             hashes[key], classes[key] = dataset.content_hash(), dataset.num_classes
+            sizes[key] = {name: len(split) for name, split in dataset.splits.items()}
             if weights:
                 loaded[key] = dataset
         if classes[key] and spec.is_reference:
@@ -222,7 +250,9 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
             if mkey not in probed:
                 probed[mkey] = probe_model(spec.model, loaded[key], spec.evaluation.split)
             spec = dataclasses.replace(spec, model_hash=probed[mkey])
-        out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key]))
+        n = sizes[key]
+        cost = trial_cost(spec, (n.get("train", 0), n.get("valid", 0), n.get(spec.evaluation.split, 0)))
+        out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key], cost))
     return out
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ from typing import Any
 from rich.console import Console
 
 from .errors import ClusterError, SuiteBusyError
-from .estimate import recorded_durations, slots_of
+from .estimate import duration_key, recorded_durations, slots_of
 from .plan import PlannedTrial, code_version, corruption_versions, plan_suite, trial_threads
 from .progress import Board, board_progress, log_line, phase
 from .reports import write_report
@@ -55,7 +56,7 @@ from .tracking import (
 )
 from .trial import TrialOutcome, run_trial
 
-__all__ = ["RunSummary", "run_suite"]
+__all__ = ["RunSummary", "run_suite", "longest_first", "reuse_workers", "REUSE_WORKERS_ENV"]
 
 
 @dataclass
@@ -70,6 +71,12 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     report_paths: dict[str, str] = field(default_factory=dict)
+    #: where the time went: ``workers`` (trials at once), and in seconds ``plan_s``, ``ray_start_s``,
+    #: ``worker_start_s`` (one per worker: its process and imports), ``trials_wall_s`` (first
+    #: submission to last result), ``tracking_s`` (the driver writing to the store while trials
+    #: run), ``report_s``; ``trials``: per finished trial its name and the worker's ``start_ms``,
+    #: ``end_ms``, ``train_s``, ``eval_s``
+    timings: dict[str, Any] = field(default_factory=dict)
 
 
 Emit = Callable[[str, dict[str, Any]], None]  # (event kind, payload): what a trial tells the driver as it runs
@@ -238,17 +245,68 @@ def _check_resources(res: ResourcesSpec, nodes: list[dict[str, float]], console:
     return gpus
 
 
+#: ``0``: the scheduling of earlier versions, kept to measure against (``bench/bench_main_job.py``):
+#: one Ray task per trial instead of the pool of long-lived workers, trials in submission order
+#: (references first) instead of longest first. The numbers are the same either way.
+REUSE_WORKERS_ENV = "ROBUSTMSA_REUSE_WORKERS"
+
+
+def reuse_workers() -> bool:
+    """Whether trials run on long-lived workers, longest first (the default), per :data:`REUSE_WORKERS_ENV`."""
+    value = os.environ.get(REUSE_WORKERS_ENV, "1").strip().lower()
+    if value not in ("0", "1", "false", "true", "no", "yes"):
+        raise ClusterError(f"{REUSE_WORKERS_ENV}={value!r} is not a switch; allowed: 1, 0, true, false, yes, no")
+    return value in ("1", "true", "yes")
+
+
+class _TrialWorker:
+    """A long-lived Ray worker (an actor): its process imports the trial code once (when Ray loads
+    this class), then runs the trials it is given one after another. ``ready`` answers once it can
+    take a trial, with its wall clock (``time.time()``)."""
+
+    def ready(self) -> float:
+        import torch
+
+        # the optimiser's lazy imports (torch._dynamo, seconds), paid here once rather than in a trial;
+        # no random draw, so the trials' numbers are unchanged
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+        return time.time()
+
+    def run(self, planned: PlannedTrial, threads: int, events: Any) -> TrialOutcome:
+        return _execute_on_ray(planned, threads, events)
+
+
+@dataclass
+class _Slot:
+    """One worker of the pool: its actor, when it was asked to start, when it answered ready."""
+
+    actor: Any
+    created: float
+    ready_ref: Any
+    busy: bool = False
+
+
 class _RayExecutor:
-    """Ray tasks, one per trial, with the suite's resources; joins a cluster if ``address`` is set."""
+    """Trials on Ray with the suite's resources; joins a cluster if ``address`` is set.
+
+    By default a pool of long-lived workers, one per slot, created as trials are submitted: each
+    imports torch and the zoo once and runs trials sequentially; a worker that dies is replaced.
+    With ``ROBUSTMSA_REUSE_WORKERS=0``, one Ray task per trial instead. ``timings`` holds the
+    seconds of Ray's start and of each worker's start (process and imports)."""
 
     def __init__(self, suite: Suite, address: str | None, threads: int, console: Console):
         import ray
 
+        self.reuse = reuse_workers()
         self.ray, self.reaper, self.pending, self.events = ray, None, {}, None
+        self.workers: list[_Slot] = []
         self.started = not ray.is_initialized()
+        self.timings: dict[str, Any] = {"ray_start_s": 0.0, "worker_start_s": []}
         try:
+            t0 = time.perf_counter()
             if self.started:
                 self._init(address, suite.resources, console)
+            self.timings["ray_start_s"] = time.perf_counter() - t0
             nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
             gpus = _check_resources(suite.resources, nodes, console)
             # trials that run at once: the submission limit
@@ -256,8 +314,9 @@ class _RayExecutor:
         except BaseException:
             self.close()
             raise
-        self.remote = ray.remote(num_cpus=suite.resources.cpus_per_trial, num_gpus=gpus,
-                                 max_retries=0)(_execute_on_ray)
+        options = dict(num_cpus=suite.resources.cpus_per_trial, num_gpus=gpus)
+        self.remote = ray.remote(max_retries=0, **options)(_execute_on_ray)
+        self.worker_class = ray.remote(max_restarts=0, max_task_retries=0, **options)(_TrialWorker)
         self.threads = threads
 
     def _init(self, address: str | None, res: ResourcesSpec, console: Console) -> None:
@@ -285,7 +344,19 @@ class _RayExecutor:
             from ray.util.queue import Queue
 
             self.events = Queue(actor_options={"num_cpus": 0})
-        self.pending[self.remote.remote(p, self.threads, self.events)] = p
+        if not self.reuse:
+            self.pending[self.remote.remote(p, self.threads, self.events)] = (p, None)
+            return
+        slot = next((w for w in self.workers if not w.busy), None) or self._new_worker()
+        slot.busy = True
+        self.pending[slot.actor.run.remote(p, self.threads, self.events)] = (p, slot)
+
+    def _new_worker(self) -> _Slot:
+        """A worker for a free slot; its first call (``ready``) runs before any trial it is given."""
+        actor = self.worker_class.remote()
+        slot = _Slot(actor, time.time(), actor.ready.remote())
+        self.workers.append(slot)
+        return slot
 
     def running(self) -> int:
         return len(self.pending)
@@ -303,16 +374,41 @@ class _RayExecutor:
         while not done:
             done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=self.EVENT_POLL_S)
             self._drain(on_event)
-        p = self.pending.pop(done[0])
+        p, slot = self.pending.pop(done[0])
         try:
-            return p, self.ray.get(done[0]), None
+            outcome = self.ray.get(done[0])
+        except self.ray.exceptions.RayActorError as e:  # the worker died: the next trial gets a new one
+            self._retire(slot)
+            return p, None, str(e)
         except Exception as e:  # noqa: BLE001
             cause = getattr(e, "cause", None)
             return p, None, "".join(traceback.format_exception(cause)) if cause else str(e)
+        finally:
+            if slot is not None:
+                slot.busy = False
+        return p, outcome, None
+
+    def _retire(self, slot: _Slot | None) -> None:
+        if slot is not None and slot in self.workers:
+            self.workers.remove(slot)
+            self._note_start(slot)
+            with contextlib.suppress(Exception):
+                self.ray.kill(slot.actor)
+
+    def _note_start(self, slot: _Slot) -> None:
+        """Record the seconds from a worker's creation until it was ready (if it got there)."""
+        with contextlib.suppress(Exception):
+            ready, _ = self.ray.wait([slot.ready_ref], timeout=0)
+            if ready:
+                self.timings["worker_start_s"].append(self.ray.get(ready[0]) - slot.created)
 
     def close(self) -> None:
-        for ref in list(self.pending):
-            self.ray.cancel(ref, force=True)
+        """Stop every trial in flight (their workers are killed) and Ray, if this executor started it."""
+        for ref, (_, slot) in list(self.pending.items()):
+            if slot is None:
+                self.ray.cancel(ref, force=True)
+        for slot in list(self.workers):
+            self._retire(slot)
         if self.events is not None:
             with contextlib.suppress(Exception):
                 self.events.shutdown()
@@ -341,11 +437,13 @@ def run_suite(
     kind = backend or ("ray" if ray_address else suite.runner.backend)
     address = ray_address or suite.runner.ray_address
     probe_store(suite.tracking.uri)  # fail fast, before anything is touched
+    reuse_workers()  # a bad ROBUSTMSA_REUSE_WORKERS too
     if kind == "ray" and address:
         probe_ray_address(address)
     planned = plan_suite(suite)  # a bad input fails here, before the store is touched
     inv = _Invocation(suite, console, wait, kind, address)
     summary = RunSummary(suite.name, suite.experiment, suite.tracking.uri, None, len(planned), 0)
+    summary.timings["plan_s"] = time.perf_counter() - t0
     with _sigterm_as_exit():
         try:
             inv.await_free()
@@ -354,10 +452,13 @@ def run_suite(
             inv.run(planned, summary, on_trial)
         finally:
             inv.close()
+            summary.timings.update(getattr(inv.executor, "timings", {}))
     summary.seconds = time.perf_counter() - t0
     if make_report:
+        t1 = time.perf_counter()
         with phase(console, "report: tables and figures"):
-            summary.report_paths = write_report(suite, console=console)
+            summary.report_paths = write_report(suite, console=console, planned=planned)
+        summary.timings["report_s"] = time.perf_counter() - t1
     return summary
 
 
@@ -451,6 +552,19 @@ class _Invocation:
             self.executor.close()
 
 
+def longest_first(todo: list[PlannedTrial], recorded: dict[tuple[str, str, str, str], list[float]]
+                  ) -> list[PlannedTrial]:
+    """The order to submit trials in: longest expected first, ties in plan order, so that no slot
+    idles at the end while one long trial runs. A trial's expected seconds: the store's median for
+    its kind (:func:`~robustmsa.estimate.duration_key`), else its planned cost (sample passes,
+    ``PlannedTrial.cost``) times the median seconds per pass of the trials that have both; with no
+    record at all the costs alone give the order."""
+    known = {p.trial_id: statistics.median(recorded[k]) for p in todo if recorded.get(k := duration_key(p))}
+    rates = [known[p.trial_id] / p.cost for p in todo if p.trial_id in known and p.cost > 0]
+    rate = statistics.median(rates) if rates else 1.0
+    return sorted(todo, key=lambda p: -known.get(p.trial_id, p.cost * rate))
+
+
 def _top_up(queue: list[PlannedTrial], executor: _RayExecutor | _LocalExecutor, board: Board, limit: int) -> None:
     """Submit queued trials until ``limit`` run at once."""
     while queue and executor.running() < limit:
@@ -498,15 +612,18 @@ class _SuiteRun:
         # at most as many trials submitted as run at once: "running" on the console is true, and the
         # queue stays here (references first: they run beside the models)
         limit = min(self.suite.runner.max_concurrent or len(todo), executor.slots)
-        queue = sorted(todo, key=lambda p: not p.spec.is_reference)
-        board = Board(todo, limit, recorded_durations(self.tracker))
+        recorded = recorded_durations(self.tracker)
+        queue = longest_first(todo, recorded) if reuse_workers() else sorted(todo, key=lambda p: not p.spec.is_reference)
+        board = Board(todo, limit, recorded)
+        self.summary.timings["workers"] = limit
         t0 = time.perf_counter()
         with board_progress(self.console, board) as progress:
             task = progress.add_task(self.suite.name, total=len(todo))
             _top_up(queue, executor, board, limit)
             while queue or executor.running():
                 p, outcome, error = executor.next_result(self._on_event)
-                retry = not self._record(p, outcome, error, queue)
+                with self._tracking():
+                    retry = not self._record(p, outcome, error, queue)
                 if retry:
                     board.requeued(p)
                 else:
@@ -519,6 +636,17 @@ class _SuiteRun:
                     log_line(self.console, board, p.spec.name, outcome is not None, error, time.perf_counter() - t0)
                 if self.on_trial:
                     self.on_trial(p.spec.name, "ok" if outcome is not None else "failed")
+        self.summary.timings["trials_wall_s"] = time.perf_counter() - t0
+
+    @contextlib.contextmanager
+    def _tracking(self) -> Any:
+        """Count the time of the block as the driver's tracking time (``timings["tracking_s"]``)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            t = self.summary.timings
+            t["tracking_s"] = t.get("tracking_s", 0.0) + time.perf_counter() - t0
 
     # ------------------------------------------------------------------ the runs of trials
     def _on_event(self, trial_id: str, kind: str, payload: dict[str, Any]) -> None:
@@ -527,6 +655,11 @@ class _SuiteRun:
         p = self.planned.get(trial_id)
         if p is None:
             return
+        with self._tracking():
+            self._write_event(p, kind, payload)
+
+    def _write_event(self, p: PlannedTrial, kind: str, payload: dict[str, Any]) -> None:
+        trial_id = p.trial_id
         if kind == "start":
             self._start_run(p, payload.get("time_ms"))
         elif kind == "epoch":
@@ -554,6 +687,10 @@ class _SuiteRun:
                 track.log_predictions, track.log_checkpoint, outcome.info.get("end_ms"), live.epochs,
                 self.suite.report.main_metric, note))
             self.summary.completed.append(p.spec.name)
+            info = outcome.info
+            self.summary.timings.setdefault("trials", []).append(
+                {"name": p.spec.name, "start_ms": info.get("start_ms"), "end_ms": info.get("end_ms"),
+                 "train_s": info.get("train_seconds", 0.0), "eval_s": info.get("eval_seconds", 0.0)})
             return True
         self.attempts[p.trial_id] = self.attempts.get(p.trial_id, 0) + 1
         last = (error or "?").strip().splitlines()[-1] if (error or "").strip() else "?"

@@ -21,7 +21,15 @@ from robustmsa.errors import SuiteError
 from robustmsa.metrics import compute_metrics
 from robustmsa.reports import Settings, Variant, from_frames, write_report_data
 from robustmsa.reports.core import Context, add_significance
-from robustmsa.reports.stats import bootstrap_compare, holm, resample_counts, seed_test, weighted_metrics
+from robustmsa.reports.stats import (
+    CHUNK_POINTS,
+    bootstrap_compare,
+    holm,
+    resample_counts,
+    seed_test,
+    weighted_metrics,
+    weighted_metrics_many,
+)
 from robustmsa.reports.tables import (
     Cell,
     Column,
@@ -257,6 +265,30 @@ def test_weighted_metrics_equal_compute_metrics_on_the_resampled_set(family: str
         assert got[k][0] == pytest.approx(v, rel=1e-12, abs=1e-12), k
     const = weighted_metrics(np.zeros(80), y, family, np.ones((2, 80)))
     assert np.isnan(const["corr"]).all()
+
+
+@pytest.mark.parametrize("family", ["mosi", "sims"])
+def test_weighted_metrics_of_many_points_at_once_are_those_of_each_point(family: str) -> None:
+    """The vectorised bootstrap (several chunks of points in one product) gives every point the
+    same bits as the point alone, constant predictions and labels without a non-zero included."""
+    rng = np.random.default_rng(5)
+    scale = 3.0 if family == "mosi" else 1.0
+    w = resample_counts(60, 200, seed=1)
+    points = []
+    for i in range(CHUNK_POINTS + 7):
+        y = np.round(rng.uniform(-scale, scale, 60), 1) if i != 3 else np.zeros(60)
+        p = np.zeros(60) if i == 5 else y + rng.normal(0, 0.5 * scale, 60)
+        points.append((p, y))
+    many = weighted_metrics_many(points, family, w)
+    assert len(many) == len(points)
+    for (p, y), got in zip(points, many):
+        alone = weighted_metrics(p, y, family, w)
+        assert list(got) == list(alone)
+        for k in alone:
+            assert np.array_equal(got[k], alone[k], equal_nan=True), k
+    assert np.isnan(many[5]["corr"]).all() and (family == "sims" or np.isnan(many[3]["non0_acc2"]).all())
+    with pytest.raises(ValueError, match="must match"):
+        weighted_metrics_many([(np.zeros(59), np.zeros(59))], family, w)
 
 
 def test_bootstrap_is_deterministic_for_a_seed() -> None:

@@ -66,7 +66,7 @@ def _check_references(suite: Any, console: Console) -> None:
 def collect_rows(suite: Any) -> pd.DataFrame:
     """All rows of the suite's completed trials, read back from the tracking store."""
     try:
-        return _load(suite, Console(stderr=True, quiet=True), predictions=False)[0].rows
+        return _load(suite, Console(stderr=True, quiet=True), None, predictions=False)[0].rows
     except NothingToReport:
         return pd.DataFrame()
 
@@ -101,11 +101,14 @@ def incomplete_note(suite: Any, missing: Sequence[tuple], ids: dict[tuple, str],
     return f"incomplete: {len(missing)} of {len(names)} cells missing ({shown})", listed
 
 
-def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[ReportData, list[str], list[str]]:
-    """The suite's trials from the store, the identities that differ from the suite as defined now,
-    and the cells of the suite without a finished trial (``name: status``; also in ``data.incomplete``)."""
-    try:  # the planned cells (a classification dataset has no reference trial to wait for)
-        ids = {_cell(p.spec): p.trial_id for p in plan_suite(suite)}
+def _load(suite: Any, console: Console, planned: Sequence[Any] | None,
+          predictions: bool = True) -> tuple[ReportData, list[str], list[str]]:
+    """The suite's trials from the store, the identities that differ from the suite as defined now
+    (``planned``: its plan, else planned here), and the cells of the suite without a finished trial
+    (``name: status``; also in ``data.incomplete``). The cells are the planned ones (a
+    classification dataset has no reference trial to wait for)."""
+    try:
+        ids = {_cell(p.spec): p.trial_id for p in (planned if planned is not None else plan_suite(suite))}
         cells = set(ids)
     except RobustMSAError as e:  # data not on this machine: every cell's latest finished trial
         console.print(f"[yellow]cannot plan the suite ({e}); reporting each cell's latest finished trial[/yellow]")
@@ -127,14 +130,15 @@ def _load(suite: Any, console: Console, predictions: bool = True) -> tuple[Repor
     return data, other, listed
 
 
-def write_report(suite: Any, console: Console | None = None) -> dict[str, str]:
+def write_report(suite: Any, console: Console | None = None, planned: Sequence[Any] | None = None) -> dict[str, str]:
     """Write the report of ``suite`` into ``<report.dir>/<suite name>/``; return the main paths, and
     under ``"incomplete"`` the note naming the cells of the suite that have no finished trial (the
-    tables and ``results.md`` carry it too; absent when the report is complete)."""
+    tables and ``results.md`` carry it too; absent when the report is complete). ``planned``: the
+    suite's plan when the caller has it (a run), so its data is not loaded again to plan it."""
     console = console or Console(stderr=True)
     _check_references(suite, console)
     try:
-        data, other, missing = _load(suite, console)
+        data, other, missing = _load(suite, console, planned)
     except NothingToReport as e:
         console.print(f"[yellow]no completed trials to report yet ({e})[/yellow]")
         return {}

@@ -9,9 +9,10 @@ recipe evaluated on bootstrap replicates of the per-sample predictions gives the
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -22,7 +23,7 @@ from corruptions.grids import CURVE_SWEEPS, is_curve_sweep
 from ..robustness import audc
 from ..suite import Condition
 from .load import ReportData, metric_family_of
-from .stats import bootstrap_compare, holm, mean_ci, resample_counts, seed_test, weighted_metrics
+from .stats import bootstrap_compare, holm, mean_ci, resample_counts, seed_test, weighted_metrics_many
 from .tables import Cell, Row, Table
 
 __all__ = ["Entity", "Term", "Recipe", "Context", "SigRecord", "add_significance", "is_curve_sweep",
@@ -107,11 +108,24 @@ class Context:
     bootstrap_seed: int = 0
     seed_test: str = "ttest"
     alpha: float = 0.05
-    _boot_cache: dict = field(default_factory=dict)
 
     @cached_property
     def rows(self) -> pd.DataFrame:
         return self.data.rows[self.data.rows["dataset"] == self.dataset]
+
+    @cached_property
+    def reference_curves(self) -> dict[tuple[str, str, str, str], tuple[np.ndarray, np.ndarray]]:
+        """(reference name, family, sweep, metric) -> (levels, values) of the reference predictors'
+        rows of this dataset, in level-index order."""
+        r = self.data.references
+        if r is None:
+            return {}
+        r = r[r["dataset"] == self.dataset]
+        out = {}
+        for key, g in r.groupby(["model", "family", "sweep", "metric"], sort=False):
+            g = g.sort_values("level_index", kind="mergesort")
+            out[tuple(str(k) for k in key)] = (g["level"].to_numpy(float), g["value"].to_numpy(float))
+        return out
 
     @cached_property
     def family(self) -> str:
@@ -248,16 +262,15 @@ class Context:
         n = len(next(iter(self._predictions.values()))[0])  # type: ignore[union-attr]
         return resample_counts(n, self.replicates, self.bootstrap_seed)
 
-    def _point_replicates(self, trial: str, family: str, sweep: str, index: int) -> dict[str, np.ndarray]:
-        key = (trial, family, sweep, index)
-        if key not in self._boot_cache:
-            preds = self._predictions or {}
-            if key not in preds:
-                self._boot_cache[key] = None
-            else:
-                pred, label = preds[key]
-                self._boot_cache[key] = weighted_metrics(pred, label, self.family, self._weights)
-        return self._boot_cache[key]
+    @cached_property
+    def _replicates(self) -> dict[tuple[str, str, str, int], dict[str, np.ndarray]]:
+        """Every metric of every predicted point on every bootstrap replicate, computed at once."""
+        preds = self._predictions or {}
+        keys = list(preds)
+        return dict(zip(keys, weighted_metrics_many([preds[k] for k in keys], self.family, self._weights)))
+
+    def _point_replicates(self, trial: str, family: str, sweep: str, index: int) -> dict[str, np.ndarray] | None:
+        return self._replicates.get((trial, family, sweep, index))
 
     def replicate_values(self, recipe: Recipe, metric: str) -> np.ndarray | None:
         """The recipe's statistic (mean over seeds) on every bootstrap replicate, or None."""
@@ -267,7 +280,7 @@ class Context:
                 return None
             areas = []
             for t in terms:
-                coef = [audc(t.levels, np.eye(len(t.levels))[j]) for j in range(len(t.levels))]
+                coef = _audc_weights(t.levels)
                 acc = np.zeros(self.replicates)
                 for c, i in zip(coef, t.indices):
                     m = self._point_replicates(t.trial_id, t.family, t.sweep, i)
@@ -277,6 +290,12 @@ class Context:
                 areas.append(acc)
             per_seed.append(np.mean(areas, axis=0))
         return np.mean(per_seed, axis=0) if per_seed else None
+
+
+@functools.lru_cache(maxsize=256)
+def _audc_weights(levels: tuple[float, ...]) -> list[float]:
+    """The weight of each point's value in the AUDC over ``levels`` (the AUDC of each unit vector)."""
+    return [audc(levels, np.eye(len(levels))[j]) for j in range(len(levels))]
 
 
 def add_significance(table: Table, ctx: Context, recipes: dict[tuple[str, str], tuple[Recipe, str]] | None = None,

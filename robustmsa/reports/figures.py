@@ -98,11 +98,13 @@ def _plt():
 
 
 def save_figure(fig: object, out: Path, stem: str, write: Callable[[Path, bytes], None]) -> list[Path]:
-    """``stem.png`` (200 dpi) and ``stem.pdf`` (TrueType fonts), without timestamps or versions."""
+    """``stem.png`` (200 dpi) and ``stem.pdf`` (TrueType fonts), without timestamps or versions. The
+    layout is computed once, for the PNG; the PDF reuses it."""
     paths = []
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Creator": None, "Producer": None})):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=200, metadata=meta)  # type: ignore[attr-defined]
+        fig.set_layout_engine("none")  # type: ignore[attr-defined]
         path = out / f"{stem}.{ext}"
         write(path, buf.getvalue())
         paths.append(path)

@@ -44,12 +44,7 @@ def _refs(ctx: Context) -> pd.DataFrame:
 
 def reference_curve(ctx: Context, name: str, family: str, sweep: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(levels, values) of reference ``name`` on one curve, clean end first; None if it was not evaluated."""
-    r = _refs(ctx)
-    g = r[(r["model"] == name) & (r["family"] == family) & (r["sweep"] == sweep) & (r["metric"] == metric)]
-    if g.empty:
-        return None
-    g = g.sort_values("level_index", kind="mergesort")
-    return g["level"].to_numpy(float), g["value"].to_numpy(float)
+    return ctx.reference_curves.get((name, family, sweep, metric))
 
 
 def _clean_value(ctx: Context, name: str, metric: str) -> float:

@@ -11,8 +11,10 @@ paired by sample. Everything is deterministic for a given seed.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +28,7 @@ __all__ = [
     "mean_ci",
     "resample_counts",
     "weighted_metrics",
+    "weighted_metrics_many",
     "bootstrap_compare",
     "SEED_TESTS",
 ]
@@ -73,7 +76,14 @@ def seed_test(a: Mapping[int, float], b: Mapping[int, float], test: str = "ttest
     """
     if test not in SEED_TESTS:
         raise ValueError(f"unknown seed test {test!r}; allowed: {', '.join(SEED_TESTS)}")
-    d = _paired(a, b)
+    return _seed_p(tuple(_paired(a, b).tolist()), test)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seed_p(diffs: tuple[float, ...], test: str) -> float:
+    """:func:`seed_test` of the paired differences ``diffs`` (a report tests the same pairs in
+    several tables: each is computed once)."""
+    d = np.array(diffs, dtype=np.float64)
     if d.size < 2:
         return float("nan")
     if np.all(d == 0):
@@ -118,13 +128,14 @@ def _weighted_f1(n: FloatArray, tp: FloatArray, n_true: FloatArray, n_pred: Floa
         return (f_neg * (n - n_true) + f_pos * n_true) / n
 
 
-def _pearson(w: FloatArray, p: FloatArray, y: FloatArray) -> FloatArray:
-    """Weighted Pearson correlation per replicate; nan where either side is constant."""
+def _pearson(w: FloatArray, n: FloatArray, p: FloatArray, y: FloatArray) -> FloatArray:
+    """Weighted Pearson correlation per replicate (``n``: the rows' sums of ``w``); nan where either
+    side is constant. Its own product of ``w`` with the five moments: a product over more columns
+    may sum in another order for small sizes (BLAS small-matrix kernels), and these sums are real."""
     if np.all(p == p[0]) or np.all(y == y[0]):
         return np.full(w.shape[0], np.nan)
     pc, yc = p - p.mean(), y - y.mean()
     sums = w @ np.column_stack([pc, yc, pc * pc, yc * yc, pc * yc])
-    n = w.sum(axis=1)
     mp, my = sums[:, 0] / n, sums[:, 1] / n
     vp, vy = sums[:, 2] / n - mp * mp, sums[:, 3] / n - my * my
     cov = sums[:, 4] / n - mp * my
@@ -133,37 +144,55 @@ def _pearson(w: FloatArray, p: FloatArray, y: FloatArray) -> FloatArray:
     return np.where((vp > 0) & (vy > 0), r, np.nan)
 
 
-def _accuracies(w: FloatArray, agree: Mapping[str, NDArray[np.bool_]]) -> dict[str, FloatArray]:
-    keys = list(agree)
-    sums = w @ np.column_stack([agree[k] for k in keys]).astype(np.float64)
-    n = w.sum(axis=1)
-    return {k: sums[:, j] / n for j, k in enumerate(keys)}
-
-
-def _binary(w: FloatArray, true_pos: NDArray[np.bool_], pred_pos: NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
-    """Acc-2 and weighted F1 of a binary split under weights ``w``."""
-    x = np.column_stack([true_pos == pred_pos, true_pos & pred_pos, true_pos, pred_pos]).astype(np.float64)
-    s = w @ x
-    n = w.sum(axis=1)
+def _binary(s: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Acc-2 and weighted F1 of a binary split from the weighted sums of its :func:`_binary_columns`."""
+    n = s[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        acc = s[:, 0] / n
-    return acc, _weighted_f1(n, s[:, 1], s[:, 2], s[:, 3])
+        acc = s[:, 1] / n
+    return acc, _weighted_f1(n, s[:, 2], s[:, 3], s[:, 4])
 
 
-def _mosi(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
-    out = {"mae": w @ np.abs(p - y) / w.sum(axis=1), "corr": _pearson(w, p, y)}
-    out.update(_accuracies(w, {f"acc{2 * b + 1}": np.round(np.clip(p, -b, b)) == np.round(np.clip(y, -b, b))
-                               for b in (3, 2, 1)}))
-    out["has0_acc2"], out["has0_f1"] = _binary(w, y >= 0, p >= 0)
+def _binary_columns(true_pos: NDArray[np.bool_], pred_pos: NDArray[np.bool_],
+                    keep: NDArray[np.bool_] | None = None) -> list[NDArray[np.bool_]]:
+    """Indicators of a binary split over the samples ``keep`` (default all): kept, agreement, true
+    positive, positive truth, positive prediction."""
+    k = np.ones_like(true_pos) if keep is None else keep
+    return [k, k & (true_pos == pred_pos), k & true_pos & pred_pos, k & true_pos, k & pred_pos]
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One (pred, truth) pair's per-sample quantities: the real-valued ones (absolute error; the
+    Pearson moments from ``p`` and ``y``) and the class indicators, whose weighted sums are counts."""
+
+    p: FloatArray
+    y: FloatArray
+    accuracies: tuple[str, ...]  # metric names of the agreement indicators, in order
+    binaries: tuple[tuple[str, str, bool], ...]  # (acc name, F1 name, has samples: else both nan)
+    indicators: list[NDArray[np.bool_]]  # the agreements, then 5 per binary split with samples
+
+
+def _mosi_point(p: FloatArray, y: FloatArray) -> _Point:
+    agree = [np.round(np.clip(p, -b, b)) == np.round(np.clip(y, -b, b)) for b in (3, 2, 1)]
+    cols = agree + _binary_columns(y >= 0, p >= 0)
     keep = y != 0
     if keep.any():
-        out["non0_acc2"], out["non0_f1"] = _binary(w[:, keep], y[keep] > 0, p[keep] > 0)
-    else:
-        out["non0_acc2"] = out["non0_f1"] = np.full(w.shape[0], np.nan)
-    return out
+        cols += _binary_columns(y > 0, p > 0, keep)
+    splits = (("has0_acc2", "has0_f1", True), ("non0_acc2", "non0_f1", bool(keep.any())))
+    return _Point(p, y, ("acc7", "acc5", "acc3"), splits, cols)
 
 
 _SIMS_EDGES = {2: [0.0], 3: [-0.1, 0.1], 5: [-0.7, -0.1, 0.1, 0.7]}
+
+
+def _sims_point(p: FloatArray, y: FloatArray) -> _Point:
+    p, y = np.clip(p, -1.0, 1.0), np.clip(y, -1.0, 1.0)
+
+    def cls(x: FloatArray, k: int) -> NDArray[np.intp]:
+        return np.searchsorted(np.array(_SIMS_EDGES[k]), x, side="left")
+
+    cols = [cls(p, k) == cls(y, k) for k in (3, 5)] + _binary_columns(cls(y, 2) == 1, cls(p, 2) == 1)
+    return _Point(p, y, ("acc3", "acc5"), (("acc2", "f1", True),), cols)
 
 
 def _classes(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
@@ -183,15 +212,59 @@ def _classes(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArra
     return out
 
 
-def _sims(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
-    p, y = np.clip(p, -1.0, 1.0), np.clip(y, -1.0, 1.0)
+def _class_point(p: FloatArray, y: FloatArray) -> _Point:
+    """Class indices: only ``p`` and ``y`` are used (:func:`_classes`)."""
+    return _Point(p, y, (), (), [])
 
-    def cls(x: FloatArray, k: int) -> NDArray[np.intp]:
-        return np.searchsorted(np.array(_SIMS_EDGES[k]), x, side="left")
 
-    out = {"mae": w @ np.abs(p - y) / w.sum(axis=1), "corr": _pearson(w, p, y)}
-    out.update(_accuracies(w, {f"acc{k}": cls(p, k) == cls(y, k) for k in (3, 5)}))
-    out["acc2"], out["f1"] = _binary(w, cls(y, 2) == 1, cls(p, 2) == 1)
+def _metrics_of(pt: _Point, w: FloatArray, n: FloatArray, counts: FloatArray) -> dict[str, FloatArray]:
+    """Every metric of one point from the weighted counts of its indicators (``counts``)."""
+    out = {"mae": w @ np.abs(pt.p - pt.y) / n, "corr": _pearson(w, n, pt.p, pt.y)}
+    out.update({k: counts[:, j] / n for j, k in enumerate(pt.accuracies)})
+    at = len(pt.accuracies)
+    for acc_name, f1_name, present in pt.binaries:
+        if present:
+            out[acc_name], out[f1_name] = _binary(counts[:, at:at + 5])
+            at += 5
+        else:
+            out[acc_name] = out[f1_name] = np.full(w.shape[0], np.nan)
+    return out
+
+
+#: points whose indicators are summed in one matrix product (bounds the memory of the product)
+CHUNK_POINTS = 64
+
+
+def weighted_metrics_many(points: Sequence[tuple[Sequence[float], Sequence[float]]], family: str,
+                          weights: FloatArray) -> list[dict[str, FloatArray]]:
+    """:func:`weighted_metrics` of many (pred, truth) pairs under the same ``weights``, vectorised.
+
+    The class indicators (agreements, confusion cells) of :data:`CHUNK_POINTS` pairs at a time are
+    weighted in one matrix product: their sums are integer counts, exact in any summation order.
+    The real-valued sums (absolute errors, Pearson moments) keep the products of one pair at a
+    time, so every value is what :func:`weighted_metrics` gave pair by pair, to the last bit."""
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    n = w.sum(axis=1)
+    make = _sims_point if family == "sims" else _class_point if family == "classification" else _mosi_point
+    prepared = []
+    for pred, truth in points:
+        p = np.asarray(pred, dtype=np.float64).reshape(-1)
+        y = np.asarray(truth, dtype=np.float64).reshape(-1)
+        if p.size != y.size or w.shape[1] != p.size:
+            raise ValueError(f"pred ({p.size}), truth ({y.size}) and weights ({w.shape[1]} columns) must match")
+        prepared.append(make(p, y))
+    keys = metric_keys(family)
+    if family == "classification":  # class indices: per-class sums of one pair at a time
+        return [{k: m[k] for k in keys if k in m} for m in (_classes(w, pt.p, pt.y) for pt in prepared)]
+    out: list[dict[str, FloatArray]] = []
+    for start in range(0, len(prepared), CHUNK_POINTS):
+        chunk = prepared[start:start + CHUNK_POINTS]
+        counts = w @ np.column_stack([c for pt in chunk for c in pt.indicators]).astype(np.float64)
+        at = 0
+        for pt in chunk:
+            m = _metrics_of(pt, w, n, counts[:, at:at + len(pt.indicators)])
+            at += len(pt.indicators)
+            out.append({k: m[k] for k in keys})
     return out
 
 
@@ -201,13 +274,7 @@ def weighted_metrics(pred: Sequence[float], truth: Sequence[float], family: str,
 
     ``weights`` of all ones reproduces :func:`robustmsa.metrics.compute_metrics`.
     """
-    p = np.asarray(pred, dtype=np.float64).reshape(-1)
-    y = np.asarray(truth, dtype=np.float64).reshape(-1)
-    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    if p.size != y.size or w.shape[1] != p.size:
-        raise ValueError(f"pred ({p.size}), truth ({y.size}) and weights ({w.shape[1]} columns) must match")
-    out = _sims(w, p, y) if family == "sims" else _classes(w, p, y) if family == "classification" else _mosi(w, p, y)
-    return {k: out[k] for k in metric_keys(family) if k in out}
+    return weighted_metrics_many([(pred, truth)], family, weights)[0]
 
 
 def bootstrap_compare(model: FloatArray, reference: FloatArray, level: float = 0.95) -> dict[str, float]:
