@@ -157,7 +157,7 @@ def measure(name: str, ds, threads: list[int], rounds: int) -> None:
     print(f"{name}: {flops / 1e9:.2f} GFLOP per epoch ({flops / len(train) / 1e6:.1f} MFLOP per sample, "
           f"{flops / -(-len(train) // run.training.batch_size) / 1e6:.0f} MFLOP per batch of "
           f"{run.training.batch_size}); largest linear {shape[0]} x {shape[1]} x {shape[2]}", flush=True)
-    for t in threads:
+    for t in threads if rounds > 0 else []:
         torch.set_num_threads(t)
         now, before, mm = [], [], []
         for _ in range(rounds):
@@ -213,7 +213,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="qa_moe,mult", help="comma-separated model names (also: tfn, late_fusion)")
     ap.add_argument("--threads", default="1,2", help="torch thread counts, comma-separated")
-    ap.add_argument("--rounds", type=int, default=3, help="timed rounds per thread count (medians)")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds per thread count (medians; 0: count only)")
     ap.add_argument("--profile", action="store_true", help="also profile one epoch per model")
     args = ap.parse_args()
     import torch
