@@ -131,7 +131,8 @@ def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption,
     """One pass over the training split; the mean task loss. A non-finite loss stops training.
 
     The split is shuffled in one gather per epoch (:func:`shuffled_split`, keyed by ``seed * 100003 +
-    epoch``); the mini-batches are views of it. Nothing in the loop waits for the device: the task
+    epoch``; it holds a copy of the split's tensors for the epoch); the mini-batches are views of it, in
+    the order :func:`~robustmsa.data.batch.batches` would draw. Nothing in the loop waits for the device: the task
     losses stay tensors until the end of the epoch, where a non-finite one raises (naming its step).
     """
     training = run.training
