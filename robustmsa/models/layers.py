@@ -153,7 +153,7 @@ class InputStandardizer(nn.Module):
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).to(self.std.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        return (x - self.mean).div_(self.std)  # in place on the fresh difference: one allocation, same values
 
 
 class AttentionPool(nn.Module):

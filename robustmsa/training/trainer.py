@@ -24,14 +24,15 @@ import torch
 from corruptions import TrainingSampler
 from corruptions.keys import MODALITIES
 
-from ..data.batch import Batch, batches, split_to_batch
+from ..data.batch import Batch, split_to_batch
 from ..data.dataset import MSADataset
 from ..errors import NonFiniteError
 from ..evaluation import CorruptionContext, GridRun, evaluate_grid, predict
 from ..plan import TrainingRun, validation_grid
-from ..suite import GridSpec
+from ..suite import GridSpec, TrainingSpec
 
-__all__ = ["TrainResult", "TrainingRun", "RegimeCorruption", "train_model", "resolve_device"]
+__all__ = ["TrainResult", "TrainingRun", "RegimeCorruption", "train_model", "train_epoch", "optimizer",
+           "shuffled_split", "resolve_device"]
 
 
 @dataclass
@@ -148,32 +149,65 @@ class _Validator:
                        "valid_clean_corr": clean.metrics["corr"]}
 
 
-def _train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption, opt: torch.optim.Optimizer,
-                 run: TrainingRun, epoch: int, device: torch.device) -> float:
-    """One pass over the training split; the mean task loss. A non-finite loss stops training."""
+def optimizer(model: torch.nn.Module, training: TrainingSpec) -> torch.optim.Optimizer:
+    """The trainer's optimiser: AdamW over the model's parameter groups (:meth:`MSAModel.param_groups`)."""
+    return torch.optim.AdamW(model.param_groups(training.lr, training.weight_decay), foreach=True)
+
+
+def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption, opt: torch.optim.Optimizer,
+                run: TrainingRun, epoch: int, device: torch.device) -> float:
+    """One pass over the training split; the mean task loss. A non-finite loss stops training.
+
+    The split is shuffled in one gather per epoch (:func:`shuffled_split`, keyed by ``seed * 100003 +
+    epoch``; it holds a copy of the split's tensors for the epoch); the mini-batches are views of it, in
+    the order :func:`~robustmsa.data.batch.batches` would draw. Nothing in the loop waits for the device: the task
+    losses stay tensors until the end of the epoch, where a non-finite one raises (naming its step).
+    """
     training = run.training
     loss_fn = _task_loss(training.loss, getattr(model, "num_classes", 0))
     model.train()
-    total, count = 0.0, 0
-    for b in batches(train, training.batch_size, shuffle_seed=run.seed * 100003 + epoch):
-        xb, clean = corrupt(b, epoch)
+    shuffled = shuffled_split(train, run.seed * 100003 + epoch)
+    tasks: list[torch.Tensor] = []
+    sizes: list[int] = []
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    for start in range(0, len(shuffled), training.batch_size):
+        xb, clean = corrupt(shuffled.slice(start, start + training.batch_size), epoch)
         xb = xb.to(device)
         out = model(xb, clean=None if clean is None else clean.to(device))
         task = loss_fn(out["pred"], xb.labels)
         loss = task + sum(out.get("losses", {}).values(), torch.zeros((), device=device))
-        if not torch.isfinite(loss):
-            raise NonFiniteError(
-                f"non-finite training loss at epoch {epoch} (task {task.item():.4g}); "
-                "inputs or learning rate are the usual causes",
-                hint="check the data for NaN/inf and lower training.lr")
+        finite = finite & torch.isfinite(loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if training.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip, foreach=True)
         opt.step()
-        total += float(task.detach()) * len(xb)
-        count += len(xb)
-    return total / max(count, 1)
+        tasks.append(task.detach())
+        sizes.append(len(xb))
+    return _epoch_loss(tasks, sizes, bool(finite), epoch)
+
+
+def shuffled_split(train: Batch, seed: int) -> Batch:
+    """``train`` in the order of ``torch.randperm`` under a private generator seeded with ``seed``, gathered
+    once (the order :func:`~robustmsa.data.batch.batches` draws)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return train.index(torch.randperm(len(train), generator=g))
+
+
+def _epoch_loss(tasks: list[torch.Tensor], sizes: list[int], finite: bool, epoch: int) -> float:
+    """The sample-weighted mean task loss of an epoch (summed in float64, step by step); an error
+    naming the first step whose loss was not finite."""
+    values = torch.stack(tasks).tolist() if tasks else []
+    if not finite:
+        step = next((i for i, v in enumerate(values) if not np.isfinite(v)), None)
+        where = f"step {step}, task {values[step]:.4g}" if step is not None else "an auxiliary loss"
+        raise NonFiniteError(
+            f"non-finite training loss at epoch {epoch} ({where}); inputs or learning rate are the usual causes",
+            hint="check the data for NaN/inf and lower training.lr")
+    total = 0.0
+    for v, n in zip(values, sizes, strict=True):
+        total += v * n
+    return total / max(sum(sizes), 1)
 
 
 def train_model(
@@ -197,7 +231,7 @@ def train_model(
     model.fit_inputs(train)
     model.to(device)
     training = run.training
-    opt = torch.optim.AdamW(model.param_groups(training.lr, training.weight_decay))
+    opt = optimizer(model, training)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, training.patience // 2))
     best: TrainResult | None = None
     history: list[dict[str, float]] = []
@@ -207,7 +241,7 @@ def train_model(
         torch.manual_seed(run.seed)
         for epoch in range(training.epochs):
             te = time.perf_counter()
-            train_loss = _train_epoch(model, train, corrupt, opt, run, epoch, device)
+            train_loss = train_epoch(model, train, corrupt, opt, run, epoch, device)
             score, vmetrics = validate(model)
             sched.step(score)
             row = {"epoch": epoch, "train_loss": train_loss, **vmetrics,
