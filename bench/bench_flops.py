@@ -13,8 +13,8 @@ clean regime, batch 64, the suite's lr:
    its shape ``[batch*seq, d_in] x [d_in, d_out]`` is the "comparable" matmul;
 3. for each torch thread count (``--threads``), ``--rounds`` rounds, each timing in turn: one
    training epoch through ``train_epoch`` (corruption of the regime, forward, loss, backward,
-   clipping, AdamW step), one epoch of the previous loop (one gather per mini-batch, a host sync
-   per step, per-tensor AdamW and clipping; kept here as the yardstick, same FLOPs), and
+   clipping, AdamW step), one epoch of the previous loop (a host sync per step, per-tensor AdamW
+   and clipping; kept here as the yardstick, same FLOPs), and
    ``torch.matmul`` of the comparable shape. Medians.
 
 Printed per model and thread count: epoch FLOP/s, matmul FLOP/s, their ratio (target >= 0.3), and
@@ -100,7 +100,7 @@ def largest_linear(model, batch) -> tuple[int, int, int]:
 
 
 def previous_epoch(model, train, corrupt, opt, run, epoch: int) -> float:
-    """The trainer's epoch loop before the current one: a gather per mini-batch, a host sync per step
+    """The trainer's epoch loop before the current one: a host sync per step
     (finiteness check, loss to float), per-tensor clipping; ``opt`` built with ``foreach=False``."""
     import torch
 

@@ -12,7 +12,7 @@ from robustmsa.evaluation import CorruptionContext
 from robustmsa.models import create_model
 from robustmsa.suite import RegimeSpec, SamplerSpec, TrainingSpec
 from robustmsa.training import RegimeCorruption, TrainingRun, train_model
-from robustmsa.training.trainer import optimizer, shuffled_split, train_epoch
+from robustmsa.training.trainer import optimizer, train_epoch
 
 SMALL = {"n_train": 96, "n_valid": 32, "n_test": 32, "text_dim": 16, "text_len": 12, "audio_len": 12,
          "vision_len": 12}
@@ -23,16 +23,6 @@ SPECTRUM = RegimeSpec(name="spectrum", kind="spectrum",
 @pytest.fixture(scope="module")
 def small():
     return load_synthetic("mosi", seed=0, **SMALL)
-
-
-def test_the_shuffled_split_holds_the_batches_of_the_shuffle_in_order(small) -> None:
-    train = split_to_batch(small["train"])
-    whole = shuffled_split(train, 7)
-    for i, b in enumerate(batches(train, 20, shuffle_seed=7)):
-        part = whole.slice(20 * i, 20 * i + 20)
-        assert torch.equal(part.keys, b.keys) and torch.equal(part.text, b.text)
-        assert torch.equal(part.audio_mask, b.audio_mask) and torch.equal(part.labels, b.labels)
-    assert sorted(whole.keys.tolist()) == sorted(train.keys.tolist())
 
 
 def _plain_epoch(model, train, corrupt, opt, run, epoch) -> float:

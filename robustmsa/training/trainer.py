@@ -24,7 +24,7 @@ import torch
 from corruptions import TrainingSampler
 from corruptions.keys import MODALITIES
 
-from ..data.batch import Batch, split_to_batch
+from ..data.batch import Batch, batches, split_to_batch
 from ..data.dataset import MSADataset
 from ..errors import NonFiniteError
 from ..evaluation import CorruptionContext, GridRun, evaluate_grid, predict
@@ -32,7 +32,7 @@ from ..plan import TrainingRun, validation_grid
 from ..suite import GridSpec, TrainingSpec
 
 __all__ = ["TrainResult", "TrainingRun", "RegimeCorruption", "train_model", "train_epoch", "optimizer",
-           "shuffled_split", "resolve_device"]
+           "resolve_device"]
 
 
 @dataclass
@@ -158,20 +158,20 @@ def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption,
                 run: TrainingRun, epoch: int, device: torch.device) -> float:
     """One pass over the training split; the mean task loss. A non-finite loss stops training.
 
-    The split is shuffled in one gather per epoch (:func:`shuffled_split`, keyed by ``seed * 100003 +
-    epoch``; it holds a copy of the split's tensors for the epoch); the mini-batches are views of it, in
-    the order :func:`~robustmsa.data.batch.batches` would draw. Nothing in the loop waits for the device: the task
-    losses stay tensors until the end of the epoch, where a non-finite one raises (naming its step).
+    Mini-batches come from :func:`~robustmsa.data.batch.batches` (shuffle keyed by ``seed * 100003 +
+    epoch``; one gather per batch, so no second copy of the whole split is held: gathering the split
+    once per epoch measured no faster, bench/bench_flops.py). Nothing in the loop waits for the
+    device: the task losses stay tensors until the end of the epoch, where a non-finite one raises
+    (naming its step); the weights of such an epoch are never used (the trial fails).
     """
     training = run.training
     loss_fn = _task_loss(training.loss, getattr(model, "num_classes", 0))
     model.train()
-    shuffled = shuffled_split(train, run.seed * 100003 + epoch)
     tasks: list[torch.Tensor] = []
     sizes: list[int] = []
     finite = torch.ones((), dtype=torch.bool, device=device)
-    for start in range(0, len(shuffled), training.batch_size):
-        xb, clean = corrupt(shuffled.slice(start, start + training.batch_size), epoch)
+    for b in batches(train, training.batch_size, shuffle_seed=run.seed * 100003 + epoch):
+        xb, clean = corrupt(b, epoch)
         xb = xb.to(device)
         out = model(xb, clean=None if clean is None else clean.to(device))
         task = loss_fn(out["pred"], xb.labels)
@@ -185,13 +185,6 @@ def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption,
         tasks.append(task.detach())
         sizes.append(len(xb))
     return _epoch_loss(tasks, sizes, bool(finite), epoch)
-
-
-def shuffled_split(train: Batch, seed: int) -> Batch:
-    """``train`` in the order of ``torch.randperm`` under a private generator seeded with ``seed``, gathered
-    once (the order :func:`~robustmsa.data.batch.batches` draws)."""
-    g = torch.Generator().manual_seed(int(seed))
-    return train.index(torch.randperm(len(train), generator=g))
 
 
 def _epoch_loss(tasks: list[torch.Tensor], sizes: list[int], finite: bool, epoch: int) -> float:
