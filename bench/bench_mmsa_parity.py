@@ -202,7 +202,8 @@ def _parse() -> tuple[argparse.Namespace, list[int], list[int], list[str]]:
     ap.add_argument("--max-epochs", "--epochs", dest="epochs", type=int, default=40,
                     help="robustmsa's epoch cap (early stopping on validation as well)")
     ap.add_argument("--patience", type=int, default=8)
-    ap.add_argument("--seeds-mmsa", default="1111,1112")
+    ap.add_argument("--seeds-mmsa", default="1111,1112",
+                    help='MMSA\'s seeds; "" runs robustmsa\'s side only (against MMSA rows measured before)')
     ap.add_argument("--seeds-ours", default="0,1")
     ap.add_argument("--seeds", type=int, default=None, help="keep the first N seeds of each side")
     ap.add_argument("--threads", type=int, default=1)
@@ -258,7 +259,7 @@ def main() -> None:
             _log(f"robustmsa {name}: seeds {seeds_ours}")
             ours = run_ours(name, ds, seeds_ours, epochs, args.patience)
             refs = []
-            for label, mmsa_name, overrides in PAIRS[name]:
+            for label, mmsa_name, overrides in PAIRS[name] if seeds_mmsa else ():
                 _log(f"MMSA {label}: seeds {seeds_mmsa}")
                 refs.append(run_mmsa(label, mmsa_name, overrides, pkl, ds, seeds_mmsa, args.quick, tmp))
             for ref in refs:
