@@ -228,19 +228,25 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
     the dataset has no reference trial (the oracle and the linear probes predict scores)."""
     hashes: dict[str, str] = {}
     classes: dict[str, int] = {}
+    families: dict[str, str] = {}  # metric family of each dataset
     sizes: dict[str, dict[str, int]] = {}  # split sizes, for the trials' costs
     loaded: dict[str, Any] = {}  # the datasets a model with weights is probed on
     probed: dict[tuple[str, str], str] = {}
     out = []
     for spec in expand_trials(suite):
         key = spec.dataset.model_dump_json()
+        first_of_dataset = False
         weights = not spec.is_reference and MODELS.get(spec.model.name).brings_weights
         if key not in hashes or (weights and key not in loaded):
             dataset = load_dataset(spec.dataset.name, spec.dataset.params)
+            first_of_dataset = key not in hashes
             hashes[key], classes[key] = dataset.content_hash(), dataset.num_classes
+            families[key] = dataset.metric_family
             sizes[key] = {name: len(split) for name, split in dataset.splits.items()}
             if weights:
                 loaded[key] = dataset
+        if first_of_dataset:
+            check_metrics(suite.metrics, families[key], spec.dataset.display)
         if classes[key] and spec.is_reference:
             continue
         if classes[key]:
@@ -254,6 +260,19 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
         cost = trial_cost(spec, (n.get("train", 0), n.get("valid", 0), n.get(spec.evaluation.split, 0)))
         out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key], cost))
     return out
+
+
+def check_metrics(metrics: list[str] | None, family: str, dataset: str) -> None:
+    """Refuse report metrics (``metrics:``) that the dataset's metric family does not compute, e.g.
+    accuracy on a regression dataset (before anything runs)."""
+    from .metrics import metric_keys
+
+    allowed = metric_keys(family)
+    for j, m in enumerate(metrics or []):
+        if m not in allowed:
+            raise RobustMSAError(f"key 'metrics.{j}': metric {m!r} is not computed for dataset {dataset!r} "
+                                 f"(metric family {family}); allowed: {', '.join(allowed)}",
+                                 hint="list only the metrics of the suite's datasets")
 
 
 def check_classification(model: str, num_classes: int, dataset: str) -> None:

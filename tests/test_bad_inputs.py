@@ -127,7 +127,9 @@ CASES: dict[str, Case] = {
                                           says=("models.0.overrides.hiden", "did you mean head_hidden")),
     "unknown: dataset param": override("datasets=[{name: synthetic, params: {n_trains: 3}}]",
                                        says=("unknown synthetic config key 'n_trains'",)),
-    "unknown: metric": override("metrics=[mae, accuracy]", says=("unknown metric 'accuracy'",)),
+    "unknown: metric": override("metrics=[mae, acuracy]", says=("unknown metric 'acuracy'", "accuracy")),
+    "metric of another family": override("metrics=[mae, accuracy]",
+                                         says=("metric 'accuracy' is not computed for dataset", "family mosi")),
     # ---------------------------------------------------------------- duplicates (one identity, twice)
     "duplicate: seeds": override("seeds=[0, 0]", says=("seeds must be unique", "repeated: 0")),
     "duplicate: model labels": override("models=[{name: late_fusion}, {name: late_fusion}]",

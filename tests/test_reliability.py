@@ -277,8 +277,10 @@ def _ray_processes(token_prefix: str, named: bytes = b"") -> list[int]:
 @pytest.mark.services
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_no_ray_process_outlives_a_driver_killed_while_ray_starts(repo: Path, workdir: Path) -> None:
+    # many epochs: the run must still be going when its Ray processes are seen (it is killed then)
     driver = _cli(workdir, "run", str(repo / "suites" / "smoke.yaml"), "--backend", "ray",
-                  f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}", *SMALL, output=subprocess.DEVNULL)
+                  f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}", *SMALL, "training.epochs=500",
+                  "training.patience=500", output=subprocess.DEVNULL)
     prefix = f"{driver.pid}-"
     deadline = time.time() + 180
     while not _ray_processes(prefix, b"Agent") and driver.poll() is None and time.time() < deadline:
