@@ -228,25 +228,21 @@ def plan_suite(suite: Suite) -> list[PlannedTrial]:
     the dataset has no reference trial (the oracle and the linear probes predict scores)."""
     hashes: dict[str, str] = {}
     classes: dict[str, int] = {}
-    families: dict[str, str] = {}  # metric family of each dataset
     sizes: dict[str, dict[str, int]] = {}  # split sizes, for the trials' costs
     loaded: dict[str, Any] = {}  # the datasets a model with weights is probed on
     probed: dict[tuple[str, str], str] = {}
     out = []
     for spec in expand_trials(suite):
         key = spec.dataset.model_dump_json()
-        first_of_dataset = False
         weights = not spec.is_reference and MODELS.get(spec.model.name).brings_weights
         if key not in hashes or (weights and key not in loaded):
             dataset = load_dataset(spec.dataset.name, spec.dataset.params)
-            first_of_dataset = key not in hashes
+            if key not in hashes:
+                check_metrics(suite.metrics, dataset.metric_family, spec.dataset.display)
             hashes[key], classes[key] = dataset.content_hash(), dataset.num_classes
-            families[key] = dataset.metric_family
             sizes[key] = {name: len(split) for name, split in dataset.splits.items()}
             if weights:
                 loaded[key] = dataset
-        if first_of_dataset:
-            check_metrics(suite.metrics, families[key], spec.dataset.display)
         if classes[key] and spec.is_reference:
             continue
         if classes[key]:

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
+from ..datasets import reuse_loaded
 from ..errors import RobustMSAError
 from ..metrics import METRIC_INFO
 from ..plan import expand_trials, plan_suite
@@ -137,13 +138,14 @@ def write_report(suite: Any, console: Console | None = None, planned: Sequence[A
     suite's plan when the caller has it (a run), so its data is not loaded again to plan it."""
     console = console or Console(stderr=True)
     _check_references(suite, console)
-    try:
-        data, other, missing = _load(suite, console, planned)
-    except NothingToReport as e:
-        console.print(f"[yellow]no completed trials to report yet ({e})[/yellow]")
-        return {}
+    with reuse_loaded():  # planning and the release recognition read the same datasets: load each once
+        try:
+            data, other, missing = _load(suite, console, planned)
+        except NothingToReport as e:
+            console.print(f"[yellow]no completed trials to report yet ({e})[/yellow]")
+            return {}
+        data.releases = dataset_releases(suite.datasets, console)
     data.suite_version = str(suite.version)
-    data.releases = dataset_releases(suite.datasets, console)
     variants = [Variant(m.display, m.name, json.dumps(m.overrides, sort_keys=True) if m.overrides else "")
                 for m in suite.models]
     extra = {"source": str(suite.source), "tracking_uri": suite.tracking.uri, "experiment": suite.experiment}

@@ -212,11 +212,6 @@ def _classes(w: FloatArray, p: FloatArray, y: FloatArray) -> dict[str, FloatArra
     return out
 
 
-def _class_point(p: FloatArray, y: FloatArray) -> _Point:
-    """Class indices: only ``p`` and ``y`` are used (:func:`_classes`)."""
-    return _Point(p, y, (), (), [])
-
-
 def _metrics_of(pt: _Point, w: FloatArray, n: FloatArray, counts: FloatArray) -> dict[str, FloatArray]:
     """Every metric of one point from the weighted counts of its indicators (``counts``)."""
     out = {"mae": w @ np.abs(pt.p - pt.y) / n, "corr": _pearson(w, n, pt.p, pt.y)}
@@ -245,17 +240,18 @@ def weighted_metrics_many(points: Sequence[tuple[Sequence[float], Sequence[float
     time, so every value is what :func:`weighted_metrics` gave pair by pair, to the last bit."""
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     n = w.sum(axis=1)
-    make = _sims_point if family == "sims" else _class_point if family == "classification" else _mosi_point
-    prepared = []
+    pairs = []
     for pred, truth in points:
         p = np.asarray(pred, dtype=np.float64).reshape(-1)
         y = np.asarray(truth, dtype=np.float64).reshape(-1)
         if p.size != y.size or w.shape[1] != p.size:
             raise ValueError(f"pred ({p.size}), truth ({y.size}) and weights ({w.shape[1]} columns) must match")
-        prepared.append(make(p, y))
+        pairs.append((p, y))
     keys = metric_keys(family)
     if family == "classification":  # class indices: per-class sums of one pair at a time
-        return [{k: m[k] for k in keys if k in m} for m in (_classes(w, pt.p, pt.y) for pt in prepared)]
+        return [{k: m[k] for k in keys if k in m} for m in (_classes(w, p, y) for p, y in pairs)]
+    make = _sims_point if family == "sims" else _mosi_point
+    prepared = [make(p, y) for p, y in pairs]
     out: list[dict[str, FloatArray]] = []
     for start in range(0, len(prepared), CHUNK_POINTS):
         chunk = prepared[start:start + CHUNK_POINTS]
