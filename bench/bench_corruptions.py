@@ -16,7 +16,10 @@ three modalities. For each feature family it times
   each time step (``x[t] = ...``); the same maths as the family (``steps/point``: a retired
   target, printed for comparison only);
 - ``vector``: a stricter reference than the tools: a loop over samples only, each sample done
-  with whole-array numpy operations (seed, draw, multiply).
+  with whole-array numpy operations (seed, draw, multiply);
+- the floor row: allocating every modality's output and filling it with ``normal_`` from one
+  generator (no keys, no mixing): the least any family that draws a standard normal per element
+  costs, so its copy/point bounds ``noise`` and ``compose`` (``--no-floor`` skips it).
 
 Times are medians of ``--repeats`` interleaved rounds after one warm-up; torch's default number of
 threads unless ``--threads`` is given (the keyed draws use them, see ``corruptions.keys``).
@@ -218,6 +221,23 @@ def measure(name: str, data: dict[str, ModalityBatch], keys: torch.Tensor, repea
     return row
 
 
+#: the row of :func:`measure_floor`
+FLOOR = "normal draw only (floor)"
+
+
+def measure_floor(data: dict[str, ModalityBatch], repeats: int) -> dict[str, float]:
+    """What any family that draws one standard normal per element costs at least: allocate the
+    output of every modality and fill it with ``normal_`` from one generator (no keys, no mixing),
+    timed in the same interleaved rounds as a copy. Its copy/point bounds what ``noise`` and
+    ``compose`` can reach with torch's generator."""
+    g = torch.Generator().manual_seed(0)
+
+    def draw() -> list[torch.Tensor]:
+        return [torch.empty_like(d.features).normal_(generator=g) for d in data.values()]
+
+    return timed({"copy": lambda: clone_all(data), "point": draw}, repeats)
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -239,7 +259,8 @@ def load_average() -> str:
 
 
 def ratios(row: dict[str, float]) -> dict[str, float]:
-    out = {"copy/point": row["copy"] / row["point"], "copy/(prepare+at)": row["copy"] / row["prepare+at"]}
+    out = {"copy/point": row["copy"] / row["point"],
+           "copy/(prepare+at)": row["copy"] / row.get("prepare+at", float("nan"))}
     if "steps" in row:
         out["steps/point"] = row["steps"] / row["point"]
         out["vector/point"] = row["vector"] / row["point"]
@@ -269,8 +290,10 @@ def markdown_rows(results: dict[str, dict[str, float]]) -> list[str]:
         r = ratios(row)
         times = " | ".join(f"{row[k] * 1e3:.1f}" if k in row else "" for k in TIMES)
         met = "yes" if r["copy/point"] >= COPY_TARGET else "NO"
+        met = f"(bound: {met})" if name == FLOOR else met
         refs = f"{r['steps/point']:.1f} | {r['vector/point']:.1f}" if "steps/point" in r else " | "
-        lines.append(f"| {name} | {times} | {r['copy/point']:.2f} | {r['copy/(prepare+at)']:.2f} | {refs} | {met} |")
+        both = f"{r['copy/(prepare+at)']:.2f}" if "prepare+at" in row else ""
+        lines.append(f"| {name} | {times} | {r['copy/point']:.2f} | {both} | {refs} | {met} |")
     return lines
 
 
@@ -292,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="*", default=None, help="feature families (default: all)")
     parser.add_argument("--no-references", action="store_true", help="skip the (slow) numpy references")
     parser.add_argument("--write", type=Path, default=None, help="append Markdown rows to this file")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the floor row (allocate and draw one normal per element, nothing else)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -301,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     load = load_average()
     print(f"{machine()}; load average at start {load}")
     results = {name: measure(name, data, keys, args.repeats, not args.no_references) for name in names}
+    if not args.no_floor:
+        results[FLOOR] = measure_floor(data, args.repeats)
     print_table(results)
     rows = markdown_header(load) + markdown_rows(results)
     print("\n".join(rows))

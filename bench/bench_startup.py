@@ -2,9 +2,11 @@
 
 Timed side by side, in alternating rounds after one untimed warm-up round (which also fills the
 synthetic dataset cache), medians printed: ``python -c pass`` (the interpreter's own startup),
-``robustmsa --version``, ``robustmsa ls models``, ``robustmsa ls datasets`` and ``robustmsa
-validate suites/continuous_spectrum.yaml`` (which plans the suite: it loads the dataset for its
-hash and calibrates the wall time on a few training steps of each model). Each command runs as
+``python -c 'import torch'`` (the floor of anything that runs model code), ``robustmsa
+--version``, ``robustmsa ls models``, ``robustmsa ls datasets``, ``robustmsa validate
+suites/continuous_spectrum.yaml`` (which plans the suite from the dataset's summary and reuses this
+machine's last calibration of the wall time, made by the warm-up round) and ``validate
+--recalibrate`` (which times a few training steps of each model again). Each command runs as
 ``python -m robustmsa.cli ...`` with the checkout on ``PYTHONPATH``, from the checkout's folder.
 ``--against DIR`` times another checkout (e.g. an older commit unpacked with ``git archive``) in
 the same rounds and prints its medians and the ratio DIR / this checkout.
@@ -25,11 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "python -c pass": ["-c", "pass"],
+    "python -c 'import torch'": ["-c", "import torch"],
     "robustmsa --version": ["-m", "robustmsa.cli", "--version"],
     "robustmsa ls models": ["-m", "robustmsa.cli", "ls", "models"],
     "robustmsa ls datasets": ["-m", "robustmsa.cli", "ls", "datasets"],
     "robustmsa validate continuous_spectrum": ["-m", "robustmsa.cli", "validate", "suites/continuous_spectrum.yaml"],
+    "robustmsa validate --recalibrate": ["-m", "robustmsa.cli", "validate", "suites/continuous_spectrum.yaml",
+                                         "--recalibrate"],
 }
+#: commands an older checkout may not have (timed in this checkout only)
+NEW = {"robustmsa validate --recalibrate"}
 
 
 def _child_cpu() -> float:
@@ -55,11 +62,11 @@ Times = dict[tuple[str, Path], list[tuple[float, float]]]
 
 def measure(trees: list[Path], commands: dict[str, list[str]], rounds: int) -> Times:
     """Every command in every tree once per round (round 0 untimed), alternating the trees' order."""
-    times: Times = {(c, t): [] for c in commands for t in trees}
+    times: Times = {(c, t): [] for c in commands for t in (trees[:1] if c in NEW else trees)}
     for r in range(rounds + 1):
         order = trees if r % 2 == 0 else trees[::-1]
         for name, args in commands.items():
-            for tree in order:
+            for tree in order if name not in NEW else trees[:1]:
                 wall_cpu = timed(tree, args)
                 if r:
                     times[(name, tree)].append(wall_cpu)
@@ -78,7 +85,7 @@ def table(times: Times, commands: list[str], trees: list[Path]) -> list[str]:
     for c in commands:
         this, other = (c, trees[0]), (c, trees[-1])
         line = f"{c:40s} {wall[this]:7.2f} {wall[this] - wall[('python -c pass', trees[0])]:8.2f} {cpu[this]:6.2f}"
-        if len(trees) > 1:
+        if len(trees) > 1 and other in times:
             line += (f" | {wall[other]:12.2f} {cpu[other]:6.2f} {wall[other] / wall[this]:10.1f} "
                      f"{cpu[other] / cpu[this]:5.1f}")
         lines.append(line)

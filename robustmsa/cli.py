@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="if the suite is already running in this tracking store, wait for it (default: refuse)")
     v = sub.add_parser("validate", parents=[common], help="validate a suite and print its expanded grid")
     _suite_args(v)
+    v.add_argument("--recalibrate", action="store_true",
+                   help="time the models again for the wall-time estimate (default: reuse this machine's last "
+                        "calibration, kept for 7 days)")
     ls = sub.add_parser("ls", parents=[common], help="list registered models, corruptions, datasets or suites")
     ls.add_argument("what", choices=LS_WHAT, help="what to list: " + ", ".join(LS_WHAT))
     rp = sub.add_parser("report", parents=[common],
@@ -185,7 +188,8 @@ def _print_validation(args: argparse.Namespace, suite: Suite, planned: list[Plan
               f"supports of ({', '.join(ev.sweeps)}) x {len(ev.levels)} levels)")
     out.print(f"  estimated cost: at most {cost.sample_passes:,} sample passes (epochs x train x 2 for training and "
               f"validation, grid points x test for evaluation)")
-    out.print(f"  estimated wall time: {estimate_wall_time(suite, planned).text()}", markup=False, highlight=False)
+    wall = estimate_wall_time(suite, planned, recalibrate=getattr(args, "recalibrate", False))
+    out.print(f"  estimated wall time: {wall.text()}", markup=False, highlight=False)
     for p in planned:
         out.print(f"  - {p.spec.name}  [dim]{p.trial_id}[/dim]")
     return 0

@@ -17,26 +17,46 @@ from corruptions.registry import Registry
 from .data.dataset import MSADataset
 from .errors import DataError, RobustMSAError
 
-__all__ = ["DATASETS", "DatasetEntry", "register_dataset", "load_dataset", "remember_dataset", "reuse_loaded"]
+__all__ = ["DATASETS", "DatasetEntry", "DatasetSummary", "register_dataset", "load_dataset", "summarise_dataset",
+           "remember_dataset", "reuse_loaded"]
 
 Loader = Callable[..., MSADataset]
 
 
 @dataclass(frozen=True)
+class DatasetSummary:
+    """What planning needs of a dataset: its content hash, split sizes, metric family and classes."""
+
+    content_hash: str
+    sizes: dict[str, int]
+    metric_family: str
+    num_classes: int = 0
+
+    @classmethod
+    def of(cls, dataset: MSADataset) -> DatasetSummary:
+        return cls(dataset.content_hash(), {name: len(split) for name, split in dataset.splits.items()},
+                   dataset.metric_family, dataset.num_classes)
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
-    """A registered dataset: ``load(**params)`` builds it; ``help`` is its one-line description."""
+    """A registered dataset: ``load(**params)`` builds it; ``help`` is its one-line description;
+    ``summary(**params)``, where given, returns its :class:`DatasetSummary` without loading the
+    arrays, or None when it cannot (then the dataset is loaded)."""
 
     name: str
     load: Loader
     help: str
+    summary: Callable[..., DatasetSummary | None] | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
-def register_dataset(name: str, help: str, loader: Loader) -> Loader:
+def register_dataset(name: str, help: str, loader: Loader,
+                     summary: Callable[..., DatasetSummary | None] | None = None) -> Loader:
     """Register ``loader`` as dataset ``name`` with its ``help`` text (a collision is an error)."""
-    DATASETS.register(name, DatasetEntry(name, loader, help))
+    DATASETS.register(name, DatasetEntry(name, loader, help, summary))
     return loader
 
 
@@ -68,22 +88,38 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> MSADataset:
     key = json.dumps([name, params or {}], sort_keys=True, default=str)
     if _REUSED is not None and key in _REUSED:
         return _REUSED[key]
+    dataset = _call(name, params, DATASETS.get(name).load)
+    if (params or {}).get("label") is not None:
+        dataset.info["label"] = str(params["label"])
+    if _REUSED is not None:
+        _REUSED[key] = dataset
+    return dataset
+
+
+def summarise_dataset(name: str, params: dict[str, Any] | None = None) -> DatasetSummary:
+    """The :class:`DatasetSummary` of dataset ``name`` with ``params``: from its entry's ``summary``
+    where that can answer without loading (the embedded benchmark's cache entry), else from the
+    loaded dataset (:func:`load_dataset`, so a bad input fails the same way)."""
+    key = json.dumps([name, params or {}], sort_keys=True, default=str)
     entry = DATASETS.get(name)
+    if entry.summary is not None and (_REUSED is None or key not in _REUSED):
+        found = _call(name, params, entry.summary)
+        if found is not None:
+            return found
+    return DatasetSummary.of(load_dataset(name, params))
+
+
+def _call(name: str, params: dict[str, Any] | None, fn: Callable[..., Any]) -> Any:
+    """``fn(**params)`` without ``label``; every input error starts with ``dataset '<name>': ``."""
     where = f"dataset {name!r}"
-    loader_params = {k: v for k, v in (params or {}).items() if k != "label"}
     try:
-        dataset = entry.load(**loader_params)
+        return fn(**{k: v for k, v in (params or {}).items() if k != "label"})
     except TypeError as e:
         raise DataError(f"{where}: bad params {sorted(params or {})}: {e}") from None
     except RobustMSAError as e:
         if str(e).startswith(f"{where}:"):
             raise
         raise type(e)(f"{where}: {str(e).removeprefix(f'{name}: ')}", hint=e.hint) from e
-    if (params or {}).get("label") is not None:
-        dataset.info["label"] = str(params["label"])
-    if _REUSED is not None:
-        _REUSED[key] = dataset
-    return dataset
 
 
 def _synthetic(preset: str) -> Loader:
@@ -93,6 +129,18 @@ def _synthetic(preset: str) -> Loader:
         return load_synthetic(preset, seed=seed, **params)
 
     return load
+
+
+def _synthetic_summary(preset: str) -> Callable[..., DatasetSummary | None]:
+    def summary(seed: int = 0, **params: Any) -> DatasetSummary | None:
+        from .data.synthetic import cached_summary
+
+        found = cached_summary(preset, seed=seed, **params)
+        if found is None:
+            return None
+        return DatasetSummary(found["content_hash"], found["sizes"], found["metric_family"], len(found["classes"]))
+
+    return summary
 
 
 def _mmsa(path: str | None = None, **params: Any) -> MSADataset:
@@ -119,26 +167,26 @@ def _raw(path: str | None = None, **params: Any) -> MSADataset:
 register_dataset(
     "synthetic",
     "embedded benchmark, MOSI aligned_50 shapes (1284/229/686), params: seed, any SyntheticConfig field",
-    _synthetic("mosi"),
+    _synthetic("mosi"), _synthetic_summary("mosi"),
 )
 register_dataset("synthetic_mosei", "embedded benchmark, MOSEI aligned_50 shapes (16326/1871/4659)",
-                 _synthetic("mosei"))
+                 _synthetic("mosei"), _synthetic_summary("mosei"))
 register_dataset("synthetic_sims", "embedded benchmark, CH-SIMS unaligned_39 shapes, labels in [-1, 1]",
-                 _synthetic("sims"))
+                 _synthetic("sims"), _synthetic_summary("sims"))
 register_dataset(
     "synthetic_trimodal",
     "embedded benchmark, MOSI shapes, every modality carries shared and private cues, exact oracle (the main "
     "suite's dataset)",
-    _synthetic("trimodal"),
+    _synthetic("trimodal"), _synthetic_summary("trimodal"),
 )
 register_dataset(
     "synthetic_emotion",
     "embedded MELD-style emotion classification (7 classes with MELD's imbalance) from the cue design, MOSI "
     "shapes; task classification (docs/classification.md)",
-    _synthetic("emotion"),
+    _synthetic("emotion"), _synthetic_summary("emotion"),
 )
 register_dataset("synthetic_sims2", "embedded benchmark, CH-SIMS v2.0 shapes (2722/647/1034; audio 925x25, vision "
-                 "232x177), labels in [-1, 1]", _synthetic("sims2"))
+                 "232x177), labels in [-1, 1]", _synthetic("sims2"), _synthetic_summary("sims2"))
 register_dataset("mmsa", "an MMSA processed-feature pickle, params: path (required), metric_family, nonfinite, "
                  "variant (simsv2), classes (a categorical pickle: labels as class indices), "
                  "label (name in tables; default from the path, e.g. MOSI/aligned_50)", _mmsa)

@@ -5,13 +5,19 @@
 and epochs, from any suite of the experiment) or from a short calibration: a few timed training
 steps and one timed forward pass of each model on its dataset, scaled by the trial's sample passes
 (training epochs x train split, validation grids, evaluation grid x evaluated split). Early
-stopping only shortens a trial, so calibrated times are upper bounds. The wall time divides the
+stopping only shortens a trial, so calibrated times are upper bounds; a calibration is remembered on
+this machine for a week (``<cache>/calibration.json``, keyed by the trial's config without its seed,
+the data, the threads, the CPU and the code version), so a second ``validate`` trains nothing. The wall time divides the
 trials over the parallel slots of this machine (cores / ``resources.cpus_per_trial``, at most
 ``runner.max_concurrent``).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ from .data.batch import batches, split_to_batch
 from .datasets import load_dataset
 from .evaluation import predict
 from .models import create_model
-from .plan import PlannedTrial, validation_grid
+from .plan import PlannedTrial, code_version, validation_grid
 from .suite import Suite
 
 if TYPE_CHECKING:  # the store is read only when it exists; MLflow and pandas load then
@@ -48,10 +54,13 @@ class WallTime:
     from_store: int
     calibrated: int
     untimed: int = 0
+    remembered: int = 0  # of the calibrated: from an earlier calibration on this machine
 
     def text(self) -> str:
         how = [f"{self.from_store} timed from finished trials in the store"] if self.from_store else []
-        how += [f"{self.calibrated} from a short calibration (an upper bound)"] if self.calibrated else []
+        earlier = (f"; {self.remembered} remembered from an earlier validate on this machine, --recalibrate "
+                   "measures again") if self.remembered else ""
+        how += [f"{self.calibrated} from a short calibration, an upper bound{earlier}"] if self.calibrated else []
         how += [f"{self.untimed} reference trial(s) not timed: no record yet"] if self.untimed else []
         return (f"about {duration_text(self.seconds)} on this machine for {self.to_run} trial(s) over {self.slots} "
                 f"parallel slot(s) ({'; '.join(how) or 'nothing to run'}); a rerun reuses {self.reused} finished "
@@ -83,11 +92,11 @@ def parallel_slots(suite: Suite) -> int:
 
 def _store(suite: Suite) -> Tracker | None:
     """The suite's experiment for reading, without creating a store that is not there."""
-    from .tracking import Tracker
-
     uri = suite.tracking.uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None
+    from .tracking import Tracker
+
     return Tracker.existing(uri, suite.experiment)
 
 
@@ -147,15 +156,75 @@ def _calibrate(p: PlannedTrial, threads: int) -> float:
             + spec.evaluation.points() * len(test) * per_eval)
 
 
-def estimate_wall_time(suite: Suite, planned: list[PlannedTrial]) -> WallTime:
-    """Seconds until the suite's trials are done on this machine (the report excluded)."""
+#: how long a calibration is remembered on this machine (``<cache>/calibration.json``)
+CALIBRATION_MAX_AGE_S = 7 * 24 * 3600
+
+
+def calibration_key(p: PlannedTrial, threads: int) -> str:
+    """What a calibration depends on: the trial's resolved config without its seed and suite, its
+    data, the thread count, this machine (CPU model and count, torch) and this code's version."""
+    trial = {k: v for k, v in p.spec.resolved().items() if k not in ("seed", "suite", "suite_version")}
+    machine = [platform.machine(), _cpu_model(), os.cpu_count(), torch.__version__]
+    blob = json.dumps({"trial": trial, "data": p.data_hash, "threads": threads, "machine": machine,
+                       "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+class CalibrationCache:
+    """Calibrated trial seconds remembered on this machine for :data:`CALIBRATION_MAX_AGE_S`, so that
+    a second ``robustmsa validate`` answers without training anything; unreadable or unwritable
+    files only cost a new calibration."""
+
+    def __init__(self, path: Path | None = None, now: float | None = None) -> None:
+        from .data.synthetic.cache import default_cache_dir
+
+        self.path = path or default_cache_dir() / "calibration.json"
+        self.now = time.time() if now is None else now
+        try:
+            found = json.loads(self.path.read_text(encoding="utf-8"))
+            self.entries = {k: v for k, v in found.items()
+                            if self.now - float(v["at"]) < CALIBRATION_MAX_AGE_S and float(v["seconds"]) > 0}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            self.entries = {}
+        self.changed = False
+
+    def get(self, key: str) -> float | None:
+        entry = self.entries.get(key)
+        return None if entry is None else float(entry["seconds"])
+
+    def put(self, key: str, seconds: float) -> None:
+        self.entries[key] = {"seconds": seconds, "at": self.now}
+        self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.entries, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
+def estimate_wall_time(suite: Suite, planned: list[PlannedTrial], recalibrate: bool = False) -> WallTime:
+    """Seconds until the suite's trials are done on this machine (the report excluded). Calibrations
+    are remembered on this machine (:class:`CalibrationCache`); ``recalibrate`` measures again."""
     store = _store(suite)
     done = set(store.completed_trials()) if store else set()
     todo = [p for p in planned if p.trial_id not in done]
     recorded = recorded_durations(store)
     threads = max(1, int(suite.resources.cpus_per_trial))
-    calibrated: dict[tuple[str, str, str, str], float] = {}
-    total, counts = 0.0, {"store": 0, "calibrated": 0, "untimed": 0}
+    cache = CalibrationCache()
+    calibrated: dict[tuple[str, str, str, str], tuple[float, bool]] = {}  # -> (seconds, remembered)
+    total, counts = 0.0, {"store": 0, "calibrated": 0, "untimed": 0, "remembered": 0}
     for p in todo:
         key = duration_key(p)
         if key in recorded:
@@ -165,10 +234,17 @@ def estimate_wall_time(suite: Suite, planned: list[PlannedTrial]) -> WallTime:
             counts["untimed"] += 1
         else:
             if key not in calibrated:
-                calibrated[key] = _calibrate(p, threads)
-            total += calibrated[key]
+                ckey = calibration_key(p, threads)
+                found = None if recalibrate else cache.get(ckey)
+                if found is None:
+                    cache.put(ckey, _calibrate(p, threads))
+                calibrated[key] = (cache.get(ckey) or 0.0, found is not None)
+            seconds, remembered = calibrated[key]
+            total += seconds
             counts["calibrated"] += 1
+            counts["remembered"] += remembered
+    cache.save()
     slots = parallel_slots(suite)
     seconds = (total / min(slots, max(len(todo), 1)) + OVERHEAD_S) if todo else 0.0
     return WallTime(seconds, len(todo), len(planned) - len(todo), slots, counts["store"], counts["calibrated"],
-                    counts["untimed"])
+                    counts["untimed"], counts["remembered"])

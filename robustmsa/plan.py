@@ -19,7 +19,7 @@ from typing import Any
 from corruptions import FAMILIES
 
 from ._version import __version__
-from .datasets import load_dataset
+from .datasets import DatasetSummary, load_dataset, summarise_dataset
 from .errors import ModelError, NonFiniteError, RobustMSAError
 from .models import MODELS, create_model, model_config
 from .suite import (
@@ -221,40 +221,36 @@ def trial_cost(spec: TrialSpec, sizes: tuple[int, int, int]) -> int:
 
 
 def plan_suite(suite: Suite) -> list[PlannedTrial]:
-    """Expand the suite and compute every trial's identity (loads each dataset once). A model that
+    """Expand the suite and compute every trial's identity from each dataset's summary (read once; the
+    embedded benchmark's from its cache entry without its arrays, other datasets loaded). A model that
     comes with its weights is built and run on one batch first (:func:`probe_model`): a model that
     fails it stops the suite here, before the store is touched, and its weights' hash enters the identity.
     On a classification dataset a model without classification support stops the suite here too, and
     the dataset has no reference trial (the oracle and the linear probes predict scores)."""
-    hashes: dict[str, str] = {}
-    classes: dict[str, int] = {}
-    sizes: dict[str, dict[str, int]] = {}  # split sizes, for the trials' costs
+    summaries: dict[str, DatasetSummary] = {}
     loaded: dict[str, Any] = {}  # the datasets a model with weights is probed on
     probed: dict[tuple[str, str], str] = {}
     out = []
     for spec in expand_trials(suite):
         key = spec.dataset.model_dump_json()
-        weights = not spec.is_reference and MODELS.get(spec.model.name).brings_weights
-        if key not in hashes or (weights and key not in loaded):
-            dataset = load_dataset(spec.dataset.name, spec.dataset.params)
-            if key not in hashes:
-                check_metrics(suite.metrics, dataset.metric_family, spec.dataset.display)
-            hashes[key], classes[key] = dataset.content_hash(), dataset.num_classes
-            sizes[key] = {name: len(split) for name, split in dataset.splits.items()}
-            if weights:
-                loaded[key] = dataset
-        if classes[key] and spec.is_reference:
+        if key not in summaries:  # the arrays are read only where the summary needs them
+            summaries[key] = summarise_dataset(spec.dataset.name, spec.dataset.params)
+            check_metrics(suite.metrics, summaries[key].metric_family, spec.dataset.display)
+        data = summaries[key]
+        if data.num_classes and spec.is_reference:
             continue
-        if classes[key]:
-            check_classification(spec.model.name, classes[key], spec.dataset.display)
-        if weights:
+        if data.num_classes:
+            check_classification(spec.model.name, data.num_classes, spec.dataset.display)
+        if not spec.is_reference and MODELS.get(spec.model.name).brings_weights:
             mkey = (key, spec.model.model_dump_json())
             if mkey not in probed:
+                if key not in loaded:
+                    loaded[key] = load_dataset(spec.dataset.name, spec.dataset.params)
                 probed[mkey] = probe_model(spec.model, loaded[key], spec.evaluation.split)
             spec = dataclasses.replace(spec, model_hash=probed[mkey])
-        n = sizes[key]
+        n = data.sizes
         cost = trial_cost(spec, (n.get("train", 0), n.get("valid", 0), n.get(spec.evaluation.split, 0)))
-        out.append(PlannedTrial(spec, trial_identity(spec, hashes[key]), hashes[key], cost))
+        out.append(PlannedTrial(spec, trial_identity(spec, data.content_hash), data.content_hash, cost))
     return out
 
 
@@ -328,12 +324,12 @@ class Cost:
 
 def estimate_cost(suite: Suite, planned: list[PlannedTrial]) -> Cost:
     """Training (epochs x train x 2: the epoch and its validation) plus evaluation (grid points x
-    evaluated split) of every model trial; loads each dataset for its split sizes."""
+    evaluated split) of every model trial; the split sizes from each dataset's summary."""
     ev = suite.evaluation
     sizes: dict[str, tuple[int, int]] = {}
     for d in suite.datasets:
-        ds = load_dataset(d.name, d.params)
-        sizes[d.name] = (len(ds["train"]), len(ds[ev.split]))
+        n = summarise_dataset(d.name, d.params).sizes
+        sizes[d.name] = (n["train"], n[ev.split])
     n_points = ev.points()
     passes = sum((0 if p.spec.is_evaluate else suite.training.epochs * sizes[p.spec.dataset.name][0] * 2)
                  + n_points * sizes[p.spec.dataset.name][1] for p in planned if not p.spec.is_reference)

@@ -24,6 +24,7 @@ from robustmsa.data.synthetic import (
     LatentModel,
     SyntheticConfig,
     SyntheticTextEncoder,
+    cached_summary,
     default_cache_dir,
     expected_label,
     export_mmsa,
@@ -399,6 +400,34 @@ def test_corrupt_or_tampered_cache_is_regenerated(tmp_path: Path) -> None:
     with np.load(npz, allow_pickle=False) as z:
         assert np.array_equal(z["test/labels"], original["test"].labels)
     assert not list((tmp_path / "synthetic").glob("*.tmp"))
+
+
+def test_planning_summary_is_read_from_the_cache_entry_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cached_summary`` answers from the ``.json`` (no array is read); an entry written before the
+    sizes were kept has no summary until its next load adds them; the summary equals the loaded dataset's."""
+    from robustmsa.datasets import DatasetSummary, summarise_dataset
+
+    assert cached_summary("emotion", seed=1, cache_dir=tmp_path, **SMALL) is None  # no entry yet
+    loaded = load_synthetic("emotion", seed=1, cache_dir=tmp_path, **SMALL)
+    (meta,) = (tmp_path / "synthetic").glob("*.json")
+    found = cached_summary("emotion", seed=1, cache_dir=tmp_path, **SMALL)
+    assert found == {"content_hash": loaded.content_hash(), "sizes": {"train": 20, "valid": 10, "test": 10},
+                     "metric_family": loaded.metric_family, "classes": list(loaded.classes)}
+    monkeypatch.setattr(np, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("arrays read")))
+    assert cached_summary("emotion", seed=1, cache_dir=tmp_path, **SMALL) == found
+    monkeypatch.undo()
+    old = json.loads(meta.read_text())
+    del old["sizes"]
+    meta.write_text(json.dumps(old))
+    assert cached_summary("emotion", seed=1, cache_dir=tmp_path, **SMALL) is None
+    load_synthetic("emotion", seed=1, cache_dir=tmp_path, **SMALL)  # a hit: the sizes are added
+    assert cached_summary("emotion", seed=1, cache_dir=tmp_path, **SMALL) == found
+    monkeypatch.setenv("ROBUSTMSA_CACHE", str(tmp_path))
+    params = {"seed": 1, **SMALL}
+    assert summarise_dataset("synthetic_emotion", params) == DatasetSummary.of(loaded)
+    assert DatasetSummary.of(loaded).num_classes == 7
+    with pytest.raises(RobustMSAError, match="dataset .synthetic_emotion.: unknown synthetic config key .n_tran."):
+        summarise_dataset("synthetic_emotion", {"n_tran": 3})
 
 
 def test_default_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

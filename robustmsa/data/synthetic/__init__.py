@@ -103,7 +103,7 @@ Generation takes about 1.5 s on one core for mosi (about 16 s and 4 GB for mosei
 from __future__ import annotations
 
 from .assembly import GENERATOR_VERSION
-from .cache import default_cache_dir, export_mmsa, load_synthetic, synthetic_cache_key
+from .cache import cached_summary, default_cache_dir, export_mmsa, load_synthetic, synthetic_cache_key
 from .config import DATASET_NAMES, PRESETS, SyntheticConfig
 from .frames import CLUE_VOCAB
 from .generate import generate_synthetic
@@ -112,6 +112,7 @@ from .text import CLS_ID, PAD_ID, SEP_ID, UNK_ID, VOCAB_SIZE, SyntheticTextEncod
 
 __all__ = [
     "GENERATOR_VERSION",
+    "cached_summary",
     "PRESETS",
     "DATASET_NAMES",
     "CLUE_VOCAB",

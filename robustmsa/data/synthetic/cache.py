@@ -2,6 +2,7 @@
 to an MMSA pickle."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,7 +21,7 @@ from .assembly import GENERATOR_VERSION
 from .config import SyntheticConfig
 from .generate import generate_synthetic
 
-__all__ = ["synthetic_cache_key", "default_cache_dir", "load_synthetic", "export_mmsa"]
+__all__ = ["synthetic_cache_key", "default_cache_dir", "load_synthetic", "cached_summary", "export_mmsa"]
 
 
 def synthetic_cache_key(config: SyntheticConfig) -> str:
@@ -59,6 +60,31 @@ def load_synthetic(
     return dataset
 
 
+def cached_summary(
+    preset: str = "mosi", seed: int = 0, cache_dir: str | Path | None = None, **overrides: Any
+) -> dict[str, Any] | None:
+    """What planning needs of the cached dataset of ``preset`` and ``seed`` (content hash, split
+    sizes, metric family, classes), read from the cache entry's ``.json`` alone; None when there is
+    no entry for this exact config and generator version (then :func:`load_synthetic` builds it).
+
+    The arrays are not read, so their hash is not re-checked here: a trial loads them and compares
+    the hash with the one planned (a changed file is refused there, nothing runs on it)."""
+    config = SyntheticConfig.from_preset(preset, seed=seed, **overrides)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    key = synthetic_cache_key(config)
+    stem = folder / "synthetic" / f"{config.dataset_name}-{key}"
+    try:
+        meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        ok = (stem.with_suffix(".npz").is_file() and meta["cache_key"] == key
+              and meta["generator_version"] == GENERATOR_VERSION and isinstance(meta.get("sizes"), dict))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not ok:
+        return None
+    return {"content_hash": meta["content_hash"], "sizes": {k: int(v) for k, v in meta["sizes"].items()},
+            "metric_family": meta["metric_family"], "classes": list(meta.get("classes", []))}
+
+
 def _flat_arrays(dataset: MSADataset) -> dict[str, np.ndarray]:
     return {f"{s}/{k}": v for s in SPLITS for k, v in dataset.splits[s].arrays().items()}
 
@@ -76,15 +102,24 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 
 def _write_cache(stem: Path, dataset: MSADataset, key: str) -> None:
+    arrays = _flat_arrays(dataset)
+    _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+    _write_meta(stem, _meta(dataset, key, dataset.content_hash()))
+
+
+def _meta(dataset: MSADataset, key: str, content_hash: str) -> dict[str, Any]:
     meta = {
-        "cache_key": key, "generator_version": GENERATOR_VERSION, "content_hash": dataset.content_hash(),
+        "cache_key": key, "generator_version": GENERATOR_VERSION, "content_hash": content_hash,
         "name": dataset.name, "label_range": list(dataset.label_range),
         "metric_family": dataset.metric_family, "info": dataset.info,
+        "sizes": {s: len(dataset.splits[s]) for s in SPLITS},
     }
     if dataset.task != "regression":
         meta.update(task=dataset.task, classes=list(dataset.classes))
-    arrays = _flat_arrays(dataset)
-    _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+    return meta
+
+
+def _write_meta(stem: Path, meta: dict[str, Any]) -> None:
     _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta).encode("utf-8")))
 
 
@@ -106,6 +141,9 @@ def _read_cache(stem: Path, key: str) -> MSADataset | None:
               and dataset.content_hash() == meta["content_hash"])
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, RobustMSAError):
         return None
+    if ok and "sizes" not in meta:  # an entry written before the sizes were kept: add them
+        with contextlib.suppress(OSError):
+            _write_meta(stem, _meta(dataset, key, meta["content_hash"]))
     return dataset if ok else None
 
 
