@@ -26,8 +26,10 @@ paths (``freeze_parameters`` / ``apply``), so no global RNG is read or changed.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import random
+import struct
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,6 +102,15 @@ def check_key(key: torch.Tensor) -> int:
 def make_rng(key: torch.Tensor) -> np.random.Generator:
     """The private numpy generator of one clip: PCG64 seeded with the clip's ``key``."""
     return np.random.Generator(np.random.PCG64(check_key(key)))
+
+
+def keyed_order(key: torch.Tensor, n: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)`` (int64) from the clip's ``key`` alone: the
+    stable ranking of ``n`` 64-bit words of SHAKE-128 of the key (a tie has probability below
+    n^2 / 2^65). About 2 us for n = 64, a quarter of seeding a numpy generator and drawing: for
+    families whose whole draw is one ranking of a few cells on a cheap operation."""
+    words = np.frombuffer(hashlib.shake_128(struct.pack("<Q", check_key(key))).digest(8 * n), dtype="<u8")
+    return np.argsort(words, kind="stable")
 
 
 def make_py_rng(key: torch.Tensor) -> random.Random:

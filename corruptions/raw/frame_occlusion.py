@@ -2,7 +2,9 @@
 
 Mapping: each frame is divided into a ``grid x grid`` lattice (default 8 x 8); a fraction
 ``1 - rho`` of the cells (rounded to whole cells) is filled with ``fill`` (default black). The cells
-are ranked once per key by a uniform draw and level ``rho`` fills the first
+are ranked once per key (:func:`~corruptions.raw.base.keyed_order`: SHAKE-128 words of the key;
+version 1 ranked them by a PCG64 uniform draw, which cost a fifth of the occlusion itself to seed)
+and level ``rho`` fills the first
 ``round((1 - rho) * grid^2)`` of that ranking, so occluded regions are nested across ``rho`` and
 damage is exactly monotone. The same cells are occluded in every frame of a clip (a static
 occluder, no flicker). rho = 1 is the identity; rho = 0 fills every cell (frames fully occluded).
@@ -22,7 +24,7 @@ import torch
 
 from .._families import register_family
 from ._albu import albumentations as A
-from .base import RawCorruption, check_rho, make_rng
+from .base import RawCorruption, check_rho, keyed_order
 
 __all__ = ["FrameOcclusion", "cell_holes", "n_occluded"]
 
@@ -54,7 +56,7 @@ class FrameOcclusion(RawCorruption):
     """Nested occlusion of ``1 - rho`` of a ``grid x grid`` lattice of cells."""
 
     name = "frame_occlusion"
-    version = "1"
+    version = "2"
     modalities = ("vision",)
     parameter_name = "occluded_fraction"
     mapping = "fraction of grid x grid cells filled = 1 - rho (rounded to whole cells), nested"
@@ -75,7 +77,7 @@ class FrameOcclusion(RawCorruption):
 
     def sample(self, keys: torch.Tensor, frames: np.ndarray) -> dict[str, np.ndarray]:
         super().sample(keys, frames)
-        order = np.argsort(make_rng(keys).random(self.grid * self.grid), kind="stable")
+        order = keyed_order(keys, self.grid * self.grid)
         return {"order": order, "holes": cell_holes(order, self.grid, frames.shape[1], frames.shape[2])}
 
     def _degrade(self, frames: np.ndarray, rho: float, state: dict[str, np.ndarray]) -> np.ndarray:
