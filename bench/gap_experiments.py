@@ -18,7 +18,9 @@ observable oracle's (0.70 against 0.50). This script measures, with the main sui
     their seconds are comparable (ratios to ``default`` are printed).
 
     python bench/gap_experiments.py diagnose [--seeds 0,1]
+    python bench/gap_experiments.py textdims [--seeds 0,1]   (text reduced to its cue dimensions)
     python bench/gap_experiments.py screen --variants default,ema [--models qa_moe,late_fusion] [--seeds 0,1]
+                                           [--regime clean|spectrum] [--grid]
     python bench/gap_experiments.py list
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ from robustmsa.data.synthetic import SyntheticConfig
 from robustmsa.data.synthetic.assembly import sample_population
 from robustmsa.data.synthetic.cue_design import _cue_frames, _cue_transcripts, _cues, build_world
 from robustmsa.data.synthetic.text import SyntheticTextEncoder
+from robustmsa.evaluation import GridRun, evaluate_grid
 from robustmsa.models import create_model, model_config
 from robustmsa.plan import TrainingRun, plan_suite
 from robustmsa.suite import RegimeSpec, load_suite
@@ -61,6 +64,10 @@ def main_spec() -> Any:
     return next(p.spec for p in plan_suite(load_suite(SUITE)) if not p.spec.is_reference)
 
 
+#: the main suite's regimes by name
+REGIMES: dict[str, RegimeSpec] = {r.name: r for r in load_suite(SUITE).regimes}
+
+
 @dataclasses.dataclass
 class Trial:
     """One trained model: the best epoch's clean validation MAE, its clean test MAE, epochs, seconds."""
@@ -70,20 +77,29 @@ class Trial:
     epochs: int
     best_epoch: int
     seconds: float
+    grid: float | None = None
 
 
 def run_trial(name: str, dataset: MSADataset, spec: Any, seed: int, overrides: Mapping[str, Any] | None = None,
-              options: TrainerOptions | None = None) -> Trial:
-    """Train ``name`` (config ``overrides``) with the suite's recipe on clean data (trainer ``options``)."""
+              options: TrainerOptions | None = None, regime: str = "clean", grid: bool = False) -> Trial:
+    """Train ``name`` (config ``overrides``) with the suite's recipe (trainer ``options``) in the main
+    suite's ``regime`` ("clean" or "spectrum"); ``valid`` is the kept checkpoint's clean validation MAE
+    (for the clean regime, the selection score itself); with ``grid``, ``grid`` is its test MAE
+    averaged over every point of the main suite's evaluation grid (not timed)."""
     from robustmsa.corruption_context import CorruptionContext
 
     t0 = time.perf_counter()
     ctx = CorruptionContext(split_to_batch(dataset["train"]).modalities(), dataset=spec.dataset.name)
     model = create_model(name, dims=dataset.dims, lengths=dataset.lengths, seed=seed, **dict(overrides or {}))
-    run = TrainingRun(RegimeSpec(name="clean", kind="clean"), spec.training, seed)
+    run = TrainingRun(REGIMES[regime], spec.training, seed)
     res = train_model(model, dataset, run, device=torch.device("cpu"), ctx=ctx, options=options)
     seconds = time.perf_counter() - t0
-    return Trial(res.best_score, split_mae(model, dataset, "test"), res.epochs_run, res.best_epoch, seconds)
+    valid = res.best_score if regime == "clean" else split_mae(model, dataset, "valid")
+    trial = Trial(valid, split_mae(model, dataset, "test"), res.epochs_run, res.best_epoch, seconds)
+    if grid:
+        points = evaluate_grid(model, split_to_batch(dataset["test"]), ctx, GridRun.of(spec.evaluation, dataset.metric_family))
+        trial.grid = float(np.mean([p.metrics["mae"] for p in points]))
+    return trial
 
 
 def split_mae(model: torch.nn.Module, dataset: MSADataset, split: str) -> float:
@@ -177,6 +193,24 @@ def replaced(dataset: MSADataset, m: str, cues: Mapping[str, Mapping[str, tuple[
     return dataclasses.replace(dataset, splits=splits)
 
 
+def text_cue_dims_only(dataset: MSADataset) -> MSADataset:
+    """``dataset`` whose text features keep only the dimensions that carry cues (the generator's
+    knowledge: what a learner would see if it had found those dimensions among the 768)."""
+    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataset.info["config"].items()})
+    dims = build_world(config).dims["text"]
+    splits = {s: dataclasses.replace(sp, text=np.ascontiguousarray(sp.text[:, :, dims])) for s, sp in dataset.splits.items()}
+    return dataclasses.replace(dataset, splits=splits)
+
+
+def diagnose_text_dims(seeds: list[int], models: list[str]) -> None:
+    spec = main_spec()
+    dataset, _, _ = _load_checked(spec, None)
+    data = text_cue_dims_only(dataset)
+    for name in models:
+        res = [run_trial(name, data, spec, s) for s in seeds]
+        print(_row(f"{name}, text = its cue dimensions only", [(t.valid, t.test) for t in res]), flush=True)
+
+
 def oracle_mae(dataset: MSADataset, split: str) -> float:
     """The oracle's clean MAE on ``split``."""
     batch = split_to_batch(dataset[split])
@@ -229,29 +263,76 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
     "attn_max": ({"encoder_pooling": "attention_max"}, TrainerOptions()),
     "aux0.3": ({"aux_weight": 0.3}, TrainerOptions()),
     "unimodal0.3": ({"unimodal_weight": 0.3}, TrainerOptions()),
+    "sparse1e-4": ({"input_sparsity": 1e-4}, TrainerOptions()),
+    "sparse3e-4": ({"input_sparsity": 3e-4}, TrainerOptions()),
+    "sparse1e-3": ({"input_sparsity": 1e-3}, TrainerOptions()),
+    "sparse3e-3": ({"input_sparsity": 3e-3}, TrainerOptions()),
+    "sparse1e-2": ({"input_sparsity": 1e-2}, TrainerOptions()),
+    "sparse3e-2": ({"input_sparsity": 3e-2}, TrainerOptions()),
+    "sparse1e-1": ({"input_sparsity": 1e-1}, TrainerOptions()),
+    "sparse3e-1": ({"input_sparsity": 3e-1}, TrainerOptions()),
+    "sparse1": ({"input_sparsity": 1.0}, TrainerOptions()),
+    "sparse3": ({"input_sparsity": 3.0}, TrainerOptions()),
+    "sparse5e-2": ({"input_sparsity": 5e-2}, TrainerOptions()),
+    "sparse+attn_max": ({"input_sparsity": 0.1, "encoder_pooling": "attention_max"}, TrainerOptions()),
+    "sparse+swa_2": ({"input_sparsity": 0.1}, TrainerOptions(average="swa", swa_start=2)),
+    "sparse+ema_0.98": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+aux0.3": ({"input_sparsity": 0.1, "aux_weight": 0.3}, TrainerOptions()),
+    "sparse+unimodal0.3": ({"input_sparsity": 0.1, "unimodal_weight": 0.3}, TrainerOptions()),
+    "sparse+ema+attn_max": ({"input_sparsity": 0.1, "encoder_pooling": "attention_max"},
+                            TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+aux0.3": ({"input_sparsity": 0.1, "aux_weight": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_0.98_20ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_0.99_20ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.99)),
+    "default_20ep": ({}, TrainerOptions()),
+    "sparse+ema+aux0.3_20ep": ({"input_sparsity": 0.1, "aux_weight": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_0.98_30ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+unimodal+ema": ({"input_sparsity": 0.1, "unimodal_weight": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+contrast3": ({"input_sparsity": 0.1, "local_contrast": 3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.3+ema": ({"input_sparsity": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.05+ema": ({"input_sparsity": 0.05}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "prox2": ({}, TrainerOptions(input_prox=2.0)),
+    "prox4": ({}, TrainerOptions(input_prox=4.0)),
+    "prox8": ({}, TrainerOptions(input_prox=8.0)),
+    "prox4+ema": ({}, TrainerOptions(input_prox=4.0, average="ema", ema_decay=0.98)),
+    "sparse0.05+ema_20ep": ({"input_sparsity": 0.05}, TrainerOptions(average="ema", ema_decay=0.98)),
+}
+
+#: variant name -> changes to the main suite's training recipe (the budget; none for most variants)
+RECIPES: dict[str, dict[str, Any]] = {
+    "sparse+ema_0.98_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema_0.99_20ep": {"epochs": 20, "patience": 6},
+    "default_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema+aux0.3_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema_0.98_30ep": {"epochs": 30, "patience": 8},
+    "sparse0.05+ema_20ep": {"epochs": 20, "patience": 6},
 }
 
 
-def screen(names: list[str], models: list[str], seeds: list[int]) -> None:
+def screen(names: list[str], models: list[str], seeds: list[int], regime: str = "clean", grid: bool = False) -> None:
     spec = main_spec()
     dataset, _, _ = _load_checked(spec, None)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; allowed: {', '.join(VARIANTS)}")
-    print(f"clean training, {spec.training.epochs} epochs, batch {spec.training.batch_size}, lr {spec.training.lr}, "
+    print(f"{regime} training, {spec.training.epochs} epochs, batch {spec.training.batch_size}, lr {spec.training.lr}, "
           f"patience {spec.training.patience}; seeds {seeds}; valid = best epoch's clean validation MAE")
     for name in models:
         base_seconds = None
         for v in names:
             overrides, options = VARIANTS[v]
+            recipe = RECIPES.get(v, {})
             if not set(overrides) <= set(model_config(name)):
                 print(f"{name:<12}{v:<28} (not a {name} option)")
                 continue
-            trials = [run_trial(name, dataset, spec, s, overrides, options) for s in seeds]
+            run_spec = dataclasses.replace(spec, training=spec.training.model_copy(update=recipe)) if recipe else spec
+            trials = [run_trial(name, dataset, run_spec, s, overrides, options, regime, grid) for s in seeds]
             seconds = float(np.mean([t.seconds for t in trials]))
             base_seconds = seconds if v == "default" else base_seconds
             ratio = f"{seconds / base_seconds:5.2f}x" if base_seconds else "   -  "
             per = " ".join(f"{t.valid:.3f}/{t.test:.3f}({t.best_epoch}/{t.epochs})" for t in trials)
+            if grid:
+                per += f"  grid mean test MAE {np.mean([t.grid for t in trials]):.3f}"
             print(f"{name:<12}{v:<28} valid {np.mean([t.valid for t in trials]):.3f} ± "
                   f"{np.std([t.valid for t in trials]):.3f}  test {np.mean([t.test for t in trials]):.3f} ± "
                   f"{np.std([t.test for t in trials]):.3f}  {seconds:6.1f} s {ratio}   {per}", flush=True)
@@ -259,22 +340,26 @@ def screen(names: list[str], models: list[str], seeds: list[int]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=("diagnose", "screen", "list"))
+    ap.add_argument("command", choices=("diagnose", "textdims", "screen", "list"))
     ap.add_argument("--variants", default="default")
     ap.add_argument("--models", default="qa_moe,late_fusion")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--regime", default="clean", choices=sorted(REGIMES))
+    ap.add_argument("--grid", action="store_true", help="also the test MAE averaged over the main suite's grid")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     models = args.models.split(",")
     if args.command == "list":
         for v, (overrides, options) in VARIANTS.items():
-            print(f"{v:<28} {overrides} {options}")
+            print(f"{v:<28} {overrides} {options} {RECIPES.get(v, '')}")
     elif args.command == "diagnose":
         diagnose(seeds, models)
+    elif args.command == "textdims":
+        diagnose_text_dims(seeds, models)
     else:
-        screen(args.variants.split(","), models, seeds)
+        screen(args.variants.split(","), models, seeds, args.regime, args.grid)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ it off the model and the trainer are what they are without the option.
 
 Model options: ``input_rank`` (a low-rank input projection), ``local_contrast`` (a temporal
 high-pass channel of the frame modalities), ``encoder_pooling: attention_max``, QA-MoE's
-``aux_weight`` and late fusion's ``unimodal_weight`` (a loss on per-modality predictions). Trainer
-options (:class:`TrainerOptions`): weight averaging (EMA, SWA) and a cosine learning-rate schedule.
+``aux_weight`` and late fusion's ``unimodal_weight`` (a loss on per-modality predictions), and
+``input_sparsity`` of both (a group-lasso penalty on the input projections). Trainer options
+(:class:`TrainerOptions`): weight averaging (EMA, SWA), the proximal group-lasso step
+(``input_prox``) and a cosine learning-rate schedule.
 """
 from __future__ import annotations
 
@@ -18,7 +20,14 @@ from corruptions.keys import MODALITIES
 from robustmsa.data.synthetic import load_synthetic
 from robustmsa.errors import ModelConfigError
 from robustmsa.models import create_model
-from robustmsa.models.layers import EncoderSpec, SequenceEncoder, local_contrast, unimodal_loss
+from robustmsa.models.layers import (
+    EncoderSpec,
+    SequenceEncoder,
+    input_group_norm,
+    local_contrast,
+    shrink_input_groups,
+    unimodal_loss,
+)
 from robustmsa.suite import RegimeSpec, TrainingSpec
 from robustmsa.training import TrainingRun, train_model
 from robustmsa.training.trainer import TrainerOptions, _Averager
@@ -45,8 +54,8 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 # ---- off: nothing changes
 
 
-@pytest.mark.parametrize(("name", "off"), [("qa_moe", {**OFF, "aux_weight": 0.0}),
-                                           ("late_fusion", {**OFF, "unimodal_weight": 0.0})])
+@pytest.mark.parametrize(("name", "off"), [("qa_moe", {**OFF, "aux_weight": 0.0, "input_sparsity": 0.0}),
+                                           ("late_fusion", {**OFF, "unimodal_weight": 0.0, "input_sparsity": 0.0})])
 def test_options_off_build_and_predict_as_the_defaults(name: str, off: dict) -> None:
     default, explicit = KIT.build(name, seed=3), KIT.build(name, seed=3, **off)
     assert _same_state(default, explicit)
@@ -167,6 +176,34 @@ def test_unimodal_loss_classification_and_empty() -> None:
     assert unimodal_loss(logits, labels, torch.zeros(4, 3, dtype=torch.bool)) == 0
 
 
+@pytest.mark.parametrize("name", ["qa_moe", "late_fusion"])
+def test_input_sparsity_adds_the_group_lasso_of_the_input_projections(name: str) -> None:
+    model = KIT.build(name, input_sparsity=0.2, input_rank=8)
+    batch = KIT.batch(6, seed=6)
+    out = run(model, batch, train=True)
+    cols = [model.encoders.text.encoder.proj[0].weight, model.encoders.audio.proj.weight,
+            model.encoders.vision.proj.weight]
+    expected = 0.2 * sum(w.norm(dim=0).sum() for w in cols)
+    torch.testing.assert_close(out["losses"]["input_sparsity"], expected)
+    torch.testing.assert_close(input_group_norm(model), expected / 0.2)
+    assert "input_sparsity" not in run(model, batch)["losses"]
+    with pytest.raises(ModelConfigError, match="input_sparsity"):
+        KIT.build(name, input_sparsity=-1.0)
+
+
+def test_shrink_input_groups_zeroes_small_columns_and_shrinks_the_others() -> None:
+    enc = SequenceEncoder(3, EncoderSpec(4))
+    with torch.no_grad():
+        enc.proj.weight.copy_(torch.tensor([[3.0, 0.1, 0.0], [4.0, 0.1, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    other = enc.blocks[0].conv.weight.clone()
+    shrink_input_groups(enc, 0.5)
+    w = enc.proj.weight
+    torch.testing.assert_close(w[:, 0], torch.tensor([3.0, 4.0, 0.0, 0.0]) * (1 - 0.5 / 5))  # norm 5 -> 4.5
+    assert torch.equal(w[:, 1], torch.zeros(4))  # norm 0.14 < 0.5: the input dimension is dropped
+    torch.testing.assert_close(w[:, 2], torch.tensor([0.0, 0.5, 0.0, 0.0]))  # norm 1 -> 0.5
+    assert torch.equal(enc.blocks[0].conv.weight, other)  # only the input projection
+
+
 # ---- trainer options, on
 
 
@@ -225,8 +262,20 @@ def test_cosine_schedule_decays_the_lr_to_zero(small) -> None:
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_input_prox_drops_input_dimensions_in_training(small) -> None:
+    run_ = TrainingRun(CLEAN, TrainingSpec(epochs=2, batch_size=32), seed=0)
+    plain = create_model("late_fusion", small.dims, small.lengths, seed=0)
+    prox = create_model("late_fusion", small.dims, small.lengths, seed=0)
+    train_model(plain, small, run_, device=torch.device("cpu"))
+    train_model(prox, small, run_, device=torch.device("cpu"), options=TrainerOptions(input_prox=1000.0))
+    zero = (prox.encoders.text.encoder.proj.weight.norm(dim=0) == 0).sum()
+    assert zero > 0
+    assert (plain.encoders.text.encoder.proj.weight.norm(dim=0) == 0).sum() == 0
+
+
 @pytest.mark.parametrize(("change", "message"), [({"average": "mean"}, "average"), ({"schedule": "step"}, "schedule"),
-                                                 ({"ema_decay": 1.0}, "ema_decay"), ({"swa_start": -1}, "swa_start")])
+                                                 ({"ema_decay": 1.0}, "ema_decay"), ({"swa_start": -1}, "swa_start"),
+                                                 ({"input_prox": -1.0}, "input_prox")])
 def test_bad_trainer_options_are_named(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TrainerOptions(), **change)

@@ -18,7 +18,7 @@ from corruptions.keys import MODALITIES
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
 from .extras import Extra
-from .layers import MLPHead, modality_absent, unimodal_loss
+from .layers import MLPHead, input_group_norm, modality_absent, unimodal_loss
 
 __all__ = ["LateFusionConfig", "LateFusion"]
 
@@ -33,6 +33,11 @@ class LateFusionConfig(BaseConfig):
                  (cross-entropy of its logits on a classification dataset), times
                  ``unimodal_weight``, is added in training as the ``unimodal`` loss: the task loss
                  alone trains the heads only through their mean.
+    input_sparsity: weight of a group-lasso penalty on the input projections (0.0: none): in
+                 training, ``input_sparsity`` times the sum over every input dimension of every
+                 modality encoder of the L2 norm of its projection weights (:func:`input_group_norm`)
+                 is added as the ``input_sparsity`` loss; it selects the few informative dimensions
+                 among many (768-dimensional text features).
 
     The field's late-fusion baseline is MMSA's LF_DNN (sub-networks 128/16/128, text out 256,
     dropout 0.2, batch 128, lr 1e-3, weight decay 0.01): with that weight decay it collapses to the
@@ -43,18 +48,21 @@ class LateFusionConfig(BaseConfig):
 
     head_hidden: int = 64
     unimodal_weight: float = 0.0
+    input_sparsity: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_config(self.head_hidden >= 1, "head_hidden", "must be >= 1")
         check_config(self.unimodal_weight >= 0, "unimodal_weight", "must be >= 0 (0: no unimodal loss)")
+        check_config(self.input_sparsity >= 0, "input_sparsity", "must be >= 0 (0: no penalty)")
 
 
 @register_model("late_fusion", LateFusionConfig)
 class LateFusion(MSAModel):
     """Per-modality encoders and heads; ``pred`` = mean over present modalities.
 
-    losses: ``unimodal`` (in training, if ``unimodal_weight`` > 0).
+    losses: ``unimodal`` (in training, if ``unimodal_weight`` > 0), ``input_sparsity`` (in training,
+    if ``input_sparsity`` > 0).
 
     extras: ``unimodal`` [B, 3] the per-modality predictions (text, audio, vision),
     ``present`` [B, 3] which of them entered the mean.
@@ -85,10 +93,14 @@ class LateFusion(MSAModel):
                 "extras": {"unimodal": preds.detach(), "present": present}}
 
     def _unimodal_losses(self, preds: torch.Tensor, batch: Batch, present: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"unimodal": weighted loss}`` in training when ``unimodal_weight`` > 0, else ``{}``."""
-        if self.config.unimodal_weight <= 0 or not self.training:
-            return {}
-        return {"unimodal": self.config.unimodal_weight * unimodal_loss(preds, batch.labels, present)}
+        """In training: ``unimodal`` when ``unimodal_weight`` > 0 and ``input_sparsity`` when
+        ``input_sparsity`` > 0 (weighted); else ``{}``."""
+        c, losses = self.config, {}
+        if c.unimodal_weight > 0 and self.training:
+            losses["unimodal"] = c.unimodal_weight * unimodal_loss(preds, batch.labels, present)
+        if c.input_sparsity > 0 and self.training:
+            losses["input_sparsity"] = c.input_sparsity * input_group_norm(self.encoders)
+        return losses
 
     def _classify(self, enc: Mapping[str, Any], present: torch.Tensor, batch: Batch) -> dict[str, Any]:
         """Classification: the mean of the unimodal logits [B, 3, C] over present modalities;

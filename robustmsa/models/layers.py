@@ -52,6 +52,8 @@ __all__ = [
     "GatedRouter",
     "MLPHead",
     "unimodal_loss",
+    "input_group_norm",
+    "shrink_input_groups",
     "EncodingCache",
     "encoding_cache",
     "CrossAttentionBlock",
@@ -512,6 +514,38 @@ class GatedRouter(nn.Module):
                 raise ValueError("this router was built with a side input; pass it")
             logits = logits + self.side_gate(side)
         return logits
+
+
+def input_group_norm(module: nn.Module) -> torch.Tensor:
+    """The group-lasso norm of every input projection in ``module``: the sum over each
+    :class:`SequenceEncoder`'s input dimensions of the L2 norm of that dimension's projection
+    weights (the column of its first linear layer). A penalty on it drives the weights of whole
+    input dimensions to zero: feature selection among many uninformative dimensions."""
+    layers = _first_projections(module)
+    if not layers:
+        raise ValueError("input_group_norm: the module has no SequenceEncoder")
+    return sum((layer.weight.norm(dim=0).sum() for layer in layers[1:]), layers[0].weight.norm(dim=0).sum())
+
+
+def _first_projections(module: nn.Module) -> list[nn.Linear]:
+    """The first linear layer of every :class:`SequenceEncoder` input projection in ``module``."""
+    out = []
+    for enc in module.modules():
+        if isinstance(enc, SequenceEncoder):
+            out.append(enc.proj[0] if isinstance(enc.proj, nn.Sequential) else enc.proj)
+    return out
+
+
+@torch.no_grad()
+def shrink_input_groups(module: nn.Module, threshold: float) -> None:
+    """Group soft-thresholding of the input projections in ``module`` (the proximal step of the
+    group-lasso norm :func:`input_group_norm`): each input dimension's projection weights (a column)
+    are scaled by ``max(0, 1 - threshold / norm)``, so a column whose norm is below ``threshold``
+    becomes exactly zero: that input dimension is no longer read."""
+    for layer in _first_projections(module):
+        w = layer.weight
+        norm = w.norm(dim=0, keepdim=True)
+        w.mul_((1.0 - threshold / norm.clamp(min=1e-12)).clamp(min=0.0))
 
 
 def unimodal_loss(preds: torch.Tensor, labels: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -223,6 +223,12 @@ class TrainerOptions:
     ema_decay:   decay of "ema" (0.99: about 100 steps, 5 epochs of the main suite's 20 steps).
     swa_start:   first epoch (0-based) that enters the "swa" average (before it the raw weights
                  are validated).
+    input_prox:  after every optimiser step, the proximal step of a group lasso on the input
+                 projections (:func:`~robustmsa.models.layers.shrink_input_groups`) with threshold
+                 ``input_prox`` times the current lr: an input dimension whose projection weights
+                 stay small is set exactly to zero (feature selection; 0.0: off). Adam moves every
+                 weight by about lr per step, so a penalty in the loss leaves uninformative weights
+                 at that scale instead of zero.
     schedule:    "plateau" (the default: halve the lr when the validation score stalls for
                  ``max(1, patience // 2)`` epochs) or "cosine" (the lr follows a cosine from the
                  training lr to 0 over ``training.epochs`` epochs, stepped per optimiser step).
@@ -231,6 +237,7 @@ class TrainerOptions:
     average: Literal["none", "ema", "swa"] = "none"
     ema_decay: float = 0.99
     swa_start: int = 0
+    input_prox: float = 0.0
     schedule: Literal["plateau", "cosine"] = "plateau"
 
     def __post_init__(self) -> None:
@@ -242,13 +249,16 @@ class TrainerOptions:
             raise ValueError(f"TrainerOptions.ema_decay must be in (0, 1); got {self.ema_decay!r}")
         if self.swa_start < 0:
             raise ValueError(f"TrainerOptions.swa_start must be >= 0; got {self.swa_start!r}")
+        if self.input_prox < 0:
+            raise ValueError(f"TrainerOptions.input_prox must be >= 0; got {self.input_prox!r}")
 
 
 class _Averager:
     """The averaged copy of a model's parameters as :class:`TrainerOptions` asks (None: no averaging).
 
-    ``step()`` after every optimiser step, ``epoch_end(epoch)`` after every epoch; ``scored()`` is
-    the module to validate and keep: the averaged copy once it holds an average, else the model.
+    ``step()`` after every optimiser step, ``epoch_end(epoch)`` after every epoch (it returns
+    ``scored()``); ``scored()`` is the module to validate and keep: the averaged copy once it holds
+    an average, else the model.
     Buffers (input statistics) are copied from the model, never averaged.
     """
 
@@ -271,13 +281,15 @@ class _Averager:
         self.count += 1
 
     @torch.no_grad()
-    def epoch_end(self, epoch: int) -> None:
+    def epoch_end(self, epoch: int) -> torch.nn.Module:
+        """Update the "swa" average with the end of ``epoch``; the module to validate (:meth:`scored`)."""
         if self.options.average == "swa" and epoch >= self.options.swa_start:
             self.count += 1
             for a, p in self._params():
                 a.lerp_(p, 1.0 / self.count)
         for a, b in zip(self.copy.buffers(), self.model.buffers(), strict=True):
             a.copy_(b)
+        return self.scored()
 
     def scored(self) -> torch.nn.Module:
         return self.copy if self.count else self.model
@@ -319,7 +331,7 @@ def train_model(
     opt = optimizer(model, training)
     step_sched, epoch_sched = _schedule(opt, training, options, -(-len(train) // training.batch_size))
     averager = _Averager(model, options) if options.average != "none" else None
-    on_step = _step_hook(step_sched, averager)
+    on_step = _step_hook(step_sched, averager, _prox(model, opt, options))
     best: TrainResult | None = None
     history: list[dict[str, float]] = []
     bad_epochs = 0
@@ -329,10 +341,7 @@ def train_model(
         for epoch in range(training.epochs):
             te = time.perf_counter()
             train_loss = train_epoch(model, train, corrupt, opt, run, epoch, device, on_step)
-            scored = model
-            if averager is not None:
-                averager.epoch_end(epoch)
-                scored = averager.scored()
+            scored = model if averager is None else averager.epoch_end(epoch)
             score, vmetrics = validate(scored)
             if epoch_sched is not None:
                 epoch_sched.step(score)
@@ -355,12 +364,25 @@ def train_model(
     return best
 
 
-def _step_hook(step_sched: Any, averager: _Averager | None) -> Callable[[], None] | None:
-    """What runs after every optimiser step (a per-step lr schedule, the EMA update); None: nothing."""
-    if step_sched is None and averager is None:
+def _prox(model: torch.nn.Module, opt: torch.optim.Optimizer, options: TrainerOptions) -> Callable[[], None] | None:
+    """The proximal step of ``options.input_prox`` (None: off)."""
+    if options.input_prox <= 0:
+        return None
+    from ..models.layers import shrink_input_groups
+
+    return lambda: shrink_input_groups(model, options.input_prox * opt.param_groups[0]["lr"])
+
+
+def _step_hook(step_sched: Any, averager: _Averager | None, prox: Callable[[], None] | None = None
+               ) -> Callable[[], None] | None:
+    """What runs after every optimiser step (the proximal step, a per-step lr schedule, the EMA
+    update, in that order); None: nothing."""
+    if step_sched is None and averager is None and prox is None:
         return None
 
     def hook() -> None:
+        if prox is not None:
+            prox()
         if step_sched is not None:
             step_sched.step()
         if averager is not None:
