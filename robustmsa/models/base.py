@@ -68,10 +68,17 @@ class BaseConfig:
                  A delayed unfreeze (e.g. after 5 epochs) needs a trainer hook and is not offered.
     encoder_pooling: how each modality encoder turns its sequence into one vector: "attention"
                  (masked attention pooling with ``num_heads`` heads; finds the few salient frames or
-                 words), "mean", "max" or "attention_mean" (both, mixed back to d_model).
+                 words), "mean", "max", "attention_mean" or "attention_max" (attention and the
+                 mean or the max, mixed back to d_model).
     encoder_layers: masked blocks per modality encoder (1).
     standardize_inputs: standardise every input dimension with training statistics before the
                  projection (True; :meth:`MSAModel.fit_inputs`, called by the trainer).
+    input_rank:  project every input wider than this through a rank-``input_rank`` bottleneck
+                 (``Linear(D, r, bias=False)`` then ``Linear(r, d_model)``; on the main suite's
+                 shapes only the 768-dimensional text); 0 (the default): a full projection.
+    local_contrast: for audio and vision, add to each standardised frame its local contrast: the
+                 frame minus the masked moving average of ``2 local_contrast + 1`` frames around it
+                 (a temporal high-pass beside the raw frames; the projection sees both); 0: off.
     """
 
     d_model: int = 64
@@ -83,9 +90,11 @@ class BaseConfig:
     text_model: str = ""
     text_lr: float = 1e-5
     freeze_text: bool = False
-    encoder_pooling: Literal["mean", "attention", "max", "attention_mean"] = "attention"
+    encoder_pooling: Literal["mean", "attention", "max", "attention_mean", "attention_max"] = "attention"
     encoder_layers: int = 1
     standardize_inputs: bool = True
+    input_rank: int = 0
+    local_contrast: int = 0
 
     def __post_init__(self) -> None:
         check_config(self.encoder_layers >= 1, "encoder_layers", "must be >= 1")
@@ -98,6 +107,8 @@ class BaseConfig:
         check_config(self.num_heads >= 1 and self.d_model % self.num_heads == 0, "num_heads",
               f"must be >= 1 and divide d_model={self.d_model}")
         check_config(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        check_config(self.input_rank >= 0, "input_rank", "must be >= 0 (0: a full projection)")
+        check_config(self.local_contrast >= 0, "local_contrast", "must be >= 0 (0: off)")
 
 
 def check_config(ok: bool, key: str, message: str) -> None:
@@ -176,7 +187,7 @@ class MSAModel(nn.Module, ABC):
         """The shape of every modality encoder, from the shared :class:`BaseConfig` keys."""
         c = self.config
         return EncoderSpec(c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout, c.encoder_pooling,
-                           c.encoder_layers)
+                           c.encoder_layers, getattr(c, "input_rank", 0), getattr(c, "local_contrast", 0))
 
     def build_text_encoder(self) -> nn.Module:
         """A text encoder as ``text_encoder`` asks: a Hugging Face encoder or precomputed features."""

@@ -18,7 +18,7 @@ from corruptions.keys import MODALITIES
 from ..data.batch import Batch
 from .base import BaseConfig, MSAModel, check_config, register_model
 from .extras import Extra
-from .layers import MLPHead, modality_absent
+from .layers import MLPHead, input_group_norm, modality_absent, unimodal_loss
 
 __all__ = ["LateFusionConfig", "LateFusion"]
 
@@ -28,6 +28,16 @@ class LateFusionConfig(BaseConfig):
     """Late fusion settings; shared encoder settings in :class:`~robustmsa.models.base.BaseConfig`.
 
     head_hidden: hidden width of each unimodal regression head (64).
+    unimodal_weight: weight of a loss on each unimodal prediction (0.0: none). When > 0, the mean
+                 absolute error of every present modality's own prediction against the label
+                 (cross-entropy of its logits on a classification dataset), times
+                 ``unimodal_weight``, is added in training as the ``unimodal`` loss: the task loss
+                 alone trains the heads only through their mean.
+    input_sparsity: weight of a group-lasso penalty on the input projections (0.0: none): in
+                 training, ``input_sparsity`` times the sum over every input dimension of every
+                 modality encoder of the L2 norm of its projection weights (:func:`input_group_norm`)
+                 is added as the ``input_sparsity`` loss; it selects the few informative dimensions
+                 among many (768-dimensional text features).
 
     The field's late-fusion baseline is MMSA's LF_DNN (sub-networks 128/16/128, text out 256,
     dropout 0.2, batch 128, lr 1e-3, weight decay 0.01): with that weight decay it collapses to the
@@ -37,15 +47,22 @@ class LateFusionConfig(BaseConfig):
     """
 
     head_hidden: int = 64
+    unimodal_weight: float = 0.0
+    input_sparsity: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_config(self.head_hidden >= 1, "head_hidden", "must be >= 1")
+        check_config(self.unimodal_weight >= 0, "unimodal_weight", "must be >= 0 (0: no unimodal loss)")
+        check_config(self.input_sparsity >= 0, "input_sparsity", "must be >= 0 (0: no penalty)")
 
 
 @register_model("late_fusion", LateFusionConfig)
 class LateFusion(MSAModel):
     """Per-modality encoders and heads; ``pred`` = mean over present modalities.
+
+    losses: ``unimodal`` (in training, if ``unimodal_weight`` > 0), ``input_sparsity`` (in training,
+    if ``input_sparsity`` > 0).
 
     extras: ``unimodal`` [B, 3] the per-modality predictions (text, audio, vision),
     ``present`` [B, 3] which of them entered the mean.
@@ -66,16 +83,26 @@ class LateFusion(MSAModel):
         enc = self.encoders(batch)
         present = ~modality_absent(batch)
         if self.num_classes:
-            return self._classify(enc, present)
+            return self._classify(enc, present, batch)
         preds = torch.cat([self.heads[m](enc[m].pooled) for m in MODALITIES], dim=1)
         w = present.to(preds.dtype)
         count = w.sum(1)
         mean = (preds * w).sum(1) / count.clamp(min=1.0)
         pred = torch.where(count > 0, mean, self.empty_bias.expand_as(mean))
-        return {"pred": pred, "losses": {},
+        return {"pred": pred, "losses": self._unimodal_losses(preds, batch, present),
                 "extras": {"unimodal": preds.detach(), "present": present}}
 
-    def _classify(self, enc: Mapping[str, Any], present: torch.Tensor) -> dict[str, Any]:
+    def _unimodal_losses(self, preds: torch.Tensor, batch: Batch, present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """In training: ``unimodal`` when ``unimodal_weight`` > 0 and ``input_sparsity`` when
+        ``input_sparsity`` > 0 (weighted); else ``{}``."""
+        c, losses = self.config, {}
+        if c.unimodal_weight > 0 and self.training:
+            losses["unimodal"] = c.unimodal_weight * unimodal_loss(preds, batch.labels, present)
+        if c.input_sparsity > 0 and self.training:
+            losses["input_sparsity"] = c.input_sparsity * input_group_norm(self.encoders)
+        return losses
+
+    def _classify(self, enc: Mapping[str, Any], present: torch.Tensor, batch: Batch) -> dict[str, Any]:
         """Classification: the mean of the unimodal logits [B, 3, C] over present modalities;
         ``unimodal`` holds each modality's predicted class."""
         logits = torch.stack([self.heads[m](enc[m].pooled) for m in MODALITIES], dim=1)
@@ -83,5 +110,5 @@ class LateFusion(MSAModel):
         count = w.sum(1)
         mean = (logits * w).sum(1) / count.clamp(min=1.0)
         pred = torch.where(count > 0, mean, self.empty_bias.expand_as(mean))
-        return {"pred": pred, "losses": {},
+        return {"pred": pred, "losses": self._unimodal_losses(logits, batch, present),
                 "extras": {"unimodal": logits.detach().argmax(-1).float(), "present": present}}

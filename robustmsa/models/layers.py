@@ -38,6 +38,7 @@ __all__ = [
     "AttentionPool",
     "POOLINGS",
     "masked_max",
+    "local_contrast",
     "TextEncoder",
     "TextFeatureEncoder",
     "ModalityEncoders",
@@ -50,6 +51,9 @@ __all__ = [
     "load_balance_loss",
     "GatedRouter",
     "MLPHead",
+    "unimodal_loss",
+    "input_group_norm",
+    "shrink_input_groups",
     "EncodingCache",
     "encoding_cache",
     "CrossAttentionBlock",
@@ -173,8 +177,9 @@ class AttentionPool(nn.Module):
 
 
 #: pooling of a sequence encoder: "mean" (masked mean), "attention" (:class:`AttentionPool`), "max",
-#: "attention_mean" (both, projected back to the width: the salient frames against the rest)
-POOLINGS = ("mean", "attention", "max", "attention_mean")
+#: "attention_mean" (both, projected back to the width: the salient frames against the rest),
+#: "attention_max" (attention and max pooling, projected back to the width)
+POOLINGS = ("mean", "attention", "max", "attention_mean", "attention_max")
 
 
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -189,7 +194,10 @@ class EncoderSpec:
 
     d_model: output width; kind: "conv" or "attention" blocks; kernel_size: of the "conv" blocks;
     num_heads: of the "attention" blocks and the attention pooling; dropout: rate; pooling: one of
-    :data:`POOLINGS`; layers: number of masked blocks.
+    :data:`POOLINGS`; layers: number of masked blocks; input_rank: inputs wider than this are
+    projected through a rank-``input_rank`` bottleneck (0: a full projection); local_contrast: for
+    the frame modalities (audio, vision), the standardised frames minus their masked moving average
+    over ``2 local_contrast + 1`` frames join the input (0: off).
     """
 
     d_model: int
@@ -199,12 +207,16 @@ class EncoderSpec:
     dropout: float = 0.0
     pooling: str = "mean"
     layers: int = 1
+    input_rank: int = 0
+    local_contrast: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in ("conv", "attention"):
             raise ValueError(f"unknown encoder kind {self.kind!r} (allowed: conv, attention)")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r} (allowed: {', '.join(POOLINGS)})")
+        if self.input_rank < 0 or self.local_contrast < 0:
+            raise ValueError(f"input_rank and local_contrast must be >= 0, got {self.input_rank}, {self.local_contrast}")
 
     def block(self) -> nn.Module:
         """A new masked block of this spec's kind."""
@@ -213,9 +225,24 @@ class EncoderSpec:
         return AttentionBlock(self.d_model, self.num_heads, self.dropout)
 
 
+def local_contrast(x: torch.Tensor, mask: torch.Tensor, half: int) -> torch.Tensor:
+    """``x`` [B, T, D] minus its masked moving average over ``2 half + 1`` positions (valid positions
+    only, the window shrinking at the ends); zeros at invalid positions. A temporal high-pass: a
+    slowly varying background cancels, a short burst stands out."""
+    m = mask.to(x.dtype).unsqueeze(1)  # [B, 1, T]
+    xm = x.transpose(1, 2) * m
+    k = 2 * half + 1
+    total = F.avg_pool1d(xm, k, stride=1, padding=half, count_include_pad=True)
+    count = F.avg_pool1d(m, k, stride=1, padding=half, count_include_pad=True)
+    avg = total / count.clamp(min=1.0 / k)
+    return (xm - avg * m).transpose(1, 2)
+
+
 class SequenceEncoder(nn.Module):
     """Input standardisation, linear projection to ``spec.d_model`` + LayerNorm, then ``spec.layers``
-    masked blocks ("conv" or "attention") and a pooling ("mean", "attention", "max" or "attention_mean").
+    masked blocks ("conv" or "attention") and a pooling (one of :data:`POOLINGS`). Options of the
+    spec, off by default: a low-rank input projection (``input_rank``, for inputs wider than it) and
+    a local-contrast channel of the frame modalities (``local_contrast``, :func:`local_contrast`).
 
     ``forward(x [B,T,D], mask [B,T]) -> Encoded``; ``fit_inputs(batch)`` sets the standardisation
     from training features of modality ``source`` (the trainer calls it through ``MSAModel.fit_inputs``).
@@ -226,13 +253,18 @@ class SequenceEncoder(nn.Module):
         d_model = spec.d_model
         self.source = source
         self.standardize = InputStandardizer(in_dim)
-        self.proj = nn.Linear(in_dim, d_model)
+        self.contrast = spec.local_contrast if source in ("audio", "vision") else 0
+        width = 2 * in_dim if self.contrast else in_dim
+        low_rank = 0 < spec.input_rank < width
+        self.proj = (nn.Sequential(nn.Linear(width, spec.input_rank, bias=False), nn.Linear(spec.input_rank, d_model))
+                     if low_rank else nn.Linear(width, d_model))
         self.norm = nn.LayerNorm(d_model)
         self.kind = spec.kind
         self.blocks = nn.ModuleList(spec.block() for _ in range(spec.layers))
         self.pooling = spec.pooling
         self.pool = AttentionPool(d_model, spec.num_heads) if spec.pooling.startswith("attention") else None
-        self.pool_mix = nn.Linear(2 * d_model, d_model) if spec.pooling == "attention_mean" else None
+        mixed = spec.pooling in ("attention_mean", "attention_max")
+        self.pool_mix = nn.Linear(2 * d_model, d_model) if mixed else None
 
     def fit_inputs(self, batch: Batch) -> None:
         """Standardise with the statistics of ``batch``'s ``source`` modality (valid frames of present
@@ -246,14 +278,18 @@ class SequenceEncoder(nn.Module):
         # The projection is per position, so masked-out inputs only reach masked-out positions,
         # which are zeroed here, before any mixing across positions.
         m = mask.to(x.dtype).unsqueeze(-1)
-        h = self.norm(self.proj(self.standardize(x)))
+        x = self.standardize(x)
+        if self.contrast:
+            x = torch.cat([x, local_contrast(x, mask, self.contrast)], dim=-1)
+        h = self.norm(self.proj(x))
         if self.kind == "attention":
             h = h + _sinusoid(h.shape[1], h.shape[2], h.device, h.dtype)
         h = h * m
         for block in self.blocks:
             h = block(h, mask)
         if self.pool_mix is not None:
-            pooled = self.pool_mix(torch.cat([self.pool(h, mask), masked_mean(h, mask)], dim=-1))
+            rest = masked_max(h, mask) if self.pooling == "attention_max" else masked_mean(h, mask)
+            pooled = self.pool_mix(torch.cat([self.pool(h, mask), rest], dim=-1))
         elif self.pool is not None:
             pooled = self.pool(h, mask)
         elif self.pooling == "max":
@@ -478,6 +514,51 @@ class GatedRouter(nn.Module):
                 raise ValueError("this router was built with a side input; pass it")
             logits = logits + self.side_gate(side)
         return logits
+
+
+def input_group_norm(module: nn.Module) -> torch.Tensor:
+    """The group-lasso norm of every input projection in ``module``: the sum over each
+    :class:`SequenceEncoder`'s input dimensions of the L2 norm of that dimension's projection
+    weights (the column of its first linear layer). A penalty on it drives the weights of whole
+    input dimensions to zero: feature selection among many uninformative dimensions."""
+    layers = _first_projections(module)
+    if not layers:
+        raise ValueError("input_group_norm: the module has no SequenceEncoder")
+    return sum((layer.weight.norm(dim=0).sum() for layer in layers[1:]), layers[0].weight.norm(dim=0).sum())
+
+
+def _first_projections(module: nn.Module) -> list[nn.Linear]:
+    """The first linear layer of every :class:`SequenceEncoder` input projection in ``module``."""
+    out = []
+    for enc in module.modules():
+        if isinstance(enc, SequenceEncoder):
+            out.append(enc.proj[0] if isinstance(enc.proj, nn.Sequential) else enc.proj)
+    return out
+
+
+@torch.no_grad()
+def shrink_input_groups(module: nn.Module, threshold: float) -> None:
+    """Group soft-thresholding of the input projections in ``module`` (the proximal step of the
+    group-lasso norm :func:`input_group_norm`): each input dimension's projection weights (a column)
+    are scaled by ``max(0, 1 - threshold / norm)``, so a column whose norm is below ``threshold``
+    becomes exactly zero: that input dimension is no longer read."""
+    for layer in _first_projections(module):
+        w = layer.weight
+        norm = w.norm(dim=0, keepdim=True)
+        w.mul_((1.0 - threshold / norm.clamp(min=1e-12)).clamp(min=0.0))
+
+
+def unimodal_loss(preds: torch.Tensor, labels: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Mean loss of per-modality predictions against the sample's label over present (sample,
+    modality) pairs: absolute error of scores ``preds`` [B, M], or cross-entropy of logits
+    ``preds`` [B, M, C] against class indices; zero when no pair is present."""
+    target = labels.to(preds.device).reshape(-1, 1).expand(preds.shape[:2])
+    if preds.dim() == 3:
+        per = F.cross_entropy(preds.transpose(1, 2), target.long(), reduction="none")
+    else:
+        per = (preds - target.to(preds.dtype)).abs()
+    w = present.to(per.dtype)
+    return (per * w).sum() / w.sum().clamp(min=1.0)
 
 
 class MLPHead(nn.Module):

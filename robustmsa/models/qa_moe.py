@@ -43,10 +43,12 @@ from .layers import (
     MLPHead,
     Routing,
     dense_routing,
+    input_group_norm,
     load_balance_loss,
     modality_absent,
     random_routing,
     topk_routing,
+    unimodal_loss,
 )
 
 __all__ = ["QAMoEConfig", "QAMoE", "UncertaintyHead", "heteroscedastic_loss"]
@@ -88,6 +90,17 @@ class QAMoEConfig(BaseConfig):
                         heteroscedastic loss targets does track rho, but a head that reads only the
                         corrupted encoding cannot predict its size (docs/qa_moe.md). Batches without
                         ``reliability`` (clean training) fall back to the heteroscedastic loss.
+    aux_weight:         weight of auxiliary unimodal heads (0.0: none). When > 0, each modality's
+                        encoding ``h_m`` also feeds its own ``MLPHead`` that predicts the label, and the
+                        mean absolute error of those predictions over present modalities (cross-entropy
+                        on a classification dataset), times ``aux_weight``, is added in training as the
+                        ``unimodal`` loss: every encoder gets a direct gradient for what its modality
+                        alone says about the label. The prediction does not use these heads.
+    input_sparsity:     weight of a group-lasso penalty on the input projections (0.0: none): in
+                        training, ``input_sparsity`` times the sum over every input dimension of every
+                        modality encoder of the L2 norm of its projection weights (:func:`input_group_norm`)
+                        is added as the ``input_sparsity`` loss; it selects the few informative dimensions
+                        among many (768-dimensional text features).
     quality_statistics: a documented variant (False): the sigma^2 head also reads
                         :func:`reliability_statistics` of each modality's input (holes left by drops,
                         lag-1 autocorrelation that white noise lowers). The paper's head reads the
@@ -114,6 +127,8 @@ class QAMoEConfig(BaseConfig):
     quality_supervision: bool = False
     quality_weight: float = 10.0
     quality_statistics: bool = False
+    aux_weight: float = 0.0
+    input_sparsity: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,6 +139,8 @@ class QAMoEConfig(BaseConfig):
         check_config(self.uncertainty_weight >= 0, "uncertainty_weight", "must be >= 0")
         check_config(self.balance_weight >= 0, "balance_weight", "must be >= 0")
         check_config(self.quality_weight >= 0, "quality_weight", "must be >= 0")
+        check_config(self.aux_weight >= 0, "aux_weight", "must be >= 0 (0: no auxiliary heads)")
+        check_config(self.input_sparsity >= 0, "input_sparsity", "must be >= 0 (0: no penalty)")
         check_config(self.log_var_min < self.log_var_max, "log_var_min", "must be < log_var_max")
 
 
@@ -184,7 +201,8 @@ def heteroscedastic_loss(mu: torch.Tensor, log_var: torch.Tensor, target: torch.
 class QAMoE(MSAModel):
     """Quality-aware mixture of experts; see the module docstring for the architecture.
 
-    losses: ``uncertainty`` (if ``uncertainty_loss``), ``load_balance`` (top-k routing).
+    losses: ``uncertainty`` (if ``uncertainty_loss``), ``load_balance`` (top-k routing), ``unimodal``
+    (in training, if ``aux_weight`` > 0), ``input_sparsity`` (in training, if ``input_sparsity`` > 0).
     extras: ``quality`` [B, 3] = r, ``sigma2`` [B, 3] = the heads' sigma^2 (also for absent
     modalities, where r is forced to 0), ``expert_weights`` [B, E].
     """
@@ -204,6 +222,8 @@ class QAMoE(MSAModel):
         self.expert_in = nn.Sequential(nn.Linear(len(MODALITIES) * d, d), nn.LayerNorm(d))
         self.experts = ExpertMixture(c.num_experts, d, c.expert_hidden, d, c.dropout)
         self.head = MLPHead(d, c.head_hidden, self.num_outputs, c.dropout)
+        if c.aux_weight > 0:  # built last: with it off, every other layer is initialised as before
+            self.aux_heads = nn.ModuleDict({m: MLPHead(d, c.head_hidden, self.num_outputs) for m in MODALITIES})
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         enc = self.encoders(batch)
@@ -269,6 +289,12 @@ class QAMoE(MSAModel):
             losses["quality"] = self._supervised_quality_loss(log_var, absent, batch.reliability)
         elif c.uncertainty_loss:
             losses["uncertainty"] = self._uncertainty_loss(h, mu, log_var, absent, clean)
+        if c.aux_weight > 0 and self.training:
+            preds = torch.stack([self.aux_heads[m](h[:, i]) for i, m in enumerate(MODALITIES)], dim=1)
+            preds = preds if self.num_classes else preds.squeeze(-1)
+            losses["unimodal"] = c.aux_weight * unimodal_loss(preds, batch.labels, ~absent)
+        if c.input_sparsity > 0 and self.training:
+            losses["input_sparsity"] = c.input_sparsity * input_group_norm(self.encoders)
         if c.routing == "topk" and c.balance_weight > 0:
             losses["load_balance"] = c.balance_weight * load_balance_loss(routing.probs, routing.selected)
         extras = {"quality": r.detach(), "sigma2": log_var.detach().exp(), "expert_weights": routing.weights.detach()}

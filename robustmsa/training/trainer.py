@@ -17,6 +17,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from ..evaluation import CorruptionContext, GridRun, evaluate_grid, predict
 from ..plan import TrainingRun, validation_grid
 from ..suite import GridSpec, TrainingSpec
 
-__all__ = ["TrainResult", "TrainingRun", "RegimeCorruption", "train_model", "train_epoch", "optimizer",
+__all__ = ["TrainResult", "TrainerOptions", "TrainingRun", "RegimeCorruption", "train_model", "train_epoch", "optimizer",
            "resolve_device"]
 
 
@@ -155,7 +156,8 @@ def optimizer(model: torch.nn.Module, training: TrainingSpec) -> torch.optim.Opt
 
 
 def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption, opt: torch.optim.Optimizer,
-                run: TrainingRun, epoch: int, device: torch.device) -> float:
+                run: TrainingRun, epoch: int, device: torch.device,
+                on_step: Callable[[], None] | None = None) -> float:
     """One pass over the training split; the mean task loss. A non-finite loss stops training.
 
     Mini-batches come from :func:`~robustmsa.data.batch.batches` (shuffle keyed by ``seed * 100003 +
@@ -163,6 +165,7 @@ def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption,
     once per epoch measured no faster, bench/bench_flops.py). Nothing in the loop waits for the
     device: the task losses stay tensors until the end of the epoch, where a non-finite one raises
     (naming its step); the weights of such an epoch are never used (the trial fails).
+    ``on_step`` runs after every optimiser step (a per-step lr schedule, weight averaging).
     """
     training = run.training
     loss_fn = _task_loss(training.loss, getattr(model, "num_classes", 0))
@@ -182,6 +185,8 @@ def train_epoch(model: torch.nn.Module, train: Batch, corrupt: RegimeCorruption,
         if training.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip, foreach=True)
         opt.step()
+        if on_step is not None:
+            on_step()
         tasks.append(task.detach())
         sizes.append(len(xb))
     return _epoch_loss(tasks, sizes, bool(finite), epoch)
@@ -203,6 +208,102 @@ def _epoch_loss(tasks: list[torch.Tensor], sizes: list[int], finite: bool, epoch
     return total / max(sum(sizes), 1)
 
 
+@dataclass(frozen=True)
+class TrainerOptions:
+    """Optional training techniques; every one is off by default, and then the trainer runs exactly
+    as without options (same draws, same weights). Not suite keys: callers pass them to
+    :func:`train_model` to compare recipes (``bench/gap_experiments.py``).
+
+    average:     "none"; "ema": an exponential moving average of the parameters, updated after every
+                 optimiser step with decay ``min(ema_decay, n / (1 + n))`` (n: steps before this one:
+                 the plain mean of the steps so far until it would forget more slowly than the EMA);
+                 "swa": the equal-weight average of the parameters at the end of every epoch from
+                 ``swa_start`` on. The averaged weights are what is validated (each epoch) and kept
+                 as the best state; the optimiser keeps training the raw weights.
+    ema_decay:   decay of "ema" (0.99: about 100 steps, 5 epochs of the main suite's 20 steps).
+    swa_start:   first epoch (0-based) that enters the "swa" average (before it the raw weights
+                 are validated).
+    input_prox:  after every optimiser step, the proximal step of a group lasso on the input
+                 projections (:func:`~robustmsa.models.layers.shrink_input_groups`) with threshold
+                 ``input_prox`` times the current lr: an input dimension whose projection weights
+                 stay small is set exactly to zero (feature selection; 0.0: off). Adam moves every
+                 weight by about lr per step, so a penalty in the loss leaves uninformative weights
+                 at that scale instead of zero.
+    schedule:    "plateau" (the default: halve the lr when the validation score stalls for
+                 ``max(1, patience // 2)`` epochs) or "cosine" (the lr follows a cosine from the
+                 training lr to 0 over ``training.epochs`` epochs, stepped per optimiser step).
+    """
+
+    average: Literal["none", "ema", "swa"] = "none"
+    ema_decay: float = 0.99
+    swa_start: int = 0
+    input_prox: float = 0.0
+    schedule: Literal["plateau", "cosine"] = "plateau"
+
+    def __post_init__(self) -> None:
+        if self.average not in ("none", "ema", "swa"):
+            raise ValueError(f"TrainerOptions.average must be one of none, ema, swa; got {self.average!r}")
+        if self.schedule not in ("plateau", "cosine"):
+            raise ValueError(f"TrainerOptions.schedule must be one of plateau, cosine; got {self.schedule!r}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"TrainerOptions.ema_decay must be in (0, 1); got {self.ema_decay!r}")
+        if self.swa_start < 0:
+            raise ValueError(f"TrainerOptions.swa_start must be >= 0; got {self.swa_start!r}")
+        if self.input_prox < 0:
+            raise ValueError(f"TrainerOptions.input_prox must be >= 0; got {self.input_prox!r}")
+
+
+class _Averager:
+    """The averaged copy of a model's parameters as :class:`TrainerOptions` asks (None: no averaging).
+
+    ``step()`` after every optimiser step, ``epoch_end(epoch)`` after every epoch (it returns
+    ``scored()``); ``scored()`` is the module to validate and keep: the averaged copy once it holds
+    an average, else the model.
+    Buffers (input statistics) are copied from the model, never averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, options: TrainerOptions):
+        self.model, self.options = model, options
+        self.copy = copy.deepcopy(model)
+        self.copy.requires_grad_(False)
+        self.count = 0
+
+    def _params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(a, p.detach()) for a, p in zip(self.copy.parameters(), self.model.parameters(), strict=True)]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if self.options.average != "ema":
+            return
+        decay = min(self.options.ema_decay, self.count / (1 + self.count))
+        for a, p in self._params():
+            a.lerp_(p, 1.0 - decay)
+        self.count += 1
+
+    @torch.no_grad()
+    def epoch_end(self, epoch: int) -> torch.nn.Module:
+        """Update the "swa" average with the end of ``epoch``; the module to validate (:meth:`scored`)."""
+        if self.options.average == "swa" and epoch >= self.options.swa_start:
+            self.count += 1
+            for a, p in self._params():
+                a.lerp_(p, 1.0 / self.count)
+        for a, b in zip(self.copy.buffers(), self.model.buffers(), strict=True):
+            a.copy_(b)
+        return self.scored()
+
+    def scored(self) -> torch.nn.Module:
+        return self.copy if self.count else self.model
+
+
+def _schedule(opt: torch.optim.Optimizer, training: TrainingSpec, options: TrainerOptions,
+              steps_per_epoch: int) -> tuple[Any, Any]:
+    """(per-step scheduler or None, per-epoch scheduler or None) of ``options.schedule``."""
+    if options.schedule == "cosine":
+        total = max(1, training.epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + np.cos(np.pi * min(i, total) / total))), None
+    return None, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, training.patience // 2))
+
+
 def train_model(
     model: torch.nn.Module,
     dataset: MSADataset,
@@ -211,12 +312,15 @@ def train_model(
     device: torch.device,
     ctx: CorruptionContext | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    options: TrainerOptions | None = None,
 ) -> TrainResult:
     """Train ``model`` as ``run`` says; select the epoch on the validation split; keep the best state.
 
-    ``ctx`` (corrupters fitted on the training split) may be shared with the evaluation.
+    ``ctx`` (corrupters fitted on the training split) may be shared with the evaluation; ``options``
+    switches on optional techniques (:class:`TrainerOptions`; None: none).
     """
     t0 = time.perf_counter()
+    options = options or TrainerOptions()
     train = split_to_batch(dataset["train"])
     ctx = ctx or CorruptionContext(train.modalities())
     corrupt = RegimeCorruption(run, ctx)
@@ -225,7 +329,9 @@ def train_model(
     model.to(device)
     training = run.training
     opt = optimizer(model, training)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, training.patience // 2))
+    step_sched, epoch_sched = _schedule(opt, training, options, -(-len(train) // training.batch_size))
+    averager = _Averager(model, options) if options.average != "none" else None
+    on_step = _step_hook(step_sched, averager, _prox(model, opt, options))
     best: TrainResult | None = None
     history: list[dict[str, float]] = []
     bad_epochs = 0
@@ -234,16 +340,18 @@ def train_model(
         torch.manual_seed(run.seed)
         for epoch in range(training.epochs):
             te = time.perf_counter()
-            train_loss = train_epoch(model, train, corrupt, opt, run, epoch, device)
-            score, vmetrics = validate(model)
-            sched.step(score)
+            train_loss = train_epoch(model, train, corrupt, opt, run, epoch, device, on_step)
+            scored = model if averager is None else averager.epoch_end(epoch)
+            score, vmetrics = validate(scored)
+            if epoch_sched is not None:
+                epoch_sched.step(score)
             row = {"epoch": epoch, "train_loss": train_loss, **vmetrics,
                    "lr": opt.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - te}
             history.append(row)
             if on_epoch:
                 on_epoch(row)
             if best is None or score < best.best_score - 1e-6:
-                best = TrainResult(copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()}),
+                best = TrainResult(copy.deepcopy({k: v.detach().cpu() for k, v in scored.state_dict().items()}),
                                    epoch, score)
                 bad_epochs = 0
             else:
@@ -254,3 +362,30 @@ def train_model(
     model.load_state_dict(best.best_state)
     best.history, best.epochs_run, best.train_seconds = history, len(history), time.perf_counter() - t0
     return best
+
+
+def _prox(model: torch.nn.Module, opt: torch.optim.Optimizer, options: TrainerOptions) -> Callable[[], None] | None:
+    """The proximal step of ``options.input_prox`` (None: off)."""
+    if options.input_prox <= 0:
+        return None
+    from ..models.layers import shrink_input_groups
+
+    return lambda: shrink_input_groups(model, options.input_prox * opt.param_groups[0]["lr"])
+
+
+def _step_hook(step_sched: Any, averager: _Averager | None, prox: Callable[[], None] | None = None
+               ) -> Callable[[], None] | None:
+    """What runs after every optimiser step (the proximal step, a per-step lr schedule, the EMA
+    update, in that order); None: nothing."""
+    if step_sched is None and averager is None and prox is None:
+        return None
+
+    def hook() -> None:
+        if prox is not None:
+            prox()
+        if step_sched is not None:
+            step_sched.step()
+        if averager is not None:
+            averager.step()
+
+    return hook

@@ -1,0 +1,366 @@
+"""Closing the gap to the oracle on the cue-design benchmark: diagnostics and remedies, side by side.
+
+On ``synthetic_trimodal`` the best models of the main suite reach a clean test MAE about 1.4x the
+observable oracle's (0.70 against 0.50). This script measures, with the main suite's recipe
+(``suites/continuous_spectrum.yaml``: clean training, its epochs, batch size, lr and patience):
+
+``diagnose``
+    (a) an MLP given the oracle's *estimated* cues (the generalised-least-squares estimates from
+    each clean observation, :meth:`CueOracle.measure`, on every split), optionally with their
+    variances: how close a learner gets with the sufficient statistics extracted perfectly;
+    (b) QA-MoE and late fusion with one modality's frames replaced by its estimated cues (a
+    one-element sequence), the other two raw: which modality's learned extraction costs most.
+``screen``
+    every named variant (model config overrides and trainer options, :data:`VARIANTS`) for each
+    model and seed: the best epoch's clean VALIDATION MAE (the only number used to choose), the
+    clean test MAE of that checkpoint (reported, never used to choose), the epochs run and the
+    training seconds. All variants of one call run in the same process, one after another, so
+    their seconds are comparable (ratios to ``default`` are printed).
+
+    python bench/gap_experiments.py diagnose [--seeds 0,1]
+    python bench/gap_experiments.py textdims [--seeds 0,1]   (text reduced to its cue dimensions)
+    python bench/gap_experiments.py screen --variants default,ema [--models qa_moe,late_fusion] [--seeds 0,1]
+                                           [--regime clean|spectrum] [--grid]
+    python bench/gap_experiments.py list
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustmsa.data.batch import split_to_batch
+from robustmsa.data.dataset import MSADataset
+from robustmsa.data.oracle import CueOracle
+from robustmsa.data.synthetic import SyntheticConfig
+from robustmsa.data.synthetic.assembly import sample_population
+from robustmsa.data.synthetic.cue_design import _cue_frames, _cue_transcripts, _cues, build_world
+from robustmsa.data.synthetic.text import SyntheticTextEncoder
+from robustmsa.evaluation import GridRun, evaluate_grid
+from robustmsa.models import create_model, model_config
+from robustmsa.plan import TrainingRun, plan_suite
+from robustmsa.suite import RegimeSpec, load_suite
+from robustmsa.training import train_model
+from robustmsa.training.trainer import TrainerOptions
+from robustmsa.trial import _load_checked
+
+MODALITIES = ("text", "audio", "vision")
+SPLITS = ("train", "valid", "test")
+SUITE = "suites/continuous_spectrum.yaml"
+
+
+# --------------------------------------------------------------------------------------------
+# the main suite's dataset and recipe, one trial
+# --------------------------------------------------------------------------------------------
+
+
+def main_spec() -> Any:
+    """The first model trial of the main suite (its dataset and training recipe)."""
+    return next(p.spec for p in plan_suite(load_suite(SUITE)) if not p.spec.is_reference)
+
+
+#: the main suite's regimes by name
+REGIMES: dict[str, RegimeSpec] = {r.name: r for r in load_suite(SUITE).regimes}
+
+
+@dataclasses.dataclass
+class Trial:
+    """One trained model: the best epoch's clean validation MAE, its clean test MAE, epochs, seconds."""
+
+    valid: float
+    test: float
+    epochs: int
+    best_epoch: int
+    seconds: float
+    grid: float | None = None
+
+
+def run_trial(name: str, dataset: MSADataset, spec: Any, seed: int, overrides: Mapping[str, Any] | None = None,
+              options: TrainerOptions | None = None, regime: str = "clean", grid: bool = False) -> Trial:
+    """Train ``name`` (config ``overrides``) with the suite's recipe (trainer ``options``) in the main
+    suite's ``regime`` ("clean" or "spectrum"); ``valid`` is the kept checkpoint's clean validation MAE
+    (for the clean regime, the selection score itself); with ``grid``, ``grid`` is its test MAE
+    averaged over every point of the main suite's evaluation grid (not timed)."""
+    from robustmsa.corruption_context import CorruptionContext
+
+    t0 = time.perf_counter()
+    ctx = CorruptionContext(split_to_batch(dataset["train"]).modalities(), dataset=spec.dataset.name)
+    model = create_model(name, dims=dataset.dims, lengths=dataset.lengths, seed=seed, **dict(overrides or {}))
+    run = TrainingRun(REGIMES[regime], spec.training, seed)
+    res = train_model(model, dataset, run, device=torch.device("cpu"), ctx=ctx, options=options)
+    seconds = time.perf_counter() - t0
+    valid = res.best_score if regime == "clean" else split_mae(model, dataset, "valid")
+    trial = Trial(valid, split_mae(model, dataset, "test"), res.epochs_run, res.best_epoch, seconds)
+    if grid:
+        points = evaluate_grid(model, split_to_batch(dataset["test"]), ctx, GridRun.of(spec.evaluation, dataset.metric_family))
+        trial.grid = float(np.mean([p.metrics["mae"] for p in points]))
+    return trial
+
+
+def split_mae(model: torch.nn.Module, dataset: MSADataset, split: str) -> float:
+    """Clean MAE of ``model`` on ``split``."""
+    model.eval()
+    batch = split_to_batch(dataset[split])
+    with torch.no_grad():
+        pred = model(batch)["pred"].reshape(-1)
+    return float((pred - batch.labels.reshape(-1)).abs().mean())
+
+
+# --------------------------------------------------------------------------------------------
+# diagnostics: the oracle's estimated cues as inputs
+# --------------------------------------------------------------------------------------------
+
+
+def with_train_positions(dataset: MSADataset) -> MSADataset:
+    """``dataset`` whose oracle facts also hold the cue positions of the training split (regenerated
+    from the dataset's config with the generator's own draws; the dataset stores valid and test only)."""
+    info = dataset.info
+    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
+    pop = sample_population(config)
+    cues, _ = _cues(config, pop.s / config.rating_levels, pop.conflict)
+    encoder = SyntheticTextEncoder(config)
+    _, n_words, slots = _cue_transcripts(config, encoder, len(pop.s))
+    _, _, bursts = _cue_frames(config, pop, n_words + 2, cues, build_world(config))
+    index = {s: np.flatnonzero(pop.split == i) for i, s in enumerate(SPLITS)}
+    where = {s: {"text": slots[idx].tolist(), "audio": bursts["audio"][idx].tolist(),
+                 "vision": bursts["vision"][idx].tolist()} for s, idx in index.items()}
+    for s in ("valid", "test"):
+        if where[s] != info["oracle"]["where"][s]:
+            raise RuntimeError(f"regenerated cue positions of {s} differ from the dataset's")
+    oracle = {**info["oracle"], "where": where}
+    return dataclasses.replace(dataset, info={**info, "oracle": oracle})
+
+
+def estimated_cues(dataset: MSADataset) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per split and modality: the oracle's GLS cue estimates [N, k] from the clean frames and
+    their variances [N, k] (the diagonal of the estimate's covariance)."""
+    oracle = CueOracle(with_train_positions(dataset))
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for split in SPLITS:
+        batch = split_to_batch(dataset[split])
+        templates = oracle.templates(split)
+        out[split] = {}
+        for m in MODALITIES:
+            meas = oracle.measure(m, batch.modality(m), batch.modality(m), templates[m], None)
+            out[split][m] = (meas.c_hat.astype(np.float32), np.diagonal(meas.V, axis1=1, axis2=2).astype(np.float32))
+    return out
+
+
+def fit_mlp(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], seed: int, epochs: int = 300) -> tuple[float, float]:
+    """A two-layer MLP (L1 loss, Adam, early stopping on the validation MAE, as
+    ``bench/cue_learnability.py``) on standardised inputs: its (validation, test) MAE."""
+    mean, std = x["train"].mean(0), x["train"].std(0) + 1e-6
+    t = {k: torch.from_numpy((v - mean) / std) for k, v in x.items()}
+    yt = {k: torch.from_numpy(v.astype(np.float32)) for k, v in y.items()}
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(t["train"].shape[1], 64), torch.nn.GELU(), torch.nn.Linear(64, 64),
+                              torch.nn.GELU(), torch.nn.Linear(64, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed)
+    best, best_state, wait = float("inf"), None, 0
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(t["train"]), generator=g).split(64):
+            loss = (net(t["train"][idx]).squeeze(-1) - yt["train"][idx]).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            v = float((net(t["valid"]).squeeze(-1) - yt["valid"]).abs().mean())
+        if v < best - 1e-6:
+            best, best_state, wait = v, {k: p.clone() for k, p in net.state_dict().items()}, 0
+        else:
+            wait += 1
+            if wait >= 30:
+                break
+    net.load_state_dict(best_state)
+    with torch.no_grad():
+        return best, float((net(t["test"]).squeeze(-1) - yt["test"]).abs().mean())
+
+
+def replaced(dataset: MSADataset, m: str, cues: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> MSADataset:
+    """``dataset`` whose modality ``m`` is its estimated cues: a one-element sequence [N, 1, k]."""
+    splits = {}
+    for s, sp in dataset.splits.items():
+        c = cues[s][m][0][:, None, :]
+        splits[s] = dataclasses.replace(sp, **{m: c, f"{m}_mask": np.ones(c.shape[:2], bool)})
+    return dataclasses.replace(dataset, splits=splits)
+
+
+def text_cue_dims_only(dataset: MSADataset) -> MSADataset:
+    """``dataset`` whose text features keep only the dimensions that carry cues (the generator's
+    knowledge: what a learner would see if it had found those dimensions among the 768)."""
+    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in dataset.info["config"].items()})
+    dims = build_world(config).dims["text"]
+    splits = {s: dataclasses.replace(sp, text=np.ascontiguousarray(sp.text[:, :, dims])) for s, sp in dataset.splits.items()}
+    return dataclasses.replace(dataset, splits=splits)
+
+
+def diagnose_text_dims(seeds: list[int], models: list[str]) -> None:
+    spec = main_spec()
+    dataset, _, _ = _load_checked(spec, None)
+    data = text_cue_dims_only(dataset)
+    for name in models:
+        res = [run_trial(name, data, spec, s) for s in seeds]
+        print(_row(f"{name}, text = its cue dimensions only", [(t.valid, t.test) for t in res]), flush=True)
+
+
+def oracle_mae(dataset: MSADataset, split: str) -> float:
+    """The oracle's clean MAE on ``split``."""
+    batch = split_to_batch(dataset[split])
+    pred = CueOracle(dataset).predict(batch, batch, split, {}, {}, {}).pred
+    return float(np.abs(pred - dataset[split].labels).mean())
+
+
+def diagnose(seeds: list[int], models: list[str]) -> None:
+    spec = main_spec()
+    dataset, _, _ = _load_checked(spec, None)
+    cues = estimated_cues(dataset)
+    y = {s: np.asarray(dataset[s].labels, np.float64) for s in SPLITS}
+    print(f"oracle, clean: valid {oracle_mae(dataset, 'valid'):.3f}  test {oracle_mae(dataset, 'test'):.3f}")
+    for label, with_var in (("MLP on the estimated cues", False), ("MLP on the estimated cues and variances", True)):
+        x = {s: np.concatenate([np.concatenate(cues[s][m], axis=1) if with_var else cues[s][m][0]
+                                for m in MODALITIES], axis=1) for s in SPLITS}
+        res = [fit_mlp(x, y, s) for s in seeds]
+        print(_row(label, res), flush=True)
+    for name in models:
+        base = [run_trial(name, dataset, spec, s) for s in seeds]
+        print(_row(f"{name}, raw frames", [(t.valid, t.test) for t in base]), flush=True)
+        for m in MODALITIES:
+            res = [run_trial(name, replaced(dataset, m, cues), spec, s) for s in seeds]
+            print(_row(f"{name}, {m} = estimated cues", [(t.valid, t.test) for t in res]), flush=True)
+
+
+def _row(label: str, res: list[tuple[float, float]]) -> str:
+    v, t = np.mean([r[0] for r in res]), np.mean([r[1] for r in res])
+    per = " ".join(f"{a:.3f}/{b:.3f}" for a, b in res)
+    return f"  {label:<46} valid {v:.3f}  test {t:.3f}   (per seed valid/test: {per})"
+
+
+# --------------------------------------------------------------------------------------------
+# remedies: named variants
+# --------------------------------------------------------------------------------------------
+
+#: variant name -> (model config overrides, trainer options); every option is off in "default"
+VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
+    "default": ({}, TrainerOptions()),
+    "ema": ({}, TrainerOptions(average="ema")),
+    "ema_0.98": ({}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "ema_0.995": ({}, TrainerOptions(average="ema", ema_decay=0.995)),
+    "swa_2": ({}, TrainerOptions(average="swa", swa_start=2)),
+    "cosine": ({}, TrainerOptions(schedule="cosine")),
+    "cosine_ema": ({}, TrainerOptions(average="ema", schedule="cosine")),
+    "rank16": ({"input_rank": 16}, TrainerOptions()),
+    "rank64": ({"input_rank": 64}, TrainerOptions()),
+    "contrast3": ({"local_contrast": 3}, TrainerOptions()),
+    "contrast7": ({"local_contrast": 7}, TrainerOptions()),
+    "attn_max": ({"encoder_pooling": "attention_max"}, TrainerOptions()),
+    "aux0.3": ({"aux_weight": 0.3}, TrainerOptions()),
+    "unimodal0.3": ({"unimodal_weight": 0.3}, TrainerOptions()),
+    "sparse1e-4": ({"input_sparsity": 1e-4}, TrainerOptions()),
+    "sparse3e-4": ({"input_sparsity": 3e-4}, TrainerOptions()),
+    "sparse1e-3": ({"input_sparsity": 1e-3}, TrainerOptions()),
+    "sparse3e-3": ({"input_sparsity": 3e-3}, TrainerOptions()),
+    "sparse1e-2": ({"input_sparsity": 1e-2}, TrainerOptions()),
+    "sparse3e-2": ({"input_sparsity": 3e-2}, TrainerOptions()),
+    "sparse1e-1": ({"input_sparsity": 1e-1}, TrainerOptions()),
+    "sparse3e-1": ({"input_sparsity": 3e-1}, TrainerOptions()),
+    "sparse1": ({"input_sparsity": 1.0}, TrainerOptions()),
+    "sparse3": ({"input_sparsity": 3.0}, TrainerOptions()),
+    "sparse5e-2": ({"input_sparsity": 5e-2}, TrainerOptions()),
+    "sparse+attn_max": ({"input_sparsity": 0.1, "encoder_pooling": "attention_max"}, TrainerOptions()),
+    "sparse+swa_2": ({"input_sparsity": 0.1}, TrainerOptions(average="swa", swa_start=2)),
+    "sparse+ema_0.98": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+aux0.3": ({"input_sparsity": 0.1, "aux_weight": 0.3}, TrainerOptions()),
+    "sparse+unimodal0.3": ({"input_sparsity": 0.1, "unimodal_weight": 0.3}, TrainerOptions()),
+    "sparse+ema+attn_max": ({"input_sparsity": 0.1, "encoder_pooling": "attention_max"},
+                            TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+aux0.3": ({"input_sparsity": 0.1, "aux_weight": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_0.98_20ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_0.99_20ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.99)),
+    "default_20ep": ({}, TrainerOptions()),
+    "sparse+ema+aux0.3_20ep": ({"input_sparsity": 0.1, "aux_weight": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_0.98_30ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+unimodal+ema": ({"input_sparsity": 0.1, "unimodal_weight": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+contrast3": ({"input_sparsity": 0.1, "local_contrast": 3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.3+ema": ({"input_sparsity": 0.3}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.05+ema": ({"input_sparsity": 0.05}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "prox2": ({}, TrainerOptions(input_prox=2.0)),
+    "prox4": ({}, TrainerOptions(input_prox=4.0)),
+    "prox8": ({}, TrainerOptions(input_prox=8.0)),
+    "prox4+ema": ({}, TrainerOptions(input_prox=4.0, average="ema", ema_decay=0.98)),
+    "sparse0.05+ema_20ep": ({"input_sparsity": 0.05}, TrainerOptions(average="ema", ema_decay=0.98)),
+}
+
+#: variant name -> changes to the main suite's training recipe (the budget; none for most variants)
+RECIPES: dict[str, dict[str, Any]] = {
+    "sparse+ema_0.98_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema_0.99_20ep": {"epochs": 20, "patience": 6},
+    "default_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema+aux0.3_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema_0.98_30ep": {"epochs": 30, "patience": 8},
+    "sparse0.05+ema_20ep": {"epochs": 20, "patience": 6},
+}
+
+
+def screen(names: list[str], models: list[str], seeds: list[int], regime: str = "clean", grid: bool = False) -> None:
+    spec = main_spec()
+    dataset, _, _ = _load_checked(spec, None)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; allowed: {', '.join(VARIANTS)}")
+    print(f"{regime} training, {spec.training.epochs} epochs, batch {spec.training.batch_size}, lr {spec.training.lr}, "
+          f"patience {spec.training.patience}; seeds {seeds}; valid = best epoch's clean validation MAE")
+    for name in models:
+        base_seconds = None
+        for v in names:
+            overrides, options = VARIANTS[v]
+            recipe = RECIPES.get(v, {})
+            if not set(overrides) <= set(model_config(name)):
+                print(f"{name:<12}{v:<28} (not a {name} option)")
+                continue
+            run_spec = dataclasses.replace(spec, training=spec.training.model_copy(update=recipe)) if recipe else spec
+            trials = [run_trial(name, dataset, run_spec, s, overrides, options, regime, grid) for s in seeds]
+            seconds = float(np.mean([t.seconds for t in trials]))
+            base_seconds = seconds if v == "default" else base_seconds
+            ratio = f"{seconds / base_seconds:5.2f}x" if base_seconds else "   -  "
+            per = " ".join(f"{t.valid:.3f}/{t.test:.3f}({t.best_epoch}/{t.epochs})" for t in trials)
+            if grid:
+                per += f"  grid mean test MAE {np.mean([t.grid for t in trials]):.3f}"
+            print(f"{name:<12}{v:<28} valid {np.mean([t.valid for t in trials]):.3f} ± "
+                  f"{np.std([t.valid for t in trials]):.3f}  test {np.mean([t.test for t in trials]):.3f} ± "
+                  f"{np.std([t.test for t in trials]):.3f}  {seconds:6.1f} s {ratio}   {per}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=("diagnose", "textdims", "screen", "list"))
+    ap.add_argument("--variants", default="default")
+    ap.add_argument("--models", default="qa_moe,late_fusion")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--regime", default="clean", choices=sorted(REGIMES))
+    ap.add_argument("--grid", action="store_true", help="also the test MAE averaged over the main suite's grid")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    models = args.models.split(",")
+    if args.command == "list":
+        for v, (overrides, options) in VARIANTS.items():
+            print(f"{v:<28} {overrides} {options} {RECIPES.get(v, '')}")
+    elif args.command == "diagnose":
+        diagnose(seeds, models)
+    elif args.command == "textdims":
+        diagnose_text_dims(seeds, models)
+    else:
+        screen(args.variants.split(","), models, seeds, args.regime, args.grid)
+
+
+if __name__ == "__main__":
+    main()
