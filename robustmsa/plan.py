@@ -124,8 +124,9 @@ class TrialSpec:
         """The fully resolved configuration (the model's defaults included).
 
         Everything that changes the numbers is in it. The torch thread count enters as ``"threads"``
-        only when it is not 1, so the identities of one-thread trials (the default) stay as they were
-        before the entry existed."""
+        only when it is not 1, and the keys added later (:data:`LATER_MODEL_KEYS`,
+        :data:`LATER_TRAINING_KEYS`) only away from their defaults, so the identities of trials that
+        do not use them stay as they were before the keys existed."""
         common = {"suite": self.suite, "suite_version": self.suite_version,
                   "dataset": self.dataset.model_dump(mode="json")}
         if self.threads != 1:
@@ -133,8 +134,8 @@ class TrialSpec:
         if self.is_reference:
             return {**common, "kind": "reference", "references": REFERENCE_VERSION,
                     "evaluation": self.evaluation.model_dump(mode="json")}
-        model = {"name": self.model.name, "label": self.model.display,
-                 "config": model_config(self.model.name, **self.model.overrides)}
+        config = _without_later_defaults(model_config(self.model.name, **self.model.overrides), LATER_MODEL_KEYS)
+        model = {"name": self.model.name, "label": self.model.display, "config": config}
         if self.model_hash:  # the weights' content, not where the file lies, is the model's identity
             files = MODELS.get(self.model.name).weight_files
             model = {**model, "config": {k: v for k, v in model["config"].items() if k not in files},
@@ -145,12 +146,24 @@ class TrialSpec:
             "regime": self.regime.model_dump(mode="json"),
             "condition": self.condition.spec() if self.condition else None,
             "seed": self.seed,
-            "training": self.training.model_dump(mode="json"),
+            "training": _without_later_defaults(self.training.model_dump(mode="json"), LATER_TRAINING_KEYS),
             "evaluation": self.evaluation.model_dump(mode="json"),
         }
         if self.is_evaluate:  # nothing is trained: the recipe changes no number
             del out["training"]
         return out
+
+
+#: model config keys added after trial identities were first published, with the default that
+#: changes nothing (the option off): a trial's identity leaves them out while at that default
+LATER_MODEL_KEYS: dict[str, Any] = {"input_rank": 0, "local_contrast": 0, "aux_weight": 0.0, "input_sparsity": 0.0,
+                                    "unimodal_weight": 0.0}
+#: the same for the suite's ``training:`` keys
+LATER_TRAINING_KEYS: dict[str, Any] = {"average": "none", "ema_decay": 0.99, "swa_start": 0, "schedule": "plateau"}
+
+
+def _without_later_defaults(values: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in later or v != later[k]}
 
 
 #: the model and regime entries of a reference trial (it trains nothing)

@@ -348,6 +348,12 @@ class RegimeSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
+    """The training recipe. ``average``: validate and keep an average of the weights instead of the
+    last ones ("ema": exponential moving average per step with decay ``ema_decay``; "swa": equal
+    average per epoch from epoch ``swa_start``; "none"); ``schedule``: "plateau" (halve the lr when
+    validation stalls) or "cosine" (per step, to 0 at the last epoch). See the trainer's
+    ``TrainerOptions``."""
+
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -356,6 +362,10 @@ class TrainingSpec(_Strict):
     loss: Literal["l1", "mse"] = "l1"
     grad_clip: float | None = 1.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    average: Literal["none", "ema", "swa"] = "none"
+    ema_decay: float = Field(0.99, gt=0, lt=1)
+    swa_start: int = Field(0, ge=0)
+    schedule: Literal["plateau", "cosine"] = "plateau"
 
 
 class EvaluationSpec(GridSpec):

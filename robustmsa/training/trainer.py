@@ -211,8 +211,9 @@ def _epoch_loss(tasks: list[torch.Tensor], sizes: list[int], finite: bool, epoch
 @dataclass(frozen=True)
 class TrainerOptions:
     """Optional training techniques; every one is off by default, and then the trainer runs exactly
-    as without options (same draws, same weights). Not suite keys: callers pass them to
-    :func:`train_model` to compare recipes (``bench/gap_experiments.py``).
+    as without options (same draws, same weights). ``average``, ``ema_decay``, ``swa_start`` and
+    ``schedule`` are also the suite's ``training:`` keys (:meth:`of`); ``input_prox`` is offered to
+    callers of :func:`train_model` only (it trained unstably, ``bench/gap_experiments.py``).
 
     average:     "none"; "ema": an exponential moving average of the parameters, updated after every
                  optimiser step with decay ``min(ema_decay, n / (1 + n))`` (n: steps before this one:
@@ -239,6 +240,12 @@ class TrainerOptions:
     swa_start: int = 0
     input_prox: float = 0.0
     schedule: Literal["plateau", "cosine"] = "plateau"
+
+    @classmethod
+    def of(cls, training: TrainingSpec) -> TrainerOptions:
+        """The options a suite's ``training:`` block asks for."""
+        return cls(average=training.average, ema_decay=training.ema_decay, swa_start=training.swa_start,
+                   schedule=training.schedule)
 
     def __post_init__(self) -> None:
         if self.average not in ("none", "ema", "swa"):
@@ -320,7 +327,7 @@ def train_model(
     switches on optional techniques (:class:`TrainerOptions`; None: none).
     """
     t0 = time.perf_counter()
-    options = options or TrainerOptions()
+    options = options or TrainerOptions.of(run.training)
     train = split_to_batch(dataset["train"])
     ctx = ctx or CorruptionContext(train.modalities())
     corrupt = RegimeCorruption(run, ctx)
