@@ -279,3 +279,36 @@ def test_input_prox_drops_input_dimensions_in_training(small) -> None:
 def test_bad_trainer_options_are_named(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TrainerOptions(), **change)
+
+
+# ---- from a suite
+
+
+def test_suite_training_keys_choose_the_trainer_options(small) -> None:
+    """``training.average`` etc. train exactly as the same TrainerOptions passed by hand; a trial's
+    identity holds the later keys only away from their defaults."""
+    from robustmsa.plan import LATER_TRAINING_KEYS, _without_later_defaults
+
+    spec = TrainingSpec(epochs=3, batch_size=32, average="ema", ema_decay=0.98)
+    assert TrainerOptions.of(spec) == TrainerOptions(average="ema", ema_decay=0.98)
+    models = [create_model("late_fusion", small.dims, small.lengths, seed=1) for _ in range(2)]
+    train_model(models[0], small, TrainingRun(CLEAN, spec, seed=2), device=torch.device("cpu"))
+    train_model(models[1], small, TrainingRun(CLEAN, TrainingSpec(epochs=3, batch_size=32), seed=2),
+                device=torch.device("cpu"), options=TrainerOptions(average="ema", ema_decay=0.98))
+    assert _same_state(*models)
+    dumped = TrainingSpec().model_dump(mode="json")
+    assert set(dumped) - set(_without_later_defaults(dumped, LATER_TRAINING_KEYS)) == set(LATER_TRAINING_KEYS)
+    assert _without_later_defaults(spec.model_dump(mode="json"), LATER_TRAINING_KEYS)["ema_decay"] == 0.98
+    with pytest.raises(ValueError, match="average"):
+        TrainingSpec(average="mean")
+
+
+def test_workers_keep_freed_memory_without_changing_a_number() -> None:
+    """glibc's mallopt accepts both settings here (the CI image is glibc), and a computation after it
+    gives the same bits as before it."""
+    from robustmsa.runner import keep_freed_memory
+
+    x = torch.randn(600, 50, 768, generator=torch.Generator().manual_seed(0))
+    before = (x * 1.5 - 0.25).sum(dim=1)
+    assert keep_freed_memory() is True
+    assert torch.equal((x * 1.5 - 0.25).sum(dim=1), before)
