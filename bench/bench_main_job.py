@@ -6,7 +6,9 @@ temporary store once per scheduling, each in its own process (so each pays its o
 - ``pool``: the default, long-lived workers (Ray actors, one per slot) that import once and run
   trials one after another, longest trials first;
 - ``tasks``: the earlier scheduling, one Ray task per trial in submission order (references first),
-  selected with ``ROBUSTMSA_REUSE_WORKERS=0``.
+  selected with ``ROBUSTMSA_REUSE_WORKERS=0``;
+- ``pool-freeing``: the pool, with its workers' malloc left as it is (``ROBUSTMSA_KEEP_FREED_MEMORY=0``:
+  large freed blocks go back to the system and are faulted in again on the next allocation).
 
 For each it prints the breakdown: driver imports, planning, Ray start, worker start (process and
 imports, per worker), summed training and evaluation time of the trials (each trial's own clock),
@@ -43,7 +45,8 @@ from pathlib import Path
 T_PROCESS = time.perf_counter()  # the child's imports are timed from here
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "suites" / "continuous_spectrum.yaml"
-MODES = {"pool": "1", "tasks": "0"}
+#: mode -> (ROBUSTMSA_REUSE_WORKERS, ROBUSTMSA_KEEP_FREED_MEMORY)
+MODES = {"pool": ("1", "1"), "tasks": ("0", "1"), "pool-freeing": ("1", "0")}
 
 
 def child(out: Path, seeds: str | None, result: Path) -> None:
@@ -84,7 +87,9 @@ def breakdown(t: dict) -> dict[str, float]:
 def run_mode(mode: str, seeds: str | None, workdir: Path) -> tuple[dict, bytes]:
     out = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=workdir))
     result = out / "timings.json"
-    env = {**os.environ, "ROBUSTMSA_REUSE_WORKERS": MODES[mode], "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    reuse, keep = MODES[mode]
+    env = {**os.environ, "ROBUSTMSA_REUSE_WORKERS": reuse, "ROBUSTMSA_KEEP_FREED_MEMORY": keep,
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     cmd = [sys.executable, __file__, "--child", str(out), "--result", str(result), *(["--seeds", seeds] if seeds else [])]
     subprocess.run(cmd, env=env, check=True, cwd=out)
     rows = (out / "reports" / "continuous_spectrum" / "rows.csv").read_bytes()
@@ -146,7 +151,7 @@ def report_phase(store: Path, baseline: Path, rounds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", help="comma-separated seeds instead of the suite's (e.g. 0 for a quick look)")
-    ap.add_argument("--modes", default="tasks,pool", help="schedulings to run, in order: tasks, pool")
+    ap.add_argument("--modes", default="tasks,pool", help="schedulings to run, in order: tasks, pool, pool-freeing")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds (each figure: the median)")
     ap.add_argument("--report-store", type=Path, help="time the report phase alone on this store's folder")
     ap.add_argument("--baseline", type=Path, help="with --report-store: the checkout to compare against")

@@ -102,6 +102,9 @@ def _execute(planned: PlannedTrial, threads: int, emit: Emit | None = None) -> T
 
 #: glibc's ``mallopt`` parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: ``0``: workers leave glibc's malloc as it is (earlier versions; ``bench/bench_main_job.py``'s mode
+#: ``pool-freeing``); the numbers are the same either way
+KEEP_FREED_MEMORY_ENV = "ROBUSTMSA_KEEP_FREED_MEMORY"
 
 
 def keep_freed_memory() -> bool:
@@ -110,8 +113,12 @@ def keep_freed_memory() -> bool:
     768-d text, 78 MB) then come from the heap and stay there when freed, instead of being mapped
     fresh each time and faulted in page by page, zeroed by the kernel (a 105 MB copy: 5.8x faster,
     a QA-MoE prediction of the test split 1.4x). Only where memory comes from changes, never a
-    number; the process keeps its peak memory. False where the C library is not glibc."""
+    number; the process keeps its peak memory. False where the C library is not glibc, or with
+    ``ROBUSTMSA_KEEP_FREED_MEMORY=0``."""
     import ctypes
+
+    if os.environ.get(KEEP_FREED_MEMORY_ENV, "1").strip() == "0":
+        return False
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
