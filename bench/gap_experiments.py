@@ -296,6 +296,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
     "prox8": ({}, TrainerOptions(input_prox=8.0)),
     "prox4+ema": ({}, TrainerOptions(input_prox=4.0, average="ema", ema_decay=0.98)),
     "sparse0.05+ema_20ep": ({"input_sparsity": 0.05}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_lr2e-3": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema_lr3e-3": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.2+ema_lr2e-3": ({"input_sparsity": 0.2}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema0.95_lr2e-3": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.95)),
 }
 
 #: variant name -> changes to the main suite's training recipe (the budget; none for most variants)
@@ -306,6 +310,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "sparse+ema+aux0.3_20ep": {"epochs": 20, "patience": 6},
     "sparse+ema_0.98_30ep": {"epochs": 30, "patience": 8},
     "sparse0.05+ema_20ep": {"epochs": 20, "patience": 6},
+    "sparse+ema_lr2e-3": {"lr": 0.002},
+    "sparse+ema_lr3e-3": {"lr": 0.003},
+    "sparse0.2+ema_lr2e-3": {"lr": 0.002},
+    "sparse+ema0.95_lr2e-3": {"lr": 0.002},
 }
 
 
