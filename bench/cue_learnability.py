@@ -31,7 +31,9 @@ def true_cues(config: SyntheticConfig) -> dict[str, np.ndarray]:
     return {s: x[pop.split == i] for i, s in enumerate(("train", "valid", "test"))}
 
 
-def fit_mlp(x: dict[str, np.ndarray], y: dict[str, np.ndarray], seed: int, epochs: int = 300) -> float:
+def fit_mlp(x: dict[str, np.ndarray], y: dict[str, np.ndarray], seed: int, epochs: int = 300) -> tuple[float, float]:
+    """A two-layer MLP (width 64, GELU, L1 loss, Adam lr 3e-3, batch 64) on ``x``, early-stopped on
+    the validation MAE (patience 30 epochs): its (best validation, test) MAE."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(x["train"].shape[1], 64), torch.nn.GELU(), torch.nn.Linear(64, 64),
                               torch.nn.GELU(), torch.nn.Linear(64, 1))
@@ -58,7 +60,7 @@ def fit_mlp(x: dict[str, np.ndarray], y: dict[str, np.ndarray], seed: int, epoch
                 break
     net.load_state_dict(best_state)
     with torch.no_grad():
-        return float((net(t["test"]).squeeze(-1) - yt["test"]).abs().mean())
+        return best, float((net(t["test"]).squeeze(-1) - yt["test"]).abs().mean())
 
 
 def main() -> None:
@@ -74,7 +76,7 @@ def main() -> None:
     x = true_cues(config)
     test = split_to_batch(ds["test"])
     oracle = CueOracle(ds).predict(test, test, "test", {}, {}, {})
-    maes = [fit_mlp(x, y, int(s)) for s in args.seeds.split(",")]
+    maes = [fit_mlp(x, y, int(s))[1] for s in args.seeds.split(",")]
     print(f"synthetic_trimodal (n_train {args.n_train}), test MAE")
     print(f"  oracle (observable, from the frames)   {np.abs(oracle.pred - y['test']).mean():.3f}")
     print(f"  MLP on the true cues, seeds {args.seeds}   " + " ".join(f"{m:.3f}" for m in maes)

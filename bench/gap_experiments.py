@@ -49,6 +49,11 @@ from robustmsa.training import train_model
 from robustmsa.training.trainer import TrainerOptions
 from robustmsa.trial import _load_checked
 
+if __package__:  # imported as bench.gap_experiments
+    from .cue_learnability import fit_mlp as cue_fit_mlp
+else:  # run as a script: bench/ is on sys.path
+    from cue_learnability import fit_mlp as cue_fit_mlp
+
 MODALITIES = ("text", "audio", "vision")
 SPLITS = ("train", "valid", "test")
 SUITE = "suites/continuous_spectrum.yaml"
@@ -152,36 +157,10 @@ def estimated_cues(dataset: MSADataset) -> dict[str, dict[str, tuple[np.ndarray,
 
 
 def fit_mlp(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], seed: int, epochs: int = 300) -> tuple[float, float]:
-    """A two-layer MLP (L1 loss, Adam, early stopping on the validation MAE, as
-    ``bench/cue_learnability.py``) on standardised inputs: its (validation, test) MAE."""
+    """``bench/cue_learnability.py``'s MLP on inputs standardised with the training split's
+    statistics: its (validation, test) MAE."""
     mean, std = x["train"].mean(0), x["train"].std(0) + 1e-6
-    t = {k: torch.from_numpy((v - mean) / std) for k, v in x.items()}
-    yt = {k: torch.from_numpy(v.astype(np.float32)) for k, v in y.items()}
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(t["train"].shape[1], 64), torch.nn.GELU(), torch.nn.Linear(64, 64),
-                              torch.nn.GELU(), torch.nn.Linear(64, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(seed)
-    best, best_state, wait = float("inf"), None, 0
-    for _ in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(t["train"]), generator=g).split(64):
-            loss = (net(t["train"][idx]).squeeze(-1) - yt["train"][idx]).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            v = float((net(t["valid"]).squeeze(-1) - yt["valid"]).abs().mean())
-        if v < best - 1e-6:
-            best, best_state, wait = v, {k: p.clone() for k, p in net.state_dict().items()}, 0
-        else:
-            wait += 1
-            if wait >= 30:
-                break
-    net.load_state_dict(best_state)
-    with torch.no_grad():
-        return best, float((net(t["test"]).squeeze(-1) - yt["test"]).abs().mean())
+    return cue_fit_mlp({k: ((v - mean) / std).astype(np.float32) for k, v in x.items()}, dict(y), seed, epochs)
 
 
 def replaced(dataset: MSADataset, m: str, cues: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> MSADataset:
