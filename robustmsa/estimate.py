@@ -22,7 +22,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -160,14 +160,18 @@ def _calibrate(p: PlannedTrial, threads: int) -> float:
 CALIBRATION_MAX_AGE_S = 7 * 24 * 3600
 
 
-def calibration_key(p: PlannedTrial, threads: int) -> str:
+def calibration_key(p: PlannedTrial, threads: int, where: list[Any] | None = None) -> str:
     """What a calibration depends on: the trial's resolved config without its seed and suite, its
-    data, the thread count, this machine (CPU model and count, torch) and this code's version."""
+    data, the thread count, and ``where`` it runs (:func:`calibration_context`, computed if None)."""
     trial = {k: v for k, v in p.spec.resolved().items() if k not in ("seed", "suite", "suite_version")}
-    machine = [platform.machine(), _cpu_model(), os.cpu_count(), torch.__version__]
-    blob = json.dumps({"trial": trial, "data": p.data_hash, "threads": threads, "machine": machine,
-                       "code": code_version()}, sort_keys=True, default=str)
+    blob = json.dumps({"trial": trial, "data": p.data_hash, "threads": threads,
+                       "where": calibration_context() if where is None else where}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def calibration_context() -> list[Any]:
+    """This machine (architecture, CPU model and count, torch) and this code's version."""
+    return [platform.machine(), _cpu_model(), os.cpu_count(), torch.__version__, code_version()]
 
 
 def _cpu_model() -> str:
@@ -205,13 +209,12 @@ class CalibrationCache:
         self.changed = True
 
     def save(self) -> None:
-        if not self.changed:
-            return
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+        from .data.synthetic.cache import atomic_write
+
+        if self.changed:
+            blob = json.dumps(self.entries, sort_keys=True).encode("utf-8")
+            with contextlib.suppress(OSError):
+                atomic_write(self.path, lambda f: f.write(blob))
 
 
 def estimate_wall_time(suite: Suite, planned: list[PlannedTrial], recalibrate: bool = False) -> WallTime:
@@ -222,7 +225,7 @@ def estimate_wall_time(suite: Suite, planned: list[PlannedTrial], recalibrate: b
     todo = [p for p in planned if p.trial_id not in done]
     recorded = recorded_durations(store)
     threads = max(1, int(suite.resources.cpus_per_trial))
-    cache = CalibrationCache()
+    cache, where = CalibrationCache(), calibration_context()
     calibrated: dict[tuple[str, str, str, str], tuple[float, bool]] = {}  # -> (seconds, remembered)
     total, counts = 0.0, {"store": 0, "calibrated": 0, "untimed": 0, "remembered": 0}
     for p in todo:
@@ -234,11 +237,11 @@ def estimate_wall_time(suite: Suite, planned: list[PlannedTrial], recalibrate: b
             counts["untimed"] += 1
         else:
             if key not in calibrated:
-                ckey = calibration_key(p, threads)
-                found = None if recalibrate else cache.get(ckey)
-                if found is None:
-                    cache.put(ckey, _calibrate(p, threads))
-                calibrated[key] = (cache.get(ckey) or 0.0, found is not None)
+                ckey = calibration_key(p, threads, where)
+                seconds = None if recalibrate else cache.get(ckey)
+                calibrated[key] = (seconds or _calibrate(p, threads), seconds is not None)
+                if seconds is None:
+                    cache.put(ckey, calibrated[key][0])
             seconds, remembered = calibrated[key]
             total += seconds
             counts["calibrated"] += 1

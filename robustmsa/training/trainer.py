@@ -274,17 +274,15 @@ class _Averager:
         self.copy = copy.deepcopy(model)
         self.copy.requires_grad_(False)
         self.count = 0
-
-    def _params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(a, p.detach()) for a, p in zip(self.copy.parameters(), self.model.parameters(), strict=True)]
+        self.averaged = list(self.copy.parameters())
+        self.current = [p.detach() for p in model.parameters()]  # a deep copy: the same parameters, in order
 
     @torch.no_grad()
     def step(self) -> None:
         if self.options.average != "ema":
             return
         decay = min(self.options.ema_decay, self.count / (1 + self.count))
-        for a, p in self._params():
-            a.lerp_(p, 1.0 - decay)
+        torch._foreach_lerp_(self.averaged, self.current, 1.0 - decay)  # one batched update, as foreach AdamW
         self.count += 1
 
     @torch.no_grad()
@@ -292,8 +290,7 @@ class _Averager:
         """Update the "swa" average with the end of ``epoch``; the module to validate (:meth:`scored`)."""
         if self.options.average == "swa" and epoch >= self.options.swa_start:
             self.count += 1
-            for a, p in self._params():
-                a.lerp_(p, 1.0 / self.count)
+            torch._foreach_lerp_(self.averaged, self.current, 1.0 / self.count)
         for a, b in zip(self.copy.buffers(), self.model.buffers(), strict=True):
             a.copy_(b)
         return self.scored()

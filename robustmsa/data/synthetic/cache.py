@@ -89,7 +89,7 @@ def _flat_arrays(dataset: MSADataset) -> dict[str, np.ndarray]:
     return {f"{s}/{k}": v for s in SPLITS for k, v in dataset.splits[s].arrays().items()}
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
@@ -103,7 +103,7 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 def _write_cache(stem: Path, dataset: MSADataset, key: str) -> None:
     arrays = _flat_arrays(dataset)
-    _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+    atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
     _write_meta(stem, _meta(dataset, key, dataset.content_hash()))
 
 
@@ -120,7 +120,7 @@ def _meta(dataset: MSADataset, key: str, content_hash: str) -> dict[str, Any]:
 
 
 def _write_meta(stem: Path, meta: dict[str, Any]) -> None:
-    _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta).encode("utf-8")))
+    atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta).encode("utf-8")))
 
 
 def _read_cache(stem: Path, key: str) -> MSADataset | None:
