@@ -10,6 +10,12 @@ observable oracle's (0.70 against 0.50). This script measures, with the main sui
     variances: how close a learner gets with the sufficient statistics extracted perfectly;
     (b) QA-MoE and late fusion with one modality's frames replaced by its estimated cues (a
     one-element sequence), the other two raw: which modality's learned extraction costs most.
+``positions``
+    whether the oracle's privileged knowledge of *where* the audio and vision bursts are matters
+    on clean inputs: :meth:`CueOracle.burst_posterior` infers them from the frames alone (the
+    generator's likelihood); prints how often the most probable position is the true one, the
+    mean posterior probability of the truth, and the oracle's MAE told the inferred positions
+    against the true ones.
 ``screen``
     every named variant (model config overrides and trainer options, :data:`VARIANTS`) for each
     model and seed: the best epoch's clean VALIDATION MAE (the only number used to choose), the
@@ -19,6 +25,7 @@ observable oracle's (0.70 against 0.50). This script measures, with the main sui
 
     python bench/gap_experiments.py diagnose [--seeds 0,1]
     python bench/gap_experiments.py textdims [--seeds 0,1]   (text reduced to its cue dimensions)
+    python bench/gap_experiments.py positions
     python bench/gap_experiments.py screen --variants default,ema [--models qa_moe,late_fusion] [--seeds 0,1]
                                            [--regime clean|spectrum] [--grid]
     python bench/gap_experiments.py list
@@ -26,6 +33,7 @@ observable oracle's (0.70 against 0.50). This script measures, with the main sui
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -216,6 +224,27 @@ def diagnose(seeds: list[int], models: list[str]) -> None:
             print(_row(f"{name}, {m} = estimated cues", [(t.valid, t.test) for t in res]), flush=True)
 
 
+def positions() -> None:
+    spec = main_spec()
+    dataset, _, _ = _load_checked(spec, None)
+    oracle = CueOracle(dataset)
+    where = copy.deepcopy(dataset.info["oracle"]["where"])
+    for split in ("valid", "test"):
+        batch = split_to_batch(dataset[split])
+        for m in ("audio", "vision"):
+            cands, log_post = oracle.burst_posterior(m, batch.modality(m))
+            true = np.asarray(where[split][m], np.int64)
+            idx = np.array([np.flatnonzero((cands == t).all(1))[0] for t in true])
+            best = cands[log_post.argmax(1)]
+            print(f"{split:<6}{m:<7} most probable position = the true one: {np.mean((best == true).all(1)):.3f}; "
+                  f"mean posterior of the true one {np.exp(log_post[np.arange(len(idx)), idx]).mean():.3f}")
+            where[split][m] = best.tolist()
+        told = oracle_mae(dataset, split)
+        info = {**dataset.info, "oracle": {**dataset.info["oracle"], "where": where}}
+        inferred = oracle_mae(dataclasses.replace(dataset, info=info), split)
+        print(f"{split:<6}oracle MAE told the true positions {told:.6f}, the inferred ones {inferred:.6f}", flush=True)
+
+
 def _row(label: str, res: list[tuple[float, float]]) -> str:
     v, t = np.mean([r[0] for r in res]), np.mean([r[1] for r in res])
     per = " ".join(f"{a:.3f}/{b:.3f}" for a, b in res)
@@ -279,6 +308,33 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
     "sparse+ema_lr3e-3": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.98)),
     "sparse0.2+ema_lr2e-3": ({"input_sparsity": 0.2}, TrainerOptions(average="ema", ema_decay=0.98)),
     "sparse+ema0.95_lr2e-3": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.95)),
+    "sparse+ema+deltas": ({"input_sparsity": 0.1, "frame_deltas": True}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+readout": ({"input_sparsity": 0.1, "frame_readout": True}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+readout+deltas": ({"input_sparsity": 0.1, "frame_readout": True, "frame_deltas": True},
+                                  TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.05+ema+readout": ({"input_sparsity": 0.05, "frame_readout": True}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.05+ema+readout+deltas": ({"input_sparsity": 0.05, "frame_readout": True, "frame_deltas": True},
+                                      TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+readout+aux1": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0},
+                                TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+deltas+aux1": ({"input_sparsity": 0.1, "frame_deltas": True, "aux_weight": 1.0},
+                               TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+aux1": ({"input_sparsity": 0.1, "aux_weight": 1.0}, TrainerOptions(average="ema", ema_decay=0.98)),
+    **{f"sparse+ema+readout+deltas+aux{w}": ({"input_sparsity": 0.1, "frame_readout": True, "frame_deltas": True,
+                                              "aux_weight": float(w)}, TrainerOptions(average="ema", ema_decay=0.98))
+       for w in ("0.3", "1", "1.5", "2")},
+    "sparse+ema+readout+aux0.7": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 0.7},
+                                  TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+readout+aux1+drop0.1": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0, "dropout": 0.1},
+                                        TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+readout+aux1+unc0.03": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0,
+                                         "uncertainty_weight": 0.03}, TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse+ema+readout+aux1_16ep": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0},
+                                     TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.15+ema+readout+aux1": ({"input_sparsity": 0.15, "frame_readout": True, "aux_weight": 1.0},
+                                    TrainerOptions(average="ema", ema_decay=0.98)),
+    "sparse0.15+ema+readout+deltas+aux1": ({"input_sparsity": 0.15, "frame_readout": True, "frame_deltas": True,
+                                           "aux_weight": 1.0}, TrainerOptions(average="ema", ema_decay=0.98)),
 }
 
 #: variant name -> changes to the main suite's training recipe (the budget; none for most variants)
@@ -293,6 +349,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "sparse+ema_lr3e-3": {"lr": 0.003},
     "sparse0.2+ema_lr2e-3": {"lr": 0.002},
     "sparse+ema0.95_lr2e-3": {"lr": 0.002},
+    "sparse+ema+readout+aux1_16ep": {"epochs": 16, "patience": 5},
 }
 
 
@@ -327,7 +384,7 @@ def screen(names: list[str], models: list[str], seeds: list[int], regime: str = 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=("diagnose", "textdims", "screen", "list"))
+    ap.add_argument("command", choices=("diagnose", "textdims", "positions", "screen", "list"))
     ap.add_argument("--variants", default="default")
     ap.add_argument("--models", default="qa_moe,late_fusion")
     ap.add_argument("--seeds", default="0,1")
@@ -345,6 +402,8 @@ def main() -> None:
         diagnose(seeds, models)
     elif args.command == "textdims":
         diagnose_text_dims(seeds, models)
+    elif args.command == "positions":
+        positions()
     else:
         screen(args.variants.split(","), models, seeds, args.regime, args.grid)
 

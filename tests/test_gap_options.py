@@ -2,7 +2,9 @@
 it off the model and the trainer are what they are without the option.
 
 Model options: ``input_rank`` (a low-rank input projection), ``local_contrast`` (a temporal
-high-pass channel of the frame modalities), ``encoder_pooling: attention_max``, QA-MoE's
+high-pass channel of the frame modalities), ``frame_deltas`` (their first differences as a
+channel), ``frame_readout`` (a linear readout of the frame modalities beside the attention
+pooling), ``encoder_pooling: attention_max``, QA-MoE's
 ``aux_weight`` and late fusion's ``unimodal_weight`` (a loss on per-modality predictions), and
 ``input_sparsity`` of both (a group-lasso penalty on the input projections). Trainer options
 (:class:`TrainerOptions`): weight averaging (EMA, SWA), the proximal group-lasso step
@@ -23,6 +25,7 @@ from robustmsa.models import create_model
 from robustmsa.models.layers import (
     EncoderSpec,
     SequenceEncoder,
+    frame_deltas,
     input_group_norm,
     local_contrast,
     shrink_input_groups,
@@ -38,7 +41,7 @@ KIT = ModelKit({"text": 40, "audio": 4, "vision": 5}, {"text": 10, "audio": 12, 
 SMALL = {"n_train": 96, "n_valid": 32, "n_test": 32, "text_dim": 16, "text_len": 12, "audio_len": 12,
          "vision_len": 12}
 CLEAN = RegimeSpec(name="clean", kind="clean")
-OFF = {"input_rank": 0, "local_contrast": 0}
+OFF = {"input_rank": 0, "local_contrast": 0, "frame_deltas": False, "frame_readout": False}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +124,49 @@ def test_local_contrast_feeds_the_frame_encoders_only() -> None:
     assert not torch.allclose(run(base, batch)["pred"], run(model, batch)["pred"])
     with pytest.raises(ModelConfigError, match="local_contrast"):
         KIT.build("late_fusion", local_contrast=-2)
+
+
+def test_frame_deltas_are_steps_between_valid_neighbours() -> None:
+    x = torch.tensor([[[1.0], [1.0], [4.0], [4.0], [9.0]]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    assert frame_deltas(x, mask)[0, :, 0].tolist() == [0.0, 0.0, 3.0, 0.0, 0.0]
+    model = KIT.build("late_fusion", frame_deltas=True)
+    assert model.encoders.audio.proj.weight.shape[1] == 2 * 4
+    assert model.encoders.vision.proj.weight.shape[1] == 2 * 5
+    assert model.encoders.text.encoder.proj.weight.shape[1] == 40
+
+
+def test_frame_readout_is_the_attention_weighted_sum_of_frames_and_steps() -> None:
+    torch.manual_seed(0)
+    enc = SequenceEncoder(3, EncoderSpec(8, pooling="attention", num_heads=2, frame_readout=True), source="audio")
+    assert enc.readout is not None and enc.readout.weight.shape == (8, 2 * 3 * 2)
+    assert not enc.readout.weight.any() and not enc.readout.bias.any()  # starts as the plain pooling
+    torch.nn.init.normal_(enc.readout.weight)
+    enc.eval()
+    x = torch.randn(2, 6, 3)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    out = enc(x, mask)
+    a = enc.pool.weights(out.seq, mask)  # [B, T, H]
+    both = torch.cat([x, frame_deltas(x, mask)], dim=-1) * mask[..., None]
+    r = torch.stack([torch.cat([a[b, :, j] @ both[b] for j in range(2)]) for b in range(2)])
+    torch.testing.assert_close(out.pooled, enc.pool(out.seq, mask) + enc.readout(r))
+    x2 = x.clone()
+    x2[1, 4:] = 100.0  # padding is never read
+    torch.testing.assert_close(enc(x2, mask).pooled, out.pooled)
+    assert SequenceEncoder(3, EncoderSpec(8, pooling="attention", frame_readout=True), source="text").readout is None
+    with pytest.raises(ModelConfigError, match="frame_readout"):
+        KIT.build("qa_moe", frame_readout=True, encoder_pooling="mean")
+
+
+def test_frame_options_on_change_the_prediction() -> None:
+    batch = KIT.batch(6, seed=3)
+    base = run(KIT.build("qa_moe"), batch)["pred"]
+    assert not torch.allclose(base, run(KIT.build("qa_moe", frame_deltas=True), batch)["pred"])
+    readout = KIT.build("qa_moe", frame_readout=True)
+    torch.testing.assert_close(run(readout, batch)["pred"], base)  # zero-initialised: the same function at first
+    for enc in (readout.encoders.audio, readout.encoders.vision):
+        torch.nn.init.normal_(enc.readout.weight)
+    assert not torch.allclose(base, run(readout, batch)["pred"])
 
 
 def test_attention_max_pooling_reads_the_max_and_ignores_masked_frames() -> None:

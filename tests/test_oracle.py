@@ -6,6 +6,7 @@ inputs beats it beyond sampling error.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -69,6 +70,34 @@ def test_clean_measurement_recovers_the_text_cues_exactly_and_audio_within_its_v
         meas = orc.measure(m, test.modality(m), test.modality(m), orc.templates("test")[m], None)
         z = (meas.c_hat - truth[m]) / np.sqrt(np.einsum("bii->bi", meas.V))
         assert abs(z.mean()) < 0.2 and 0.75 < z.std() < 1.25, (m, z.mean(), z.std())  # unbiased, V is its variance
+
+
+def test_the_positions_the_oracle_is_told_are_observable_on_clean_inputs(tri) -> None:
+    ds, orc = tri
+    test = split_to_batch(ds["test"])
+    where = {m: np.asarray(ds.info["oracle"]["where"]["test"][m]) for m in ("audio", "vision")}
+    for m, true in where.items():
+        cands, log_post = orc.burst_posterior(m, test.modality(m))
+        assert np.allclose(np.exp(log_post).sum(1), 1.0)
+        lengths = test.modality(m).mask.sum(1).numpy()
+        assert (log_post[cands.sum(1)[None, :] > lengths[:, None]] == -np.inf).all()  # past the clip's end
+        best = cands[log_post.argmax(1)]
+        assert np.mean((best == true).all(1)) >= 0.97, m
+        shifted = np.asarray(true).copy()
+        shifted[:, 0] = np.maximum(shifted[:, 0] - 1, 0)  # one frame early: less probable than the truth
+        p_true = log_post[np.arange(len(true)), [np.flatnonzero((cands == t).all(1))[0] for t in true]]
+        p_shift = log_post[np.arange(len(true)), [np.flatnonzero((cands == t).all(1))[0] for t in shifted]]
+        moved = shifted[:, 0] != true[:, 0]
+        assert np.mean(p_true[moved] > p_shift[moved]) >= 0.97
+        where[m] = best.tolist()
+    info = {**ds.info, "oracle": {**ds.info["oracle"], "where": {**ds.info["oracle"]["where"], "test": {
+        **ds.info["oracle"]["where"]["test"], **where}}}}
+    told = CueOracle(ds).predict(test, test, "test", {}, {}, {}).pred
+    inferred = CueOracle(dataclasses.replace(ds, info=info)).predict(test, test, "test", {}, {}, {}).pred
+    y = np.asarray(ds["test"].labels)
+    assert abs(_mae(inferred, y) - _mae(told, y)) < 0.01
+    with pytest.raises(ValueError, match="no burst"):
+        orc.burst_posterior("text", test.modality("text"))
 
 
 @pytest.mark.parametrize("family", sorted(TIME_EFFECTS))

@@ -29,7 +29,8 @@ Exact up to quadrature (a grid of ``grid_points`` values of ``z``, a trapezoid r
 bilinear interpolation in the label table; the closed-form test bounds the error below 1e-4
 label units). Under MAE no predictor that sees the same corrupted features, without knowing where
 the cues are, can do better in expectation; knowing the positions makes the oracle an *upper
-bound*, tight when cues are easy to find (clean inputs), looser when heavy noise hides them.
+bound*, tight when cues are easy to find (clean inputs: :meth:`CueOracle.burst_posterior` finds
+them from the frames alone), looser when heavy noise hides them.
 Scope: feature-level families with a :data:`TIME_EFFECTS` entry (missing, drop, noise, blur,
 compose of them); other families (raw media) have no oracle. Models that read ``text_ids`` (a
 Hugging Face encoder) see words that carry no sentiment in this design, so the bound holds for them.
@@ -355,6 +356,49 @@ class CueOracle:
         k = c.frame_smoothness ** lag + c.speaker_sd**2
         v = valid.to(_F64)
         return k[None] * v[:, :, None] * v[:, None, :]
+
+    def burst_posterior(self, m: str, clean: ModalityBatch, prior_var: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+        """Where the cue burst of frame modality ``m`` sits in each *clean* clip, from the frames
+        alone: every (start, width) the generator can draw, and its log posterior [B, P] (-inf
+        where impossible) under the generator's own likelihood (the AR(1) + speaker background,
+        the loadings and the marker), with the cues integrated under a Gaussian prior
+        ``N(0, prior_var I)`` (an approximation: the cues' prior is not Gaussian) and a uniform
+        prior over positions. It checks that the positions the oracle is told are observable.
+
+        Returns ``(candidates [P, 2] int64, log_post [B, P] float64)``.
+        """
+        if m not in ("audio", "vision"):
+            raise ValueError(f"burst_posterior: {m!r} has no burst (audio or vision)")
+        lo, hi = getattr(self.config, f"{m}_salient_frames")
+        t = clean.features.shape[1]
+        cands = np.array([(s, w) for w in range(lo, hi + 1) for s in range(t - w + 1)], np.int64)
+        valid = clean.mask & ~clean.missing[:, None]
+        ends = torch.from_numpy(cands.sum(1))
+        possible = ends[None, :] <= valid.sum(1, keepdim=True)  # [B, P]
+        H = torch.from_numpy((np.arange(t)[None, :] >= cands[:, :1]) & (np.arange(t)[None, :] < cands.sum(1)[:, None])).to(_F64)
+        scale = torch.from_numpy(self.world.scale[m].astype(np.float64))
+        loadings = torch.from_numpy(self.world.loadings[m].astype(np.float64))
+        A = scale[:, None] * loadings[:-1].T  # [D, k]
+        marker = self.config.cue_marker * scale * loadings[-1]  # [D]
+        v = valid.to(_F64)
+        r0 = (clean.features.to(_F64) - torch.from_numpy(self.world.offset[m].astype(np.float64))) * v[:, :, None]
+        K = self._background(m, valid) + torch.diag_embed(1.0 - v)
+        Ki = torch.linalg.inv(K) * v[:, :, None] * v[:, None, :]
+        a = torch.where(possible, (torch.einsum("pt,btu->bpu", H, Ki) * H).sum(-1), torch.ones(()))  # h' K^-1 h
+        hr = torch.einsum("pt,btd->bpd", H, Ki @ r0)  # h' K^-1 r per dimension
+        b = hr - marker * a[..., None]  # h' K^-1 (r - marker h)
+        M = torch.einsum("dk,bpd,dl->bpkl", A, a[..., None] / scale**2, A)  # precision of the cue estimate
+        c_hat = torch.linalg.solve(M, torch.einsum("dk,bpd->bpk", A, b / scale**2))
+        # log p(frames | position), cues integrated, up to a constant shared by every position of a clip:
+        # the marker's fit + the cues' fit - the Gaussian integral over the cues
+        log_ev = (((hr - 0.5 * marker * a[..., None]) * marker / scale**2).sum(-1)
+                  + 0.5 * torch.einsum("bpk,bpkl,bpl->bp", c_hat, M, c_hat))
+        C = torch.linalg.inv(M) + prior_var * torch.eye(A.shape[1], dtype=_F64)
+        log_ev = log_ev - 0.5 * torch.linalg.slogdet(M @ C)[1] - 0.5 * torch.einsum(
+            "bpk,bpkl,bpl->bp", c_hat, torch.linalg.inv(C), c_hat)
+        log_ev = torch.where(possible, log_ev, torch.full_like(log_ev, -math.inf))
+        norm = torch.logsumexp(log_ev, 1, keepdim=True)
+        return cands, torch.where(torch.isfinite(norm), log_ev - norm, torch.full_like(log_ev, -math.inf)).numpy()
 
     # ---- step 1: measurement
 

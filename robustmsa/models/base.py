@@ -79,6 +79,14 @@ class BaseConfig:
     local_contrast: for audio and vision, add to each standardised frame its local contrast: the
                  frame minus the masked moving average of ``2 local_contrast + 1`` frames around it
                  (a temporal high-pass beside the raw frames; the projection sees both); 0: off.
+    frame_deltas: for audio and vision, add to each standardised frame its first difference (the
+                 frame minus the one before it: "delta features"); the projection sees both (False).
+    frame_readout: for audio and vision, a linear readout beside the attention pooling: per pooling
+                 head, the attention-weighted sum of the standardised frames and their first
+                 differences, projected (from zero) and added to the pooled encoding. It can form
+                 the linear statistics that estimate a short burst's amplitude against a smooth
+                 background, which the per-frame projection and LayerNorm cannot (False; needs an
+                 attention ``encoder_pooling``).
     """
 
     d_model: int = 64
@@ -95,6 +103,8 @@ class BaseConfig:
     standardize_inputs: bool = True
     input_rank: int = 0
     local_contrast: int = 0
+    frame_deltas: bool = False
+    frame_readout: bool = False
 
     def __post_init__(self) -> None:
         check_config(self.encoder_layers >= 1, "encoder_layers", "must be >= 1")
@@ -109,6 +119,8 @@ class BaseConfig:
         check_config(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         check_config(self.input_rank >= 0, "input_rank", "must be >= 0 (0: a full projection)")
         check_config(self.local_contrast >= 0, "local_contrast", "must be >= 0 (0: off)")
+        check_config(not self.frame_readout or self.encoder_pooling.startswith("attention"), "frame_readout",
+                     "needs an attention pooling (encoder_pooling: attention, attention_mean or attention_max)")
 
 
 def check_config(ok: bool, key: str, message: str) -> None:
@@ -187,7 +199,8 @@ class MSAModel(nn.Module, ABC):
         """The shape of every modality encoder, from the shared :class:`BaseConfig` keys."""
         c = self.config
         return EncoderSpec(c.d_model, c.encoder, c.kernel_size, c.num_heads, c.dropout, c.encoder_pooling,
-                           c.encoder_layers, getattr(c, "input_rank", 0), getattr(c, "local_contrast", 0))
+                           c.encoder_layers, getattr(c, "input_rank", 0), getattr(c, "local_contrast", 0),
+                           getattr(c, "frame_deltas", False), getattr(c, "frame_readout", False))
 
     def build_text_encoder(self) -> nn.Module:
         """A text encoder as ``text_encoder`` asks: a Hugging Face encoder or precomputed features."""

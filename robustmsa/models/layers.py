@@ -39,6 +39,7 @@ __all__ = [
     "POOLINGS",
     "masked_max",
     "local_contrast",
+    "frame_deltas",
     "TextEncoder",
     "TextFeatureEncoder",
     "ModalityEncoders",
@@ -170,9 +171,13 @@ class AttentionPool(nn.Module):
         self.heads = heads
         self.score = nn.Linear(d_model, heads)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def weights(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The attention weights [B, T, H] (summing to 1 over valid positions, per head)."""
+        return masked_softmax(self.score(h), mask.unsqueeze(-1), dim=1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = h.shape
-        a = masked_softmax(self.score(h), mask.unsqueeze(-1), dim=1)  # [B, T, H]
+        a = self.weights(h, mask) if weights is None else weights
         return (a.unsqueeze(-1) * h.view(b, t, self.heads, d // self.heads)).sum(1).reshape(b, d)
 
 
@@ -197,7 +202,11 @@ class EncoderSpec:
     :data:`POOLINGS`; layers: number of masked blocks; input_rank: inputs wider than this are
     projected through a rank-``input_rank`` bottleneck (0: a full projection); local_contrast: for
     the frame modalities (audio, vision), the standardised frames minus their masked moving average
-    over ``2 local_contrast + 1`` frames join the input (0: off).
+    over ``2 local_contrast + 1`` frames join the input (0: off); frame_deltas: for the frame
+    modalities, the first differences of the standardised frames (:func:`frame_deltas`) join the
+    input; frame_readout: for the frame modalities, a linear readout of the standardised frames
+    and their first differences, weighted by each head of the attention pooling, is added to the
+    pooled vector (:class:`SequenceEncoder`; needs an attention pooling).
     """
 
     d_model: int
@@ -209,6 +218,8 @@ class EncoderSpec:
     layers: int = 1
     input_rank: int = 0
     local_contrast: int = 0
+    frame_deltas: bool = False
+    frame_readout: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("conv", "attention"):
@@ -217,6 +228,8 @@ class EncoderSpec:
             raise ValueError(f"unknown pooling {self.pooling!r} (allowed: {', '.join(POOLINGS)})")
         if self.input_rank < 0 or self.local_contrast < 0:
             raise ValueError(f"input_rank and local_contrast must be >= 0, got {self.input_rank}, {self.local_contrast}")
+        if self.frame_readout and not self.pooling.startswith("attention"):
+            raise ValueError(f"frame_readout needs an attention pooling, got {self.pooling!r}")
 
     def block(self) -> nn.Module:
         """A new masked block of this spec's kind."""
@@ -238,11 +251,28 @@ def local_contrast(x: torch.Tensor, mask: torch.Tensor, half: int) -> torch.Tens
     return (xm - avg * m).transpose(1, 2)
 
 
+def frame_deltas(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x_t - x_{t-1}`` [B, T, D] where both frames are valid, zeros elsewhere (the "delta features"
+    of speech processing). Against a smooth background a burst's onset and offset are its sharpest
+    evidence: the steps that a temporal high-pass keeps."""
+    both = (mask[:, 1:] & mask[:, :-1]).to(x.dtype).unsqueeze(-1)
+    out = torch.zeros_like(x)
+    out[:, 1:] = (x[:, 1:] - x[:, :-1]) * both
+    return out
+
+
 class SequenceEncoder(nn.Module):
     """Input standardisation, linear projection to ``spec.d_model`` + LayerNorm, then ``spec.layers``
     masked blocks ("conv" or "attention") and a pooling (one of :data:`POOLINGS`). Options of the
-    spec, off by default: a low-rank input projection (``input_rank``, for inputs wider than it) and
-    a local-contrast channel of the frame modalities (``local_contrast``, :func:`local_contrast`).
+    spec, off by default: a low-rank input projection (``input_rank``, for inputs wider than it), a
+    local-contrast channel of the frame modalities (``local_contrast``, :func:`local_contrast`),
+    their first differences as a further channel (``frame_deltas``, :func:`frame_deltas`), and a
+    linear readout of the frame modalities (``frame_readout``): per head of the attention pooling,
+    the attention-weighted sum of the standardised frames and of their first differences,
+    projected to ``d_model`` (initialised at zero) and added to the pooled vector. The projection
+    and LayerNorm make every frame's encoding a non-linear function of that frame alone, so the
+    pooled vector cannot form the linear statistics that estimate a burst's amplitude against a
+    smooth background (the mean of the burst frames and the steps at its edges); the readout can.
 
     ``forward(x [B,T,D], mask [B,T]) -> Encoded``; ``fit_inputs(batch)`` sets the standardisation
     from training features of modality ``source`` (the trainer calls it through ``MSAModel.fit_inputs``).
@@ -253,8 +283,10 @@ class SequenceEncoder(nn.Module):
         d_model = spec.d_model
         self.source = source
         self.standardize = InputStandardizer(in_dim)
-        self.contrast = spec.local_contrast if source in ("audio", "vision") else 0
-        width = 2 * in_dim if self.contrast else in_dim
+        frames = source in ("audio", "vision")
+        self.contrast = spec.local_contrast if frames else 0
+        self.deltas = spec.frame_deltas and frames
+        width = in_dim * (1 + bool(self.contrast) + self.deltas)
         low_rank = 0 < spec.input_rank < width
         self.proj = (nn.Sequential(nn.Linear(width, spec.input_rank, bias=False), nn.Linear(spec.input_rank, d_model))
                      if low_rank else nn.Linear(width, d_model))
@@ -265,6 +297,11 @@ class SequenceEncoder(nn.Module):
         self.pool = AttentionPool(d_model, spec.num_heads) if spec.pooling.startswith("attention") else None
         mixed = spec.pooling in ("attention_mean", "attention_max")
         self.pool_mix = nn.Linear(2 * d_model, d_model) if mixed else None
+        self.readout = None
+        if spec.frame_readout and frames:  # zeros, drawing nothing: every other layer is initialised as without it
+            self.readout = torch.nn.utils.skip_init(nn.Linear, 2 * in_dim * spec.num_heads, d_model)
+            nn.init.zeros_(self.readout.weight)
+            nn.init.zeros_(self.readout.bias)
 
     def fit_inputs(self, batch: Batch) -> None:
         """Standardise with the statistics of ``batch``'s ``source`` modality (valid frames of present
@@ -279,23 +316,31 @@ class SequenceEncoder(nn.Module):
         # which are zeroed here, before any mixing across positions.
         m = mask.to(x.dtype).unsqueeze(-1)
         x = self.standardize(x)
+        frames = x
+        deltas = frame_deltas(x, mask) if self.deltas or self.readout is not None else None
         if self.contrast:
-            x = torch.cat([x, local_contrast(x, mask, self.contrast)], dim=-1)
+            x = torch.cat([x, local_contrast(frames, mask, self.contrast)], dim=-1)
+        if self.deltas:
+            x = torch.cat([x, deltas], dim=-1)
         h = self.norm(self.proj(x))
         if self.kind == "attention":
             h = h + _sinusoid(h.shape[1], h.shape[2], h.device, h.dtype)
         h = h * m
         for block in self.blocks:
             h = block(h, mask)
+        weights = self.pool.weights(h, mask) if self.readout is not None else None
         if self.pool_mix is not None:
             rest = masked_max(h, mask) if self.pooling == "attention_max" else masked_mean(h, mask)
-            pooled = self.pool_mix(torch.cat([self.pool(h, mask), rest], dim=-1))
+            pooled = self.pool_mix(torch.cat([self.pool(h, mask, weights), rest], dim=-1))
         elif self.pool is not None:
-            pooled = self.pool(h, mask)
+            pooled = self.pool(h, mask, weights)
         elif self.pooling == "max":
             pooled = masked_max(h, mask)
         else:
             pooled = masked_mean(h, mask)
+        if self.readout is not None:
+            both = torch.cat([frames, deltas], dim=-1) * m  # [B, T, 2D], zeros on invalid frames
+            pooled = pooled + self.readout(torch.einsum("bth,btd->bhd", weights, both).flatten(1))
         return Encoded(h, pooled, mask)
 
 
