@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,10 @@ def test_seed_tests_are_scipy_paired_tests_over_common_seeds() -> None:
     assert math.isnan(seed_test({0: 1.0}, {0: 2.0}))
     assert seed_test({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0}) == 1.0
     assert seed_test({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5}, "ttest") == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # identical up to rounding: decided here, not by scipy's warning
+        assert seed_test({0: 0.1 + 0.2, 1: 0.3}, {0: 0.0, 1: 0.0}, "ttest") == 0.0
+        assert 0.0 < seed_test({0: 0.3, 1: 0.31}, {0: 0.0, 1: 0.0}, "ttest") < 1.0
     with pytest.raises(ValueError, match="allowed: ttest, wilcoxon"):
         seed_test(a, b, "anova")
 

@@ -72,7 +72,8 @@ def seed_test(a: Mapping[int, float], b: Mapping[int, float], test: str = "ttest
     ``ttest``: :func:`scipy.stats.ttest_rel`; ``wilcoxon``: :func:`scipy.stats.wilcoxon` (exact for
     small samples, zero differences dropped). nan with fewer than two pairs. Degenerate cases are
     decided without calling scipy: all differences 0 gives p = 1; identical non-zero differences
-    give p = 0 for the t-test (infinite t statistic).
+    (to 1e-12 relative: differences of rounded metrics, which scipy would reject as a catastrophic
+    cancellation) give p = 0 for the t-test (infinite t statistic).
     """
     if test not in SEED_TESTS:
         raise ValueError(f"unknown seed test {test!r}; allowed: {', '.join(SEED_TESTS)}")
@@ -89,7 +90,7 @@ def _seed_p(diffs: tuple[float, ...], test: str) -> float:
     if np.all(d == 0):
         return 1.0
     if test == "ttest":
-        if np.all(d == d[0]):
+        if np.ptp(d) <= 1e-12 * np.max(np.abs(d)):  # identical up to rounding (e.g. 0.1 + 0.2 vs 0.3)
             return 0.0
         return float(stats.ttest_rel(d, np.zeros_like(d)).pvalue)
     nonzero = d[d != 0]
