@@ -342,8 +342,7 @@ class CueOracle:
             out = {"text": torch.from_numpy(text.astype(np.float64))}
             for m in ("audio", "vision"):
                 sw = np.asarray(w[m], np.int64).reshape(-1, 2)
-                t = np.arange(getattr(c, f"{m}_len"))[None, :]
-                out[m] = torch.from_numpy(((t >= sw[:, :1]) & (t < sw[:, :1] + sw[:, 1:])).astype(np.float64))
+                out[m] = torch.from_numpy(_boxes(sw, getattr(c, f"{m}_len")).astype(np.float64))
             self._templates[split] = out
         return self._templates[split]
 
@@ -356,6 +355,15 @@ class CueOracle:
         k = c.frame_smoothness ** lag + c.speaker_sd**2
         v = valid.to(_F64)
         return k[None] * v[:, :, None] * v[:, None, :]
+
+    def _frame_model(self, m: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """float64 ``(scale [D], offset [D], A [D, k], marker [D])`` of modality ``m``'s cue dimensions:
+        a cue value of 1 adds ``A[:, j]`` to a cue frame, the position marker adds ``marker`` (known:
+        part of the mean); the last row of the loadings is the marker's."""
+        scale = torch.from_numpy(self.world.scale[m].astype(np.float64))
+        offset = torch.from_numpy(self.world.offset[m].astype(np.float64))
+        loadings = torch.from_numpy(self.world.loadings[m].astype(np.float64))
+        return scale, offset, scale[:, None] * loadings[:-1].T, self.config.cue_marker * scale * loadings[-1]
 
     def burst_posterior(self, m: str, clean: ModalityBatch, prior_var: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
         """Where the cue burst of frame modality ``m`` sits in each *clean* clip, from the frames
@@ -375,13 +383,10 @@ class CueOracle:
         valid = clean.mask & ~clean.missing[:, None]
         ends = torch.from_numpy(cands.sum(1))
         possible = ends[None, :] <= valid.sum(1, keepdim=True)  # [B, P]
-        H = torch.from_numpy((np.arange(t)[None, :] >= cands[:, :1]) & (np.arange(t)[None, :] < cands.sum(1)[:, None])).to(_F64)
-        scale = torch.from_numpy(self.world.scale[m].astype(np.float64))
-        loadings = torch.from_numpy(self.world.loadings[m].astype(np.float64))
-        A = scale[:, None] * loadings[:-1].T  # [D, k]
-        marker = self.config.cue_marker * scale * loadings[-1]  # [D]
+        H = torch.from_numpy(_boxes(cands, t)).to(_F64)  # [P, T]
+        scale, offset, A, marker = self._frame_model(m)
         v = valid.to(_F64)
-        r0 = (clean.features.to(_F64) - torch.from_numpy(self.world.offset[m].astype(np.float64))) * v[:, :, None]
+        r0 = (clean.features.to(_F64) - offset) * v[:, :, None]
         K = self._background(m, valid) + torch.diag_embed(1.0 - v)
         Ki = torch.linalg.inv(K) * v[:, :, None] * v[:, None, :]
         a = torch.where(possible, (torch.einsum("pt,btu->bpu", H, Ki) * H).sum(-1), torch.ones(()))  # h' K^-1 h
@@ -407,11 +412,7 @@ class CueOracle:
         """The cue estimate of modality ``m`` from its corrupted frames (generalised least squares)."""
         dims = self.world.dims[m]
         d_idx = torch.as_tensor(dims)
-        scale = torch.from_numpy(self.world.scale[m].astype(np.float64))
-        offset = torch.from_numpy(self.world.offset[m].astype(np.float64))
-        loadings = torch.from_numpy(self.world.loadings[m].astype(np.float64))
-        A = scale[:, None] * loadings[:-1].T  # [D, k]; the last row is the position marker
-        marker = self.config.cue_marker * scale * loadings[-1]  # [D], known: part of the mean
+        scale, offset, A, marker = self._frame_model(m)
         e = effect or TimeEffect.identity(clean, len(dims))
         valid = clean.mask & ~clean.missing[:, None]
         obs = e.observed & valid
@@ -511,6 +512,12 @@ class CueOracle:
             informative.append(meas.informative)
         pred, mean = self.posterior(terms)
         return OraclePrediction(pred, mean, np.stack(informative, axis=1))
+
+
+def _boxes(start_width: np.ndarray, length: int) -> np.ndarray:
+    """bool [N, length]: True on the frames ``start <= t < start + width`` of each row (start, width)."""
+    t = np.arange(length)[None, :]
+    return (t >= start_width[:, :1]) & (t < start_width[:, :1] + start_width[:, 1:2])
 
 
 def _gls_per_dim(base: torch.Tensor | None, noise: torch.Tensor | None, scale: torch.Tensor,
