@@ -157,7 +157,8 @@ class TrialSpec:
 #: model config keys added after trial identities were first published, with the default that
 #: changes nothing (the option off): a trial's identity leaves them out while at that default
 LATER_MODEL_KEYS: dict[str, Any] = {"input_rank": 0, "local_contrast": 0, "aux_weight": 0.0, "input_sparsity": 0.0,
-                                    "unimodal_weight": 0.0, "frame_deltas": False, "frame_readout": False}
+                                    "unimodal_weight": 0.0, "frame_deltas": False, "frame_readout": False,
+                                    "clamp_output": False}
 #: the same for the suite's ``training:`` keys
 LATER_TRAINING_KEYS: dict[str, Any] = {"average": "none", "ema_decay": 0.99, "swa_start": 0, "schedule": "plateau"}
 

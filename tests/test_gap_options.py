@@ -41,7 +41,7 @@ KIT = ModelKit({"text": 40, "audio": 4, "vision": 5}, {"text": 10, "audio": 12, 
 SMALL = {"n_train": 96, "n_valid": 32, "n_test": 32, "text_dim": 16, "text_len": 12, "audio_len": 12,
          "vision_len": 12}
 CLEAN = RegimeSpec(name="clean", kind="clean")
-OFF = {"input_rank": 0, "local_contrast": 0, "frame_deltas": False, "frame_readout": False}
+OFF = {"input_rank": 0, "local_contrast": 0, "frame_deltas": False, "frame_readout": False, "clamp_output": False}
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +167,48 @@ def test_frame_options_on_change_the_prediction() -> None:
     for enc in (readout.encoders.audio, readout.encoders.vision):
         torch.nn.init.normal_(enc.readout.weight)
     assert not torch.allclose(base, run(readout, batch)["pred"])
+
+
+@pytest.mark.parametrize("name", ["qa_moe", "late_fusion", "tfn"])
+def test_clamp_output_clamps_pred_to_the_fitted_label_range(name: str) -> None:
+    batch = KIT.batch(16, seed=4)
+    base, clamped = KIT.build(name, seed=2), KIT.build(name, seed=2, clamp_output=True)
+    raw = run(base, batch)["pred"]
+    torch.testing.assert_close(run(clamped, batch)["pred"], raw)  # not fitted yet: unbounded, the same function
+    lo, hi = float(raw.quantile(0.25)), float(raw.quantile(0.75))
+    clamped.fit_outputs((lo, hi))
+    for train in (False, True):
+        torch.manual_seed(0)
+        want = run(base, batch, train=train)["pred"].clamp(lo, hi)
+        torch.manual_seed(0)
+        torch.testing.assert_close(run(clamped, batch, train=train)["pred"], want)
+    assert not torch.equal(want, run(base, batch)["pred"])  # the range bites on this batch
+    # the range is a buffer: a checkpoint keeps it
+    fresh = KIT.build(name, seed=5, clamp_output=True)
+    fresh.load_state_dict(clamped.state_dict())
+    assert fresh.output_range.tolist() == pytest.approx([lo, hi])
+    with pytest.raises(ValueError, match="low < high"):
+        clamped.fit_outputs((1.0, -1.0))
+
+
+def test_clamp_output_outputs_beyond_the_range_get_no_task_gradient() -> None:
+    model = KIT.build("late_fusion", clamp_output=True)
+    model.fit_outputs((-0.001, 0.001))
+    batch = KIT.batch(8, seed=6)
+    out = run(model, batch, train=True)
+    (out["pred"] - batch.labels).abs().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert all(float(g.abs().max()) == 0.0 for g in grads)  # every prediction is beyond the tiny range
+
+
+def test_clamp_output_is_set_by_the_trainer_and_refused_for_classification(small) -> None:
+    model = create_model("late_fusion", small.dims, small.lengths, seed=0, clamp_output=True)
+    train_model(model, small, TrainingRun(CLEAN, TrainingSpec(epochs=1, batch_size=32), seed=0),
+                device=torch.device("cpu"))
+    assert model.output_range.tolist() == list(small.label_range)
+    assert "output_range" not in create_model("late_fusion", small.dims, small.lengths, seed=0).state_dict()
+    with pytest.raises(ModelConfigError, match="clamp_output"):
+        create_model("late_fusion", small.dims, small.lengths, seed=0, classes=3, clamp_output=True)
 
 
 def test_attention_max_pooling_reads_the_max_and_ignores_masked_frames() -> None:

@@ -87,6 +87,15 @@ class BaseConfig:
                  the linear statistics that estimate a short burst's amplitude against a smooth
                  background, which the per-frame projection and LayerNorm cannot (False; needs an
                  attention ``encoder_pooling``).
+    clamp_output: clamp the predicted score to the dataset's label range ([-3, 3] on MOSI and
+                 MOSEI, [-1, 1] on SIMS), in training as in evaluation (False). Sentiment labels are
+                 means of bounded ratings, so they saturate at the ends of the scale (on MOSI-shaped
+                 data about one clip in seven sits at -3 or 3); a clamped output represents that
+                 saturation, which an unbounded head must otherwise learn as a bend near the ends
+                 and learns shrunk towards the middle (docs/benchmark.md). The range is a buffer set
+                 by :meth:`MSAModel.fit_outputs` (the trainer calls it), so a checkpoint keeps it.
+                 An output beyond the range gets no gradient from the task loss there. Regression
+                 only.
     """
 
     d_model: int = 64
@@ -105,6 +114,7 @@ class BaseConfig:
     local_contrast: int = 0
     frame_deltas: bool = False
     frame_readout: bool = False
+    clamp_output: bool = False
 
     def __post_init__(self) -> None:
         check_config(self.encoder_layers >= 1, "encoder_layers", "must be >= 1")
@@ -121,6 +131,12 @@ class BaseConfig:
         check_config(self.local_contrast >= 0, "local_contrast", "must be >= 0 (0: off)")
         check_config(not self.frame_readout or self.encoder_pooling.startswith("attention"), "frame_readout",
                      "needs an attention pooling (encoder_pooling: attention, attention_mean or attention_max)")
+
+
+def _clamp_prediction(model: MSAModel, args: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Forward hook of a ``clamp_output`` model: ``pred`` clamped to ``model.output_range``."""
+    lo, hi = model.output_range
+    return {**out, "pred": torch.clamp(out["pred"], lo, hi)}
 
 
 def check_config(ok: bool, key: str, message: str) -> None:
@@ -153,7 +169,9 @@ class MSAModel(nn.Module, ABC):
       sets ``shared_encoders = False`` and builds its own with :meth:`build_text_encoder` and
       :meth:`build_sequence_encoder`;
     - :meth:`param_groups` gives a pretrained text encoder its own learning rate;
-    - :meth:`fit_inputs` fits the input standardisation of every shared sequence encoder.
+    - :meth:`fit_inputs` fits the input standardisation of every shared sequence encoder;
+    - with ``clamp_output`` (a :class:`BaseConfig` key), ``pred`` is clamped to the label range
+      that :meth:`fit_outputs` sets (a forward hook, so every model's ``forward`` stays its own).
 
     ``extras`` declares every extra ``forward`` may return (:class:`~robustmsa.models.extras.Extra`:
     its prediction-table columns, and whether each column's mean is a metric row).
@@ -185,6 +203,13 @@ class MSAModel(nn.Module, ABC):
         self.lengths = None if lengths is None else dict(lengths)
         if self.shared_encoders:
             self.encoders = ModalityEncoders(self.dims, self.encoder_spec(), build_text_encoder(config))
+        if getattr(config, "clamp_output", False):
+            if self.num_classes:
+                raise ModelConfigError("clamp_output", "clamps a regression score; a classification model "
+                                       "outputs class logits", hint="leave clamp_output off for a classification dataset")
+            # unbounded until fit_outputs sets the dataset's label range; a buffer, so checkpoints keep it
+            self.register_buffer("output_range", torch.tensor([-float("inf"), float("inf")]))
+            self.register_forward_hook(_clamp_prediction)
 
     @abstractmethod
     def forward(self, batch: Batch, clean: Batch | None = None) -> dict[str, Any]:
@@ -219,6 +244,15 @@ class MSAModel(nn.Module, ABC):
         for module in self.modules():
             if isinstance(module, SequenceEncoder):
                 module.fit_inputs(train)
+
+    def fit_outputs(self, label_range: tuple[float, float]) -> None:
+        """Set the range :attr:`BaseConfig.clamp_output` clamps ``pred`` to: the dataset's label
+        range (the trainer calls this once, before training). A no-op when ``clamp_output`` is off."""
+        if hasattr(self, "output_range"):
+            lo, hi = (float(v) for v in label_range)
+            if not lo < hi:
+                raise ValueError(f"label range must have low < high; got {label_range}")
+            self.output_range.copy_(torch.tensor([lo, hi]))
 
     def content_hash(self) -> str | None:
         """The sha256 of the weights a :attr:`brings_weights` model comes with (None: trained here)."""

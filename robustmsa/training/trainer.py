@@ -330,6 +330,7 @@ def train_model(
     corrupt = RegimeCorruption(run, ctx)
     validate = _Validator(dataset, run, ctx, device)
     model.fit_inputs(train)
+    model.fit_outputs(dataset.label_range)
     model.to(device)
     training = run.training
     opt = optimizer(model, training)
