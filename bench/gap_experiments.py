@@ -5,9 +5,9 @@ On ``synthetic_trimodal`` the best models of the main suite first reached a clea
 QA-MoE reaches 0.572 over nine seeds (1.14x; docs/benchmark.md). This script measures, with the
 main suite's data and recipe (``suites/continuous_spectrum.yaml``: clean training, its batch size
 and lr; the variant ``main`` with the suite's own model params, trainer options, epochs and
-patience; every other variant with its model and trainer options as named and its own budget, by
-default the suite's earlier one, :data:`EARLIER_BUDGET`, so the numbers measured with it stay
-reproducible):
+patience; every other variant with its model and trainer options as named and the suite's earlier
+budget, :data:`EARLIER_BUDGET`, with the changes :data:`RECIPES` names, so that the numbers
+measured with it stay reproducible):
 
 ``diagnose``
     (a) an MLP given the oracle's *estimated* cues (the generalised-least-squares estimates from
@@ -260,10 +260,11 @@ def _row(label: str, res: list[tuple[float, float]]) -> str:
 # remedies: named variants
 # --------------------------------------------------------------------------------------------
 
-#: the main suite's weight averaging
+#: weight averaging: the main suite's earlier (decay 0.98) and current (0.99)
 EMA98 = TrainerOptions(average="ema", ema_decay=0.98)
+EMA99 = TrainerOptions(average="ema", ema_decay=0.99)
 
-#: the main suite's QA-MoE options (the chosen recipe)
+#: the QA-MoE options chosen at the frame-readout step (the main suite has since added clamp_output)
 CHOSEN: dict[str, Any] = {"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0}
 
 #: variant name -> (model config overrides, trainer options); every option is off in "default"
@@ -302,7 +303,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
                             EMA98),
     "sparse+ema+aux0.3": ({"input_sparsity": 0.1, "aux_weight": 0.3}, EMA98),
     "sparse+ema_0.98_20ep": ({"input_sparsity": 0.1}, EMA98),
-    "sparse+ema_0.99_20ep": ({"input_sparsity": 0.1}, TrainerOptions(average="ema", ema_decay=0.99)),
+    "sparse+ema_0.99_20ep": ({"input_sparsity": 0.1}, EMA99),
     "default_20ep": ({}, TrainerOptions()),
     "sparse+ema+aux0.3_20ep": ({"input_sparsity": 0.1, "aux_weight": 0.3}, EMA98),
     "sparse+ema_0.98_30ep": ({"input_sparsity": 0.1}, EMA98),
@@ -326,8 +327,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
     "sparse0.05+ema+readout": ({"input_sparsity": 0.05, "frame_readout": True}, EMA98),
     "sparse0.05+ema+readout+deltas": ({"input_sparsity": 0.05, "frame_readout": True, "frame_deltas": True},
                                       EMA98),
-    "sparse+ema+readout+aux1": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0},
-                                EMA98),
+    "sparse+ema+readout+aux1": (CHOSEN, EMA98),
     "sparse+ema+deltas+aux1": ({"input_sparsity": 0.1, "frame_deltas": True, "aux_weight": 1.0},
                                EMA98),
     "sparse+ema+aux1": ({"input_sparsity": 0.1, "aux_weight": 1.0}, EMA98),
@@ -336,12 +336,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
        for w in ("0.3", "1", "1.5", "2")},
     "sparse+ema+readout+aux0.7": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 0.7},
                                   EMA98),
-    "sparse+ema+readout+aux1+drop0.1": ({**CHOSEN, "dropout": 0.1},
-                                        EMA98),
-    "sparse+ema+readout+aux1+unc0.03": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0,
-                                         "uncertainty_weight": 0.03}, EMA98),
-    "sparse+ema+readout+aux1_16ep": ({"input_sparsity": 0.1, "frame_readout": True, "aux_weight": 1.0},
-                                     EMA98),
+    "sparse+ema+readout+aux1+drop0.1": ({**CHOSEN, "dropout": 0.1}, EMA98),
+    "sparse+ema+readout+aux1+unc0.03": ({**CHOSEN, "uncertainty_weight": 0.03}, EMA98),
+    "sparse+ema+readout+aux1_16ep": (CHOSEN, EMA98),
     "sparse0.15+ema+readout+aux1": ({"input_sparsity": 0.15, "frame_readout": True, "aux_weight": 1.0},
                                     EMA98),
     "sparse0.15+ema+readout+deltas+aux1": ({"input_sparsity": 0.15, "frame_readout": True, "frame_deltas": True,
@@ -356,38 +353,38 @@ VARIANTS: dict[str, tuple[dict[str, Any], TrainerOptions]] = {
     "chosen+wd0": (CHOSEN, EMA98),
     "chosen+wd1e-3": (CHOSEN, EMA98),
     "chosen+wd1e-2": (CHOSEN, EMA98),
-    "chosen+ema0.99": (CHOSEN, TrainerOptions(average="ema", ema_decay=0.99)),
+    "chosen+ema0.99": (CHOSEN, EMA99),
     "chosen+b128lr2e-3": (CHOSEN, EMA98),
     "chosen+noclip": (CHOSEN, EMA98),
     "chosen_24ep": (CHOSEN, EMA98),
     "chosen_24ep_lr5e-4": (CHOSEN, EMA98),
-    "chosen_24ep_ema0.99": (CHOSEN, TrainerOptions(average="ema", ema_decay=0.99)),
-    "chosen_20ep_ema0.99": (CHOSEN, TrainerOptions(average="ema", ema_decay=0.99)),
+    "chosen_24ep_ema0.99": (CHOSEN, EMA99),
+    "chosen_20ep_ema0.99": (CHOSEN, EMA99),
     "chosen_32ep_ema0.995": (CHOSEN, TrainerOptions(average="ema", ema_decay=0.995)),
-    "chosen_16ep_ema0.99": (CHOSEN, TrainerOptions(average="ema", ema_decay=0.99)),
+    "chosen_16ep_ema0.99": (CHOSEN, EMA99),
     "sparse0.05+readout_20ep_ema0.99": ({"input_sparsity": 0.05, "frame_readout": True},
-                                        TrainerOptions(average="ema", ema_decay=0.99)),
-    "chosen+dense_20ep_ema0.99": ({**CHOSEN, "routing": "dense"}, TrainerOptions(average="ema", ema_decay=0.99)),
-    "chosen+deltas_20ep_ema0.99": ({**CHOSEN, "frame_deltas": True}, TrainerOptions(average="ema", ema_decay=0.99)),
-    "chosen+aux1.5_20ep_ema0.99": ({**CHOSEN, "aux_weight": 1.5}, TrainerOptions(average="ema", ema_decay=0.99)),
-    "chosen+sparse0.15_20ep_ema0.99": ({**CHOSEN, "input_sparsity": 0.15}, TrainerOptions(average="ema", ema_decay=0.99)),
+                                        EMA99),
+    "chosen+dense_20ep_ema0.99": ({**CHOSEN, "routing": "dense"}, EMA99),
+    "chosen+deltas_20ep_ema0.99": ({**CHOSEN, "frame_deltas": True}, EMA99),
+    "chosen+aux1.5_20ep_ema0.99": ({**CHOSEN, "aux_weight": 1.5}, EMA99),
+    "chosen+sparse0.15_20ep_ema0.99": ({**CHOSEN, "input_sparsity": 0.15}, EMA99),
     "chosen_24ep_ema0.995": (CHOSEN, TrainerOptions(average="ema", ema_decay=0.995)),
     "chosen+clamp": ({**CHOSEN, "clamp_output": True}, EMA98),
-    "chosen+clamp_20ep_ema0.99": ({**CHOSEN, "clamp_output": True}, TrainerOptions(average="ema", ema_decay=0.99)),
+    "chosen+clamp_20ep_ema0.99": ({**CHOSEN, "clamp_output": True}, EMA99),
     "sparse0.05+readout+clamp": ({"input_sparsity": 0.05, "frame_readout": True, "clamp_output": True}, EMA98),
     "sparse0.05+readout+clamp_20ep_ema0.99": ({"input_sparsity": 0.05, "frame_readout": True, "clamp_output": True},
-                                              TrainerOptions(average="ema", ema_decay=0.99)),
-    "chosen+clamp_16ep_ema0.99": ({**CHOSEN, "clamp_output": True}, TrainerOptions(average="ema", ema_decay=0.99)),
+                                              EMA99),
+    "chosen+clamp_16ep_ema0.99": ({**CHOSEN, "clamp_output": True}, EMA99),
     "sparse0.05+readout+clamp_16ep_ema0.99": ({"input_sparsity": 0.05, "frame_readout": True, "clamp_output": True},
-                                              TrainerOptions(average="ema", ema_decay=0.99)),
+                                              EMA99),
     "chosen+readout_deltas+dense": ({**CHOSEN, "frame_deltas": True, "routing": "dense"}, EMA98),
 }
 
-#: the main suite's budget before 2026-12-06, which every variant without a RECIPES entry keeps (so the
+#: the main suite's budget before 2026-12-06, which every variant keeps unless RECIPES changes it (so the
 #: numbers measured with it in docs/benchmark.md stay reproducible)
 EARLIER_BUDGET: dict[str, Any] = {"epochs": 12, "patience": 4}
 
-#: variant name -> the training budget of the variant (EARLIER_BUDGET for those not named here)
+#: variant name -> its changes to EARLIER_BUDGET and the rest of the suite's training block
 RECIPES: dict[str, dict[str, Any]] = {
     "sparse+ema_0.98_20ep": {"epochs": 20, "patience": 6},
     "sparse+ema_0.99_20ep": {"epochs": 20, "patience": 6},
@@ -447,7 +444,7 @@ def screen(names: list[str], models: list[str], seeds: list[int], regime: str = 
         base_seconds = None
         for v in names:
             overrides, options = main_variant(name) if v == "main" else VARIANTS[v]
-            recipe = {} if v == "main" else RECIPES.get(v, EARLIER_BUDGET)
+            recipe = {} if v == "main" else {**EARLIER_BUDGET, **RECIPES.get(v, {})}
             if not set(overrides) <= set(model_config(name)):
                 print(f"{name:<12}{v:<28} (not a {name} option)")
                 continue
@@ -479,7 +476,7 @@ def main() -> None:
     models = args.models.split(",")
     if args.command == "list":
         for v, (overrides, options) in VARIANTS.items():
-            print(f"{v:<28} {overrides} {options} {RECIPES.get(v, EARLIER_BUDGET)}")
+            print(f"{v:<28} {overrides} {options} { {**EARLIER_BUDGET, **RECIPES.get(v, {})} }")
     elif args.command == "diagnose":
         diagnose(seeds, models)
     elif args.command == "textdims":
